@@ -1,0 +1,21 @@
+"""matryo-fast: fused prefix-truncate + re-normalize + top-k cosine search for Matryoshka embeddings.
+
+>>> import numpy as np, matryo_fast as mf
+>>> corpus = np.random.default_rng(0).standard_normal((1000, 64)).astype(np.float32)
+>>> res = mf.topk(corpus[7], corpus, dim=32, k=3)
+>>> int(res.indices[0])
+7
+"""
+
+from matryo_fast._core import __version__, backends, set_backend
+from matryo_fast.search import Corpus, TopK, open_corpus, topk
+
+__all__ = [
+    "Corpus",
+    "TopK",
+    "__version__",
+    "backends",
+    "open_corpus",
+    "set_backend",
+    "topk",
+]

@@ -1,0 +1,208 @@
+//! The only PyO3 file: `matryo_fast._core`. Each export wraps a pure function of the core;
+//! numpy arrays are borrowed (never copied), the GIL is released for the work, and core
+//! errors are mapped to Python exceptions in one place.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::error::Error;
+use crate::kernels::{self, Backend};
+use crate::layout::Matrix;
+use crate::search::{self, Hits, Queries};
+use crate::store::NpyFile;
+use crate::{funnel, pool};
+
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        let msg = e.to_string();
+        match e {
+            Error::WrongDtype { .. } => PyTypeError::new_err(msg),
+            Error::NotFound { .. } => PyFileNotFoundError::new_err(msg),
+            Error::Io { .. } => PyOSError::new_err(msg),
+            _ => PyValueError::new_err(msg),
+        }
+    }
+}
+
+/// A memory-mapped float32 `.npy` corpus (read-only, shared between threads).
+#[pyclass(frozen, name = "Corpus", module = "matryo_fast._core", skip_from_py_object)]
+struct PyCorpus {
+    file: Arc<NpyFile>,
+}
+
+#[pymethods]
+impl PyCorpus {
+    #[new]
+    fn py_new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let file = py.detach(|| NpyFile::open(&path))?;
+        Ok(PyCorpus { file: Arc::new(file) })
+    }
+
+    /// `(rows, dims)`.
+    #[getter]
+    fn shape(&self) -> (usize, usize) {
+        self.file.shape()
+    }
+
+    /// The mapped file.
+    #[getter]
+    fn path(&self) -> String {
+        self.file.path().display().to_string()
+    }
+
+    fn __len__(&self) -> usize {
+        self.file.shape().0
+    }
+}
+
+/// A corpus argument, borrowed for the call.
+enum CorpusArg<'py> {
+    File(Arc<NpyFile>),
+    Array(PyReadonlyArray2<'py, f32>),
+}
+
+impl<'py> CorpusArg<'py> {
+    fn extract(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(c) = obj.cast::<PyCorpus>() {
+            return Ok(CorpusArg::File(Arc::clone(&c.get().file)));
+        }
+        obj.extract::<PyReadonlyArray2<'py, f32>>().map(CorpusArg::Array).map_err(|_| {
+            PyTypeError::new_err("corpus must be a 2-D native float32 numpy array or a Corpus")
+        })
+    }
+
+    fn cols(&self) -> usize {
+        match self {
+            CorpusArg::File(f) => f.shape().1,
+            CorpusArg::Array(a) => a.shape()[1],
+        }
+    }
+
+    /// The rows as a zero-copy matrix.
+    fn matrix(&self) -> PyResult<Matrix<'_>> {
+        match self {
+            CorpusArg::File(f) => Ok(f.matrix()),
+            CorpusArg::Array(a) => {
+                let (rows, cols) = (a.shape()[0], a.shape()[1]);
+                let strides = a.strides(); // bytes
+                let ptr = a.data().cast_const();
+                let item = std::mem::size_of::<f32>() as isize;
+                if cols > 1 && strides[1] != item {
+                    return Err(PyValueError::new_err(format!(
+                        "corpus rows must be contiguous (column stride {} bytes, expected {item}); \
+                         use np.ascontiguousarray(corpus) once",
+                        strides[1]
+                    )));
+                }
+                if strides[0] % item != 0 || (ptr as usize) % std::mem::align_of::<f32>() != 0 {
+                    return Err(PyValueError::new_err(
+                        "corpus data is not aligned to 4 bytes; use np.ascontiguousarray(corpus) once",
+                    ));
+                }
+                // SAFETY: numpy guarantees that for r < rows the cols values at
+                // data + r * strides[0] bytes (column stride 4, checked above) lie inside the
+                // array's buffer; the pointer is 4-byte aligned (checked). The readonly borrow
+                // keeps the array alive and flags it borrowed for the call; as with any numpy
+                // extension that releases the GIL, another thread writing to the same array
+                // during the call is the caller's race.
+                Ok(unsafe { Matrix::from_raw_parts(ptr, rows, cols, strides[0] / item) })
+            }
+        }
+    }
+}
+
+/// Borrows the query as dense rows.
+fn query_slice<'a>(query: &'a PyReadonlyArray2<'_, f32>) -> PyResult<&'a [f32]> {
+    query
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("query must be C-contiguous; use np.ascontiguousarray(query)"))
+}
+
+fn to_arrays<'py>(py: Python<'py>, hits: Hits) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
+    let shape = (hits.nq, hits.k);
+    let bad = |e: numpy::ndarray::ShapeError| PyValueError::new_err(e.to_string());
+    let scores = Array2::from_shape_vec(shape, hits.scores).map_err(bad)?;
+    let indices = Array2::from_shape_vec(shape, hits.indices).map_err(bad)?;
+    Ok((scores.into_pyarray(py), indices.into_pyarray(py)))
+}
+
+/// Top-k cosine over the first `dim` columns; returns `(scores (B, k), indices (B, k))`.
+#[pyfunction]
+#[pyo3(name = "topk", signature = (query, corpus, dim, k))]
+fn py_topk<'py>(
+    py: Python<'py>,
+    query: PyReadonlyArray2<'py, f32>,
+    corpus: &Bound<'py, PyAny>,
+    dim: i64,
+    k: i64,
+) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
+    let corpus = CorpusArg::extract(corpus)?;
+    let qcols = query.shape()[1];
+    search::check_dim(dim, qcols, corpus.cols())?;
+    let queries = Queries::new(query_slice(&query)?, qcols)?;
+    let matrix = corpus.matrix()?;
+    let hits = py.detach(|| search::topk(queries, &matrix, dim, k))?;
+    to_arrays(py, hits)
+}
+
+/// Funnel search (shortlist at `dims[0]`, re-rank at each wider dim); `(scores, indices)`.
+#[pyfunction]
+#[pyo3(name = "funnel", signature = (query, corpus, dims, candidates, k))]
+fn py_funnel<'py>(
+    py: Python<'py>,
+    query: PyReadonlyArray2<'py, f32>,
+    corpus: &Bound<'py, PyAny>,
+    dims: Vec<i64>,
+    candidates: Vec<i64>,
+    k: i64,
+) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
+    let corpus = CorpusArg::extract(corpus)?;
+    let qcols = query.shape()[1];
+    funnel::check_plan(&dims, &candidates, k, qcols, corpus.cols())?;
+    let queries = Queries::new(query_slice(&query)?, qcols)?;
+    let matrix = corpus.matrix()?;
+    let hits = py.detach(|| funnel::funnel(queries, &matrix, &dims, &candidates, k))?;
+    to_arrays(py, hits)
+}
+
+/// `{"available": [...], "active": name, "threads": n}`.
+#[pyfunction]
+#[pyo3(name = "backends")]
+fn py_backends(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    let names: Vec<&str> = kernels::available().iter().map(|b| b.name()).collect();
+    d.set_item("available", names)?;
+    d.set_item("active", kernels::active()?.name())?;
+    d.set_item("threads", pool::current_threads())?;
+    Ok(d)
+}
+
+/// Forces a backend by name for this process; `None` restores the default.
+#[pyfunction]
+#[pyo3(name = "set_backend", signature = (name=None))]
+fn py_set_backend(name: Option<&str>) -> PyResult<()> {
+    let backend = match name {
+        None => None,
+        Some(n) => Some(Backend::from_name(n).ok_or_else(|| {
+            PyValueError::new_err(format!("unknown backend {n:?} (known: scalar, avx2, avx512, neon)"))
+        })?),
+    };
+    Ok(kernels::force(backend)?)
+}
+
+#[pymodule(gil_used = false)]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<PyCorpus>()?;
+    m.add_function(wrap_pyfunction!(py_topk, m)?)?;
+    m.add_function(wrap_pyfunction!(py_funnel, m)?)?;
+    m.add_function(wrap_pyfunction!(py_backends, m)?)?;
+    m.add_function(wrap_pyfunction!(py_set_backend, m)?)?;
+    Ok(())
+}

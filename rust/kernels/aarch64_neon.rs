@@ -1,0 +1,84 @@
+//! NEON backend (aarch64): 4 lanes; the last partial chunk is copied into a zeroed buffer.
+
+use core::arch::aarch64::*;
+
+use super::generic::{self, Simd};
+use crate::layout::Segment;
+
+#[derive(Clone, Copy)]
+pub(crate) struct Neon;
+
+impl Simd for Neon {
+    const LANES: usize = 4;
+    type V = float32x4_t;
+
+    #[inline(always)]
+    unsafe fn zero() -> float32x4_t {
+        // SAFETY: NEON is part of the aarch64 baseline.
+        unsafe { vdupq_n_f32(0.0) }
+    }
+
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> float32x4_t {
+        // SAFETY: the caller guarantees 4 readable floats at `p`; vld1q has no alignment need.
+        unsafe { vld1q_f32(p) }
+    }
+
+    #[inline(always)]
+    unsafe fn load_partial(p: *const f32, n: usize) -> float32x4_t {
+        // SAFETY: n < 4 floats at `p` are readable (caller); the copy stays inside `buf`.
+        unsafe {
+            let mut buf = [0.0f32; 4];
+            core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n);
+            vld1q_f32(buf.as_ptr())
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn fma(a: float32x4_t, b: float32x4_t, acc: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is part of the aarch64 baseline.
+        unsafe { vfmaq_f32(acc, a, b) }
+    }
+
+    #[inline(always)]
+    unsafe fn reduce4(a: float32x4_t, b: float32x4_t, c: float32x4_t, d: float32x4_t) -> [f32; 4] {
+        // Lane order, for each input v: (v0+v1)+(v2+v3).
+        // SAFETY: NEON is part of the aarch64 baseline; the store writes 4 floats into 4.
+        unsafe {
+            let s = vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d));
+            let mut out = [0.0f32; 4];
+            vst1q_f32(out.as_mut_ptr(), s);
+            out
+        }
+    }
+}
+
+/// See [`generic::dot_norm_block`].
+///
+/// # Safety
+/// As [`generic::dot_norm_block`].
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn dot_norm_block(q: *const f32, segs: &[Segment], rows: &[usize], dots: &mut [f32], norms: &mut [f32]) {
+    // SAFETY: forwarded contract.
+    unsafe { generic::dot_norm_block::<Neon>(q, segs, rows, dots, norms) }
+}
+
+/// See [`generic::norm_block`].
+///
+/// # Safety
+/// As [`generic::norm_block`].
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn norm_block(segs: &[Segment], rows: &[usize], norms: &mut [f32]) {
+    // SAFETY: forwarded contract.
+    unsafe { generic::norm_block::<Neon>(segs, rows, norms) }
+}
+
+/// See [`generic::dot_block`].
+///
+/// # Safety
+/// As [`generic::dot_block`].
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn dot_block(qs: *const f32, q_stride: usize, nq: usize, segs: &[Segment], rows: &[usize], out: &mut [f32]) {
+    // SAFETY: forwarded contract.
+    unsafe { generic::dot_block::<Neon>(qs, q_stride, nq, segs, rows, out) }
+}

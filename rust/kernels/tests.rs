@@ -1,0 +1,234 @@
+//! Every available backend against the scalar reference, and the search against a float64
+//! oracle written here independently of the kernels.
+
+use proptest::prelude::*;
+
+use super::{available, Backend, Kernels};
+use crate::funnel::funnel_with;
+use crate::layout::Matrix;
+use crate::search::{topk_with, Queries};
+
+/// Dims around every lane width (1, 4, 8, 16) and some odd ones.
+const DIMS: [usize; 18] = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 97];
+
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    // xorshift, deterministic and dependency-free
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn close(a: f32, b: f32, scale: f32) -> bool {
+    (a - b).abs() <= 1e-5 * scale.max(1.0)
+}
+
+#[test]
+fn scalar_is_always_available() {
+    assert!(available().contains(&Backend::Scalar));
+    assert_eq!(Backend::from_name("AVX2"), Some(Backend::Avx2));
+    assert_eq!(Backend::from_name("sse9"), None);
+}
+
+#[test]
+fn every_backend_matches_scalar_on_blocks() {
+    let scalar = Kernels::new(Backend::Scalar).unwrap();
+    for backend in available() {
+        let kern = Kernels::new(backend).unwrap();
+        for &cols in &DIMS {
+            for rows in [1usize, 3, 4, 5, 8, 13] {
+                let x = data(rows * (cols + 3), cols as u64 * 31 + rows as u64);
+                // Strided rows: each row has 3 extra columns after the prefix, never read.
+                let m = Matrix::from_slice(&x, rows, cols + 3).unwrap();
+                for dim in [cols, (cols / 2).max(1)] {
+                    let p = m.prefix(dim);
+                    let nq = 5;
+                    let q = data(nq * dim, 7 + dim as u64);
+                    let idx: Vec<usize> = (0..rows).rev().collect();
+                    let (mut d1, mut n1, mut d0, mut n0) = (vec![0.0; rows], vec![0.0; rows], vec![0.0; rows], vec![0.0; rows]);
+                    kern.dot_norm(&q[..dim], &p, &idx, &mut d1, &mut n1);
+                    scalar.dot_norm(&q[..dim], &p, &idx, &mut d0, &mut n0);
+                    for i in 0..rows {
+                        assert!(close(d1[i], d0[i], dim as f32), "{backend} dot dim {dim}: {} vs {}", d1[i], d0[i]);
+                        assert!(close(n1[i], n0[i], dim as f32), "{backend} norm dim {dim}");
+                    }
+                    // norms() and dots() agree bitwise with the fused pass of the same backend.
+                    let mut n2 = vec![0.0; rows];
+                    kern.norms(&p, &idx, &mut n2);
+                    assert_eq!(n1, n2, "{backend}: norms differ from the fused pass");
+                    let mut out = vec![0.0; nq * rows];
+                    kern.dots(&q, dim, nq, &p, &idx, &mut out);
+                    assert_eq!(&out[..rows], &d1[..], "{backend}: tiled dots differ from the fused pass");
+                    for j in 0..nq {
+                        let mut dj = vec![0.0; rows];
+                        let mut nj = vec![0.0; rows];
+                        kern.dot_norm(&q[j * dim..(j + 1) * dim], &p, &idx, &mut dj, &mut nj);
+                        assert_eq!(&out[j * rows..(j + 1) * rows], &dj[..], "{backend}: query {j} tile differs");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Independent float64 oracle: (score, row) sorted by score desc, row asc.
+fn oracle(q: &[f32], x: &[f32], cols: usize, dim: usize, k: usize) -> Vec<(f64, usize)> {
+    let qn: f64 = q[..dim].iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+    let mut s: Vec<(f64, usize)> = x
+        .chunks(cols)
+        .enumerate()
+        .map(|(r, row)| {
+            let xn: f64 = row[..dim].iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+            let d: f64 = row[..dim].iter().zip(q).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+            (if qn == 0.0 || xn == 0.0 { 0.0 } else { d / (qn * xn) }, r)
+        })
+        .collect();
+    s.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    s.truncate(k);
+    s
+}
+
+fn check_against_oracle(backend: Backend, x: &[f32], rows: usize, cols: usize, q: &[f32], nq: usize, dim: usize, k: usize) {
+    let m = Matrix::from_slice(x, rows, cols).unwrap();
+    let hits = topk_with(Kernels::new(backend).unwrap(), Queries::new(q, cols).unwrap(), &m, dim as i64, k as i64).unwrap();
+    let kk = k.min(rows);
+    assert_eq!(hits.k, kk);
+    for j in 0..nq {
+        let want = oracle(&q[j * cols..(j + 1) * cols], x, cols, dim, rows);
+        let all: std::collections::HashMap<usize, f64> = want.iter().map(|&(s, r)| (r, s)).collect();
+        let kth = want[kk - 1].0;
+        for t in 0..kk {
+            let (s, r) = (hits.scores[j * kk + t], hits.indices[j * kk + t] as usize);
+            let exact = all[&r];
+            assert!((f64::from(s) - exact).abs() < 1e-5, "{backend}: row {r} score {s} vs {exact}");
+            assert!(exact >= kth - 1e-5, "{backend}: row {r} ({exact}) is not in the top {kk} (kth {kth})");
+            if t > 0 {
+                assert!(hits.scores[j * kk + t - 1] >= s, "not sorted");
+            }
+        }
+    }
+}
+
+#[test]
+fn search_matches_float64_oracle_every_backend() {
+    for backend in available() {
+        for &cols in &[1usize, 7, 8, 17, 33, 64, 97] {
+            let rows = 5003; // > one chunk boundary at MIN_CHUNK_ROWS, not a multiple of 4
+            let x = data(rows * cols, cols as u64);
+            for nq in [1usize, 2, 4, 7] {
+                let q = data(nq * cols, 99 + nq as u64);
+                for dim in [1, cols.div_ceil(2), cols] {
+                    check_against_oracle(backend, &x, rows, cols, &q, nq, dim, 10);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn duplicates_tie_zero_rows_score_zero_batch_equals_single() {
+    let cols = 19;
+    let base = data(40 * cols, 5);
+    let mut x = Vec::new();
+    for r in 0..200 {
+        match r % 5 {
+            0 => x.extend(std::iter::repeat(0.0).take(cols)),
+            _ => x.extend_from_slice(&base[(r % 40) * cols..(r % 40 + 1) * cols]),
+        }
+    }
+    let m = Matrix::from_slice(&x, 200, cols).unwrap();
+    for backend in available() {
+        let kern = Kernels::new(backend).unwrap();
+        let q = data(3 * cols, 8);
+        let batch = topk_with(kern, Queries::new(&q, cols).unwrap(), &m, 11, 200).unwrap();
+        for j in 0..3 {
+            let single = topk_with(kern, Queries::new(&q[j * cols..(j + 1) * cols], cols).unwrap(), &m, 11, 200).unwrap();
+            assert_eq!(&batch.scores[j * 200..(j + 1) * 200], &single.scores[..], "{backend}: batch != single");
+            assert_eq!(&batch.indices[j * 200..(j + 1) * 200], &single.indices[..]);
+            for t in 1..200 {
+                let (s0, s1) = (single.scores[t - 1], single.scores[t]);
+                assert!(s0 >= s1);
+                if s0 == s1 {
+                    assert!(single.indices[t - 1] < single.indices[t], "{backend}: tie not in row order");
+                }
+            }
+            // Every zero row (r % 5 == 0) scores exactly 0.0.
+            for t in 0..200 {
+                if single.indices[t] % 5 == 0 {
+                    assert_eq!(single.scores[t].to_bits(), 0.0f32.to_bits());
+                }
+            }
+        }
+        // Zero query: all scores 0.0, rows in order.
+        let z = vec![0.0; cols];
+        let h = topk_with(kern, Queries::new(&z, cols).unwrap(), &m, cols as i64, 5).unwrap();
+        assert_eq!(h.scores, vec![0.0; 5]);
+        assert_eq!(h.indices, vec![0, 1, 2, 3, 4]);
+    }
+}
+
+#[test]
+fn extreme_magnitudes_use_exact_path_and_nan_rows_error() {
+    let cols = 9;
+    let mut x = data(6 * cols, 3);
+    for v in &mut x[..cols] {
+        *v *= 1e-25; // squared norm underflows float32
+    }
+    for v in &mut x[cols..2 * cols] {
+        *v *= 1e20; // squared norm overflows float32
+    }
+    let q = data(cols, 4);
+    for backend in available() {
+        check_against_oracle(backend, &x, 6, cols, &q, 1, cols, 6);
+        let mut bad = x.clone();
+        bad[4 * cols + 7] = f32::NAN;
+        let m = Matrix::from_slice(&bad, 6, cols).unwrap();
+        let kern = Kernels::new(backend).unwrap();
+        let e = topk_with(kern, Queries::new(&q, cols).unwrap(), &m, cols as i64, 2).unwrap_err();
+        assert!(e.to_string().contains("row 4"), "{e}");
+        // Not scanned: fine.
+        assert!(topk_with(kern, Queries::new(&q, cols).unwrap(), &m, 7, 2).is_ok());
+    }
+}
+
+#[test]
+fn funnel_with_everything_shortlisted_equals_exact() {
+    let (rows, cols) = (3000, 48);
+    let x = data(rows * cols, 11);
+    let m = Matrix::from_slice(&x, rows, cols).unwrap();
+    let q = data(4 * cols, 12);
+    for backend in available() {
+        let kern = Kernels::new(backend).unwrap();
+        let exact = topk_with(kern, Queries::new(&q, cols).unwrap(), &m, 48, 10).unwrap();
+        let f = funnel_with(kern, Queries::new(&q, cols).unwrap(), &m, &[8, 16, 48], &[5000, 3000], 10).unwrap();
+        assert_eq!(f, exact, "{backend}");
+        assert!(funnel_with(kern, Queries::new(&q, cols).unwrap(), &m, &[16, 8], &[100], 10).is_err());
+        assert!(funnel_with(kern, Queries::new(&q, cols).unwrap(), &m, &[8, 16], &[5], 10).is_err());
+        assert!(funnel_with(kern, Queries::new(&q, cols).unwrap(), &m, &[8, 16, 32], &[100, 200], 10).is_err());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn proptest_backends_vs_scalar(rows in 1usize..40, cols in 1usize..70, nq in 1usize..6, dim_frac in 0.0f64..1.0, k in 1usize..50, seed in 0u64..1000) {
+        let dim = ((cols as f64 * dim_frac) as usize).clamp(1, cols);
+        let x = data(rows * cols, seed);
+        let q = data(nq * cols, seed + 1);
+        let m = Matrix::from_slice(&x, rows, cols).unwrap();
+        let reference = topk_with(Kernels::new(Backend::Scalar).unwrap(), Queries::new(&q, cols).unwrap(), &m, dim as i64, k as i64).unwrap();
+        for backend in available() {
+            let h = topk_with(Kernels::new(backend).unwrap(), Queries::new(&q, cols).unwrap(), &m, dim as i64, k as i64).unwrap();
+            prop_assert_eq!(h.k, reference.k);
+            for (a, b) in h.scores.iter().zip(&reference.scores) {
+                prop_assert!(close(*a, *b, 1.0), "{} {} vs {}", backend, a, b);
+            }
+        }
+        check_against_oracle(Backend::Scalar, &x, rows, cols, &q, nq, dim, k);
+    }
+}

@@ -1,0 +1,181 @@
+//! How the kernels see a corpus: rows made of contiguous column *segments*.
+//!
+//! A row-major matrix (a numpy array, a strided row view such as `big[:, :256]`, or a mapped
+//! `.npy` file) is one segment per row. A prefix-blocked file (dims `[0, 64)` of all rows, then
+//! `[64, 128)`, ...) would be one segment per block, each with its own base and row stride; the
+//! kernels iterate over segments and never assume more, so such a layout plugs in here without
+//! touching them.
+
+use std::marker::PhantomData;
+
+use crate::error::{Error, Result};
+
+/// Columns `[col, col + width)` of every row; row `r`'s run starts at `base + r * stride`
+/// (in `f32` elements).
+#[derive(Clone, Copy, Debug)]
+pub struct Segment {
+    /// First column of the run.
+    pub col: usize,
+    /// Number of columns in the run.
+    pub width: usize,
+    base: *const f32,
+    stride: isize,
+}
+
+impl Segment {
+    /// Pointer to row `row`'s run.
+    ///
+    /// # Safety
+    /// `row` must be below the row count of the [`Matrix`] this segment came from.
+    #[inline(always)]
+    pub(crate) unsafe fn row_ptr(&self, row: usize) -> *const f32 {
+        // SAFETY: the Matrix constructor checked that base + row * stride + [0, width) is
+        // readable for every row < rows; the caller promises row < rows.
+        unsafe { self.base.offset(row as isize * self.stride) }
+    }
+}
+
+// SAFETY: a Segment is a read-only view into memory that the owning Matrix's lifetime keeps
+// alive; nothing is ever written through it, so sharing it between threads is sound.
+unsafe impl Send for Segment {}
+// SAFETY: as above, read-only.
+unsafe impl Sync for Segment {}
+
+/// A read-only `rows x cols` float32 matrix, borrowed for `'a`.
+#[derive(Clone, Debug)]
+pub struct Matrix<'a> {
+    rows: usize,
+    cols: usize,
+    segments: Vec<Segment>,
+    _borrow: PhantomData<&'a [f32]>,
+}
+
+impl<'a> Matrix<'a> {
+    /// A C-contiguous matrix over `data` (`data.len() == rows * cols`).
+    pub fn from_slice(data: &'a [f32], rows: usize, cols: usize) -> Result<Self> {
+        let need = rows.checked_mul(cols);
+        if need != Some(data.len()) {
+            return Err(Error::DimMismatch(format!(
+                "a {rows} x {cols} matrix needs {} values, the buffer has {}",
+                rows.saturating_mul(cols),
+                data.len()
+            )));
+        }
+        // SAFETY: rows * cols == data.len(), so every row r < rows has cols readable values at
+        // data + r * cols, and `data` is borrowed for 'a.
+        Ok(unsafe { Self::from_raw_parts(data.as_ptr(), rows, cols, cols as isize) })
+    }
+
+    /// A row-major matrix whose row `r` starts at `ptr + r * row_stride` (elements, may be
+    /// negative or zero) and has `cols` contiguous values.
+    ///
+    /// # Safety
+    /// For every `r < rows`, the `cols` floats at `ptr + r * row_stride` must be readable for
+    /// `'a` and not written to while the matrix is in use.
+    pub unsafe fn from_raw_parts(ptr: *const f32, rows: usize, cols: usize, row_stride: isize) -> Self {
+        Matrix {
+            rows,
+            cols,
+            segments: vec![Segment { col: 0, width: cols, base: ptr, stride: row_stride }],
+            _borrow: PhantomData,
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns (the full width `D`).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The view of columns `[0, dim)` (`dim` is capped at `cols`) that the kernels scan.
+    pub fn prefix(&self, dim: usize) -> Prefix<'a> {
+        let dim = dim.min(self.cols);
+        let segments = self
+            .segments
+            .iter()
+            .filter(|s| s.col < dim)
+            .map(|s| Segment { width: s.width.min(dim - s.col), ..*s })
+            .collect();
+        Prefix { rows: self.rows, dim, segments, _borrow: PhantomData }
+    }
+}
+
+/// Columns `[0, dim)` of a [`Matrix`]: the segments that cover them, the last one cut at `dim`.
+#[derive(Clone, Debug)]
+pub struct Prefix<'a> {
+    rows: usize,
+    dim: usize,
+    segments: Vec<Segment>,
+    _borrow: PhantomData<&'a [f32]>,
+}
+
+impl Prefix<'_> {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Prefix width.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The segments, in column order, covering `[0, dim)`.
+    pub(crate) fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Copies the prefixes of `rows` into `out`, densely (`rows.len() x dim`): the packing step
+    /// of a batched scan, so that the register tiles read a small contiguous block instead of
+    /// a strided one (whose rows would collide in the same cache sets).
+    pub fn pack(&self, rows: &[usize], out: &mut [f32]) {
+        const AHEAD: usize = 16;
+        assert!(out.len() >= rows.len() * self.dim, "pack buffer too small");
+        assert!(rows.iter().all(|&r| r < self.rows), "row index out of range ({} rows)", self.rows);
+        for (i, &r) in rows.iter().enumerate() {
+            if let Some(&next) = rows.get(i + AHEAD) {
+                for seg in &self.segments {
+                    // SAFETY: next < rows (asserted), so its run is readable.
+                    let p = unsafe { seg.row_ptr(next) };
+                    for line in (0..seg.width).step_by(16) {
+                        // SAFETY: line < width, inside the run.
+                        prefetch(unsafe { p.add(line) });
+                    }
+                }
+            }
+            for seg in &self.segments {
+                let dst = &mut out[i * self.dim + seg.col..i * self.dim + seg.col + seg.width];
+                // SAFETY: r < rows (asserted), so the run of `width` floats is readable; `dst`
+                // is a distinct, exclusively borrowed buffer of the same length.
+                unsafe { std::ptr::copy_nonoverlapping(seg.row_ptr(r), dst.as_mut_ptr(), seg.width) };
+            }
+        }
+    }
+
+    /// Row `row`'s values in `[0, dim)`, segment by segment (the slow, exact paths use this).
+    pub fn row_values(&self, row: usize) -> impl Iterator<Item = f32> + '_ {
+        assert!(row < self.rows, "row {row} out of range ({} rows)", self.rows);
+        self.segments.iter().flat_map(move |s| {
+            // SAFETY: row < rows (asserted above), so the segment run is readable (Matrix
+            // constructor contract) for the lifetime of the borrow.
+            let run = unsafe { std::slice::from_raw_parts(s.row_ptr(row), s.width) };
+            run.iter().copied()
+        })
+    }
+}
+
+/// A hint to fetch the cache line at `p` (a no-op where there is no baseline instruction).
+#[inline(always)]
+fn prefetch(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of the x86-64 baseline, and a prefetch never faults.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}

@@ -1,0 +1,45 @@
+//! # matryo_fast
+//!
+//! Fused prefix-truncate + re-normalize + top-k cosine search over float32 matrices in RAM or
+//! memory-mapped from `.npy` files, for Matryoshka embeddings. Pure Rust; the PyO3 module lives
+//! in `bindings.rs` behind the `python` feature.
+//!
+//! ## Numeric contract
+//! - **Score.** For a query `q`, a row `x` and a prefix width `dim`, the score is the cosine of
+//!   the prefixes, `dot(q[:dim], x[:dim]) / (|q[:dim]| * |x[:dim]|)`. The query prefix is scaled
+//!   to unit norm in float64 and rounded to float32 once; the dot product and the row's squared
+//!   norm are accumulated in float32 with fused multiply-add, one accumulator of `LANES` lanes
+//!   per (query, row) pair, reduced in a fixed order; the score is `dot * (1 / sqrt(|x|^2))`,
+//!   clamped to `[-1, 1]`. Expect agreement with a float64 computation to about `1e-6 * sqrt(dim)`.
+//! - **Zero and extreme rows.** A zero-norm prefix (query or row) scores exactly `0.0`. A row
+//!   whose float32 squared norm is outside `[1e-30, 1e30]` (where float32 squares may under- or
+//!   overflow) is scored in float64 instead.
+//! - **NaN/Inf.** NaN or Inf in a query prefix, or in a scanned row prefix, is an error that
+//!   names the query or the row. Columns at or beyond `dim` are never read.
+//! - **Order.** Results are sorted by score descending, then row ascending; `k > N` returns
+//!   `N` rows. A row's score depends only on its values and the query, not on the batch, the
+//!   thread count or the row's position, so duplicate rows always tie and keep index order.
+//!   Different backends may differ in the last bits (their lane counts differ).
+//! - **Memory.** Nothing grows with `N` per call: buffers are per block (a few hundred rows)
+//!   and the selections are `k` per query per chunk.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod funnel;
+pub mod kernels;
+pub mod layout;
+pub mod pool;
+pub mod search;
+pub mod store;
+pub mod topk;
+
+#[cfg(feature = "python")]
+mod bindings;
+
+pub use error::{Error, Result};
+pub use funnel::funnel;
+pub use kernels::{available, Backend, Kernels};
+pub use layout::{Matrix, Prefix};
+pub use search::{topk, Hits, Queries};
+pub use store::NpyFile;

@@ -1,0 +1,396 @@
+//! Memory-mapped `.npy` corpora. The file is untrusted: magic, version, header length, dtype,
+//! order and shape are checked, sizes use checked arithmetic, and the data length must match
+//! the shape exactly before any row is viewed.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use crate::error::{Error, Result};
+use crate::layout::Matrix;
+
+/// What the header says about the array.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// Byte offset of the data.
+    pub data_offset: usize,
+}
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+/// Parses and validates a `.npy` header against the file's total length `file_len`. `bytes`
+/// is the start of the file (at least the whole header, or the whole file if shorter).
+pub fn parse_header(bytes: &[u8], file_len: u64, path: &str) -> Result<Header> {
+    let bad = |reason: String| Error::BadHeader { path: path.to_string(), reason };
+    if file_len == 0 {
+        return Err(bad("the file is empty".into()));
+    }
+    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+        return Err(bad("bad magic: it does not start with \\x93NUMPY".into()));
+    }
+    let (major, minor) = (bytes[6], bytes[7]);
+    let (header_len, text_start) = match major {
+        1 => (u64::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10u64),
+        2 | 3 if bytes.len() >= 12 => (u64::from(u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]])), 12u64),
+        2 | 3 => return Err(bad("truncated: the file ends inside the header".into())),
+        _ => return Err(bad(format!("unsupported .npy format version {major}.{minor} (known: 1.0, 2.0, 3.0)"))),
+    };
+    let data_offset = text_start + header_len;
+    if data_offset > file_len || data_offset > bytes.len() as u64 {
+        return Err(bad(format!(
+            "truncated: the header claims {header_len} bytes but the file has {file_len} bytes in all"
+        )));
+    }
+    let text = std::str::from_utf8(&bytes[text_start as usize..data_offset as usize])
+        .map_err(|_| bad("the header is not valid text".into()))?;
+    let dict = parse_dict(text).map_err(|e| bad(format!("unreadable header {:?}: {e}", text.trim_end())))?;
+    let descr = match dict.iter().find(|(k, _)| k == "descr") {
+        Some((_, Value::Str(s))) => s.clone(),
+        Some(_) => return Err(Error::WrongDtype { path: path.into(), descr: "a structured dtype".into() }),
+        None => return Err(bad("the header has no 'descr'".into())),
+    };
+    let fortran = match dict.iter().find(|(k, _)| k == "fortran_order") {
+        Some((_, Value::Bool(b))) => *b,
+        _ => return Err(bad("the header has no boolean 'fortran_order'".into())),
+    };
+    let shape = match dict.iter().find(|(k, _)| k == "shape") {
+        Some((_, Value::Tuple(t))) => t.clone(),
+        _ => return Err(bad("the header has no 'shape' tuple".into())),
+    };
+    if descr != "<f4" {
+        return Err(Error::WrongDtype { path: path.into(), descr });
+    }
+    if shape.len() != 2 {
+        return Err(bad(format!("shape {shape:?} is {}-D; a corpus must be 2-D (rows, dims)", shape.len())));
+    }
+    if fortran {
+        return Err(bad(
+            "Fortran-ordered (column-major) data cannot be scanned by rows in place; re-save it \
+             with np.save(path, np.ascontiguousarray(a))"
+                .into(),
+        ));
+    }
+    let (rows, cols) = (shape[0], shape[1]);
+    let data_len = rows
+        .checked_mul(cols)
+        .and_then(|n| n.checked_mul(4))
+        .ok_or_else(|| bad(format!("shape ({rows}, {cols}) is too large")))?;
+    let have = file_len - data_offset;
+    if have < data_len {
+        return Err(bad(format!(
+            "truncated: shape ({rows}, {cols}) needs {data_len} bytes of data, the file has {have}"
+        )));
+    }
+    if have > data_len {
+        return Err(bad(format!(
+            "the file has {} unexpected bytes after the ({rows}, {cols}) array",
+            have - data_len
+        )));
+    }
+    if data_offset % 4 != 0 {
+        return Err(Error::Misaligned { path: path.into(), offset: data_offset as usize });
+    }
+    let to_usize = |v: u64| usize::try_from(v).map_err(|_| bad(format!("shape ({rows}, {cols}) is too large")));
+    Ok(Header { rows: to_usize(rows)?, cols: to_usize(cols)?, data_offset: data_offset as usize })
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Value {
+    Str(String),
+    Bool(bool),
+    Tuple(Vec<u64>),
+    Other,
+}
+
+/// A small parser for the Python dict literal numpy writes:
+/// `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }`.
+fn parse_dict(text: &str) -> std::result::Result<Vec<(String, Value)>, String> {
+    let mut p = Parser { s: text.trim().as_bytes(), i: 0 };
+    p.expect(b'{')?;
+    let mut out = Vec::new();
+    loop {
+        p.ws();
+        if p.eat(b'}') {
+            break;
+        }
+        let key = p.string()?;
+        p.ws();
+        p.expect(b':')?;
+        p.ws();
+        let value = p.value()?;
+        out.push((key, value));
+        p.ws();
+        if !p.eat(b',') {
+            p.ws();
+            p.expect(b'}')?;
+            break;
+        }
+    }
+    p.ws();
+    if p.i != p.s.len() {
+        return Err("text after the closing brace".into());
+    }
+    Ok(out)
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn ws(&mut self) {
+        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
+            self.i += 1;
+        }
+    }
+    fn eat(&mut self, c: u8) -> bool {
+        if self.s.get(self.i) == Some(&c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn expect(&mut self, c: u8) -> std::result::Result<(), String> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(format!("expected '{}' at character {}", c as char, self.i))
+        }
+    }
+    fn string(&mut self) -> std::result::Result<String, String> {
+        let quote = match self.s.get(self.i) {
+            Some(&q @ (b'\'' | b'"')) => q,
+            _ => return Err(format!("expected a quoted string at character {}", self.i)),
+        };
+        self.i += 1;
+        let start = self.i;
+        while self.i < self.s.len() && self.s[self.i] != quote {
+            self.i += 1;
+        }
+        if self.i == self.s.len() {
+            return Err("unterminated string".into());
+        }
+        let v = String::from_utf8_lossy(&self.s[start..self.i]).into_owned();
+        self.i += 1;
+        Ok(v)
+    }
+    fn value(&mut self) -> std::result::Result<Value, String> {
+        match self.s.get(self.i) {
+            Some(b'\'' | b'"') => Ok(Value::Str(self.string()?)),
+            Some(b'(') => {
+                self.i += 1;
+                let mut items = Vec::new();
+                loop {
+                    self.ws();
+                    if self.eat(b')') {
+                        break;
+                    }
+                    items.push(self.int()?);
+                    self.ws();
+                    if !self.eat(b',') {
+                        self.ws();
+                        self.expect(b')')?;
+                        break;
+                    }
+                }
+                Ok(Value::Tuple(items))
+            }
+            Some(b'T') if self.s[self.i..].starts_with(b"True") => {
+                self.i += 4;
+                Ok(Value::Bool(true))
+            }
+            Some(b'F') if self.s[self.i..].starts_with(b"False") => {
+                self.i += 5;
+                Ok(Value::Bool(false))
+            }
+            Some(b'[') => {
+                // A structured dtype's descr: skip the (possibly nested) list.
+                let mut depth = 0usize;
+                while let Some(&c) = self.s.get(self.i) {
+                    self.i += 1;
+                    match c {
+                        b'[' | b'(' => depth += 1,
+                        b']' | b')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return Ok(Value::Other);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Err("unterminated list".into())
+            }
+            _ => Err(format!("unexpected value at character {}", self.i)),
+        }
+    }
+    fn int(&mut self) -> std::result::Result<u64, String> {
+        let start = self.i;
+        while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
+            self.i += 1;
+        }
+        let v = std::str::from_utf8(&self.s[start..self.i])
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+            .ok_or_else(|| format!("expected a non-negative integer at character {start}"))?;
+        self.eat(b'L'); // Python 2 longs
+        Ok(v)
+    }
+}
+
+/// A `.npy` float32 matrix mapped read-only.
+#[derive(Debug)]
+pub struct NpyFile {
+    path: PathBuf,
+    header: Header,
+    map: Mmap,
+}
+
+impl NpyFile {
+    /// Opens and validates `path`, then maps it.
+    pub fn open(path: impl AsRef<Path>) -> Result<NpyFile> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let io = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound { path: shown.clone() },
+            _ => Error::Io { path: shown.clone(), message: e.to_string() },
+        };
+        let file = File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if meta.is_dir() {
+            return Err(Error::Io { path: shown, message: "is a directory, not a .npy file".into() });
+        }
+        let len = meta.len();
+        if len == 0 {
+            return Err(Error::BadHeader { path: shown, reason: "the file is empty".into() });
+        }
+        // SAFETY: the map is read-only and private to this object. As with np.memmap, if
+        // another process truncates or rewrites the file while it is mapped, reads may fault
+        // or see new data; the header and length were valid when checked below.
+        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        if map.len() as u64 != len {
+            return Err(Error::Io { path: shown, message: "the file changed size while being opened".into() });
+        }
+        let header = parse_header(&map, len, &shown)?;
+        Ok(NpyFile { path: path.to_path_buf(), header, map })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `(rows, cols)`.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.header.rows, self.header.cols)
+    }
+
+    /// The rows as a matrix, zero-copy.
+    pub fn matrix(&self) -> Matrix<'_> {
+        let (rows, cols) = self.shape();
+        let data = &self.map[self.header.data_offset..];
+        // SAFETY: parse_header checked data_offset % 4 == 0 and the mmap base is page aligned,
+        // so `data` is 4-byte aligned; it checked data.len() == rows * cols * 4 exactly, so
+        // every row r < rows has cols readable f32s at data + r * cols; the map lives as long
+        // as the borrow of self, and it is never written.
+        unsafe { Matrix::from_raw_parts(data.as_ptr().cast::<f32>(), rows, cols, cols as isize) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn npy(major: u8, dict: &str, data_len: usize) -> Vec<u8> {
+        let mut text = dict.to_string();
+        let pre = if major == 1 { 10 } else { 12 };
+        while (pre + text.len() + 1) % 64 != 0 {
+            text.push(' ');
+        }
+        text.push('\n');
+        let mut v = MAGIC.to_vec();
+        v.extend([major, 0]);
+        if major == 1 {
+            v.extend((text.len() as u16).to_le_bytes());
+        } else {
+            v.extend((text.len() as u32).to_le_bytes());
+        }
+        v.extend(text.as_bytes());
+        v.extend(std::iter::repeat(0u8).take(data_len));
+        v
+    }
+
+    const GOOD: &str = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }";
+
+    fn parse(b: &[u8]) -> Result<Header> {
+        parse_header(b, b.len() as u64, "x.npy")
+    }
+
+    #[test]
+    fn good_headers_all_versions() {
+        for major in [1, 2, 3] {
+            let h = parse(&npy(major, GOOD, 48)).unwrap();
+            assert_eq!((h.rows, h.cols, h.data_offset % 64), (3, 4, 0));
+        }
+        let h = parse(&npy(1, "{\"descr\":\"<f4\",\"fortran_order\":False,\"shape\":(0,7)}", 0)).unwrap();
+        assert_eq!((h.rows, h.cols), (0, 7));
+        let h = parse(&npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2L, 2L), }", 16)).unwrap();
+        assert_eq!((h.rows, h.cols), (2, 2));
+    }
+
+    fn err(b: &[u8]) -> String {
+        parse(b).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn corrupt_headers() {
+        assert!(err(b"").contains("empty"));
+        assert!(err(b"NOTNUMPY0000000").contains("magic"));
+        let mut v = npy(1, GOOD, 48);
+        v[6] = 9;
+        assert!(err(&v).contains("version 9"));
+        assert!(err(&npy(1, GOOD, 47)).contains("truncated"));
+        assert!(err(&npy(1, GOOD, 49)).contains("unexpected bytes"));
+        assert!(err(&npy(1, GOOD, 0)[..40]).contains("truncated"));
+        assert!(err(&npy(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }", 96)).contains("astype"));
+        assert!(err(&npy(1, "{'descr': '>f4', 'fortran_order': False, 'shape': (3, 4), }", 48)).contains(">f4"));
+        assert!(err(&npy(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (3, 4), }", 48)).contains("Fortran"));
+        assert!(err(&npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (12,), }", 48)).contains("1-D"));
+        assert!(err(&npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 3), }", 48)).contains("3-D"));
+        assert!(err(&npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }", 48)).contains("too large"));
+        assert!(err(&npy(1, "{'descr': '<f4', 'shape': (3, 4), }", 48)).contains("fortran_order"));
+        assert!(err(&npy(1, "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (3, 4), }", 48)).contains("structured"));
+        assert!(err(&npy(1, "garbage", 48)).contains("unreadable header"));
+        // Header length pointing past the end of the file.
+        let mut v = npy(1, GOOD, 0);
+        v[8] = 0xff;
+        v[9] = 0xff;
+        assert!(err(&v).contains("truncated"));
+    }
+
+    proptest! {
+        // The parser never panics, whatever the bytes.
+        #[test]
+        fn fuzz_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..200), major in 0u8..5) {
+            let mut v = MAGIC.to_vec();
+            v.extend([major, 0]);
+            v.extend(tail);
+            let _ = parse(&v);
+        }
+
+        #[test]
+        fn fuzz_mutated_good_header(pos in 0usize..112, byte in any::<u8>()) {
+            let mut v = npy(1, GOOD, 48);
+            v[pos] = byte;
+            let _ = parse(&v);
+        }
+    }
+}

@@ -18,6 +18,9 @@ use crate::search::{self, Hits, Queries};
 use crate::store::NpyFile;
 use crate::{funnel, pool};
 
+/// `(scores, indices)`, each `(B, k)`.
+type TopKArrays<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
+
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         let msg = e.to_string();
@@ -31,7 +34,12 @@ impl From<Error> for PyErr {
 }
 
 /// A memory-mapped float32 `.npy` corpus (read-only, shared between threads).
-#[pyclass(frozen, name = "Corpus", module = "matryo_fast._core", skip_from_py_object)]
+#[pyclass(
+    frozen,
+    name = "Corpus",
+    module = "matryo_fast._core",
+    skip_from_py_object
+)]
 struct PyCorpus {
     file: Arc<NpyFile>,
 }
@@ -41,7 +49,9 @@ impl PyCorpus {
     #[new]
     fn py_new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let file = py.detach(|| NpyFile::open(&path))?;
-        Ok(PyCorpus { file: Arc::new(file) })
+        Ok(PyCorpus {
+            file: Arc::new(file),
+        })
     }
 
     /// `(rows, dims)`.
@@ -72,9 +82,11 @@ impl<'py> CorpusArg<'py> {
         if let Ok(c) = obj.cast::<PyCorpus>() {
             return Ok(CorpusArg::File(Arc::clone(&c.get().file)));
         }
-        obj.extract::<PyReadonlyArray2<'py, f32>>().map(CorpusArg::Array).map_err(|_| {
-            PyTypeError::new_err("corpus must be a 2-D native float32 numpy array or a Corpus")
-        })
+        obj.extract::<PyReadonlyArray2<'py, f32>>()
+            .map(CorpusArg::Array)
+            .map_err(|_| {
+                PyTypeError::new_err("corpus must be a 2-D native float32 numpy array or a Corpus")
+            })
     }
 
     fn cols(&self) -> usize {
@@ -100,7 +112,9 @@ impl<'py> CorpusArg<'py> {
                         strides[1]
                     )));
                 }
-                if strides[0] % item != 0 || (ptr as usize) % std::mem::align_of::<f32>() != 0 {
+                if strides[0] % item != 0
+                    || !(ptr as usize).is_multiple_of(std::mem::align_of::<f32>())
+                {
                     return Err(PyValueError::new_err(
                         "corpus data is not aligned to 4 bytes; use np.ascontiguousarray(corpus) once",
                     ));
@@ -119,12 +133,12 @@ impl<'py> CorpusArg<'py> {
 
 /// Borrows the query as dense rows.
 fn query_slice<'a>(query: &'a PyReadonlyArray2<'_, f32>) -> PyResult<&'a [f32]> {
-    query
-        .as_slice()
-        .map_err(|_| PyValueError::new_err("query must be C-contiguous; use np.ascontiguousarray(query)"))
+    query.as_slice().map_err(|_| {
+        PyValueError::new_err("query must be C-contiguous; use np.ascontiguousarray(query)")
+    })
 }
 
-fn to_arrays<'py>(py: Python<'py>, hits: Hits) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
+fn to_arrays<'py>(py: Python<'py>, hits: Hits) -> PyResult<TopKArrays<'py>> {
     let shape = (hits.nq, hits.k);
     let bad = |e: numpy::ndarray::ShapeError| PyValueError::new_err(e.to_string());
     let scores = Array2::from_shape_vec(shape, hits.scores).map_err(bad)?;
@@ -141,7 +155,7 @@ fn py_topk<'py>(
     corpus: &Bound<'py, PyAny>,
     dim: i64,
     k: i64,
-) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
+) -> PyResult<TopKArrays<'py>> {
     let corpus = CorpusArg::extract(corpus)?;
     let qcols = query.shape()[1];
     search::check_dim(dim, qcols, corpus.cols())?;
@@ -161,7 +175,7 @@ fn py_funnel<'py>(
     dims: Vec<i64>,
     candidates: Vec<i64>,
     k: i64,
-) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
+) -> PyResult<TopKArrays<'py>> {
     let corpus = CorpusArg::extract(corpus)?;
     let qcols = query.shape()[1];
     funnel::check_plan(&dims, &candidates, k, qcols, corpus.cols())?;
@@ -190,7 +204,9 @@ fn py_set_backend(name: Option<&str>) -> PyResult<()> {
     let backend = match name {
         None => None,
         Some(n) => Some(Backend::from_name(n).ok_or_else(|| {
-            PyValueError::new_err(format!("unknown backend {n:?} (known: scalar, avx2, avx512, neon)"))
+            PyValueError::new_err(format!(
+                "unknown backend {n:?} (known: scalar, avx2, avx512, neon)"
+            ))
         })?),
     };
     Ok(kernels::force(backend)?)

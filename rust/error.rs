@@ -8,7 +8,11 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     /// `dim` is < 1 or wider than the query or the corpus.
-    PrefixOutOfRange { dim: i64, query_cols: usize, corpus_cols: usize },
+    PrefixOutOfRange {
+        dim: i64,
+        query_cols: usize,
+        corpus_cols: usize,
+    },
     /// `k` < 1.
     InvalidK { k: i64 },
     /// Shapes that cannot go together (e.g. a query buffer of the wrong length).

@@ -13,10 +13,18 @@ use crate::topk::{Hit, TopK};
 
 /// Checks a cascade: widths strictly increasing within query and corpus, one candidate count
 /// per stage but the last, counts non-increasing and at least `k`.
-pub fn check_plan(dims: &[i64], candidates: &[i64], k: i64, query_cols: usize, corpus_cols: usize) -> Result<(Vec<usize>, Vec<usize>, usize)> {
+pub fn check_plan(
+    dims: &[i64],
+    candidates: &[i64],
+    k: i64,
+    query_cols: usize,
+    corpus_cols: usize,
+) -> Result<(Vec<usize>, Vec<usize>, usize)> {
     let k = check_k(k)?;
     if dims.is_empty() {
-        return Err(Error::InvalidPlan("dims must name at least one width".into()));
+        return Err(Error::InvalidPlan(
+            "dims must name at least one width".into(),
+        ));
     }
     if candidates.len() + 1 != dims.len() {
         return Err(Error::InvalidPlan(format!(
@@ -25,27 +33,54 @@ pub fn check_plan(dims: &[i64], candidates: &[i64], k: i64, query_cols: usize, c
             candidates.len()
         )));
     }
-    let dims_u = dims.iter().map(|&d| check_dim(d, query_cols, corpus_cols)).collect::<Result<Vec<_>>>()?;
+    let dims_u = dims
+        .iter()
+        .map(|&d| check_dim(d, query_cols, corpus_cols))
+        .collect::<Result<Vec<_>>>()?;
     if let Some(w) = dims.windows(2).find(|w| w[1] <= w[0]) {
-        return Err(Error::InvalidPlan(format!("dims must strictly increase, got {} then {}", w[0], w[1])));
+        return Err(Error::InvalidPlan(format!(
+            "dims must strictly increase, got {} then {}",
+            w[0], w[1]
+        )));
     }
     if let Some(&c) = candidates.iter().find(|&&c| c < 1 || (c as u64) < k as u64) {
-        return Err(Error::InvalidPlan(format!("every candidate count must be at least k={k}, got {c}")));
+        return Err(Error::InvalidPlan(format!(
+            "every candidate count must be at least k={k}, got {c}"
+        )));
     }
     if let Some(w) = candidates.windows(2).find(|w| w[1] > w[0]) {
-        return Err(Error::InvalidPlan(format!("candidate counts must not increase, got {} then {}", w[0], w[1])));
+        return Err(Error::InvalidPlan(format!(
+            "candidate counts must not increase, got {} then {}",
+            w[0], w[1]
+        )));
     }
-    let cand_u = candidates.iter().map(|&c| usize::try_from(c).unwrap_or(usize::MAX)).collect();
+    let cand_u = candidates
+        .iter()
+        .map(|&c| usize::try_from(c).unwrap_or(usize::MAX))
+        .collect();
     Ok((dims_u, cand_u, k))
 }
 
 /// The funnel search; see the module docs. Scores are cosines at the last width.
-pub fn funnel(queries: Queries<'_>, corpus: &Matrix<'_>, dims: &[i64], candidates: &[i64], k: i64) -> Result<Hits> {
+pub fn funnel(
+    queries: Queries<'_>,
+    corpus: &Matrix<'_>,
+    dims: &[i64],
+    candidates: &[i64],
+    k: i64,
+) -> Result<Hits> {
     funnel_with(Kernels::active()?, queries, corpus, dims, candidates, k)
 }
 
 /// [`funnel`] with explicit kernels.
-pub fn funnel_with(kernels: Kernels, queries: Queries<'_>, corpus: &Matrix<'_>, dims: &[i64], candidates: &[i64], k: i64) -> Result<Hits> {
+pub fn funnel_with(
+    kernels: Kernels,
+    queries: Queries<'_>,
+    corpus: &Matrix<'_>,
+    dims: &[i64],
+    candidates: &[i64],
+    k: i64,
+) -> Result<Hits> {
     let (dims, cands, k) = check_plan(dims, candidates, k, queries.cols(), corpus.cols())?;
     let n = corpus.rows();
     let nq = queries.len();
@@ -58,18 +93,36 @@ pub fn funnel_with(kernels: Kernels, queries: Queries<'_>, corpus: &Matrix<'_>, 
         let prefix = corpus.prefix(dim);
         let qn = queries.normalized(dim)?;
         let keep = keep[stage];
-        let rescore = |(j, list): (usize, Vec<Hit>)| rescore(&kernels, &qn[j * dim..(j + 1) * dim], &prefix, list, keep);
+        let rescore = |(j, list): (usize, Vec<Hit>)| {
+            rescore(&kernels, &qn[j * dim..(j + 1) * dim], &prefix, list, keep)
+        };
         lists = if nq > 1 {
-            pool::install(|| lists.into_par_iter().enumerate().map(rescore).collect::<Result<Vec<_>>>())?
+            pool::install(|| {
+                lists
+                    .into_par_iter()
+                    .enumerate()
+                    .map(rescore)
+                    .collect::<Result<Vec<_>>>()
+            })?
         } else {
-            lists.into_iter().enumerate().map(rescore).collect::<Result<Vec<_>>>()?
+            lists
+                .into_iter()
+                .enumerate()
+                .map(rescore)
+                .collect::<Result<Vec<_>>>()?
         };
     }
     Ok(Hits::from_lists(lists, keep[keep.len() - 1]))
 }
 
 /// Scores `list`'s rows against the unit query `q` over `prefix`, keeps the best `keep`.
-fn rescore(kernels: &Kernels, q: &[f32], prefix: &Prefix<'_>, list: Vec<Hit>, keep: usize) -> Result<Vec<Hit>> {
+fn rescore(
+    kernels: &Kernels,
+    q: &[f32],
+    prefix: &Prefix<'_>,
+    list: Vec<Hit>,
+    keep: usize,
+) -> Result<Vec<Hit>> {
     let mut rows: Vec<usize> = list.into_iter().map(|h| h.row).collect();
     // Ascending rows read the corpus in file order.
     rows.sort_unstable();

@@ -72,11 +72,21 @@ impl<'a> Matrix<'a> {
     /// # Safety
     /// For every `r < rows`, the `cols` floats at `ptr + r * row_stride` must be readable for
     /// `'a` and not written to while the matrix is in use.
-    pub unsafe fn from_raw_parts(ptr: *const f32, rows: usize, cols: usize, row_stride: isize) -> Self {
+    pub unsafe fn from_raw_parts(
+        ptr: *const f32,
+        rows: usize,
+        cols: usize,
+        row_stride: isize,
+    ) -> Self {
         Matrix {
             rows,
             cols,
-            segments: vec![Segment { col: 0, width: cols, base: ptr, stride: row_stride }],
+            segments: vec![Segment {
+                col: 0,
+                width: cols,
+                base: ptr,
+                stride: row_stride,
+            }],
             _borrow: PhantomData,
         }
     }
@@ -98,9 +108,17 @@ impl<'a> Matrix<'a> {
             .segments
             .iter()
             .filter(|s| s.col < dim)
-            .map(|s| Segment { width: s.width.min(dim - s.col), ..*s })
+            .map(|s| Segment {
+                width: s.width.min(dim - s.col),
+                ..*s
+            })
             .collect();
-        Prefix { rows: self.rows, dim, segments, _borrow: PhantomData }
+        Prefix {
+            rows: self.rows,
+            dim,
+            segments,
+            _borrow: PhantomData,
+        }
     }
 }
 
@@ -135,7 +153,11 @@ impl Prefix<'_> {
     pub fn pack(&self, rows: &[usize], out: &mut [f32]) {
         const AHEAD: usize = 16;
         assert!(out.len() >= rows.len() * self.dim, "pack buffer too small");
-        assert!(rows.iter().all(|&r| r < self.rows), "row index out of range ({} rows)", self.rows);
+        assert!(
+            rows.iter().all(|&r| r < self.rows),
+            "row index out of range ({} rows)",
+            self.rows
+        );
         for (i, &r) in rows.iter().enumerate() {
             if let Some(&next) = rows.get(i + AHEAD) {
                 for seg in &self.segments {
@@ -151,14 +173,20 @@ impl Prefix<'_> {
                 let dst = &mut out[i * self.dim + seg.col..i * self.dim + seg.col + seg.width];
                 // SAFETY: r < rows (asserted), so the run of `width` floats is readable; `dst`
                 // is a distinct, exclusively borrowed buffer of the same length.
-                unsafe { std::ptr::copy_nonoverlapping(seg.row_ptr(r), dst.as_mut_ptr(), seg.width) };
+                unsafe {
+                    std::ptr::copy_nonoverlapping(seg.row_ptr(r), dst.as_mut_ptr(), seg.width)
+                };
             }
         }
     }
 
     /// Row `row`'s values in `[0, dim)`, segment by segment (the slow, exact paths use this).
     pub fn row_values(&self, row: usize) -> impl Iterator<Item = f32> + '_ {
-        assert!(row < self.rows, "row {row} out of range ({} rows)", self.rows);
+        assert!(
+            row < self.rows,
+            "row {row} out of range ({} rows)",
+            self.rows
+        );
         self.segments.iter().flat_map(move |s| {
             // SAFETY: row < rows (asserted above), so the segment run is readable (Matrix
             // constructor contract) for the lifetime of the borrow.

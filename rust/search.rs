@@ -41,14 +41,23 @@ impl Hits {
             scores.extend(list.iter().map(|h| h.score));
             indices.extend(list.iter().map(|h| h.row as i64));
         }
-        Hits { nq, k, scores, indices }
+        Hits {
+            nq,
+            k,
+            scores,
+            indices,
+        }
     }
 }
 
 /// Checks `1 <= dim <= min(query_cols, corpus_cols)`.
 pub fn check_dim(dim: i64, query_cols: usize, corpus_cols: usize) -> Result<usize> {
     if dim < 1 || dim as u64 > query_cols.min(corpus_cols) as u64 {
-        return Err(Error::PrefixOutOfRange { dim, query_cols, corpus_cols });
+        return Err(Error::PrefixOutOfRange {
+            dim,
+            query_cols,
+            corpus_cols,
+        });
     }
     Ok(dim as usize)
 }
@@ -71,7 +80,7 @@ pub struct Queries<'a> {
 impl<'a> Queries<'a> {
     /// `data.len()` must be a multiple of `cols` (>= 1).
     pub fn new(data: &'a [f32], cols: usize) -> Result<Self> {
-        if cols == 0 || data.len() % cols != 0 {
+        if cols == 0 || !data.len().is_multiple_of(cols) {
             return Err(Error::DimMismatch(format!(
                 "query buffer of {} values is not a whole number of rows of {cols} columns",
                 data.len()
@@ -122,7 +131,10 @@ pub(crate) fn row_scale(nn: f32, prefix: &Prefix<'_>, row: usize) -> Result<f32>
     let mut zero = true;
     for v in prefix.row_values(row) {
         if !v.is_finite() {
-            return Err(Error::NonFiniteRow { row, dim: prefix.dim() });
+            return Err(Error::NonFiniteRow {
+                row,
+                dim: prefix.dim(),
+            });
         }
         zero &= v == 0.0;
     }
@@ -132,7 +144,11 @@ pub(crate) fn row_scale(nn: f32, prefix: &Prefix<'_>, row: usize) -> Result<f32>
 /// The cosine of a dot product with a unit query and the row's scale from [`row_scale`].
 #[inline]
 pub(crate) fn score(dot: f32, scale: f32, q: &[f32], prefix: &Prefix<'_>, row: usize) -> f32 {
-    finish(if scale.is_nan() { exact_score(q, prefix, row) } else { dot * scale })
+    finish(if scale.is_nan() {
+        exact_score(q, prefix, row)
+    } else {
+        dot * scale
+    })
 }
 
 /// Clamps rounding overshoot to `[-1, 1]` and makes `-0.0` the contract's `0.0`.
@@ -151,7 +167,9 @@ fn finish(s: f32) -> f32 {
 fn exact_score(q: &[f32], prefix: &Prefix<'_>, row: usize) -> f32 {
     let (mut dot, mut nn) = (0.0f64, 0.0f64);
     // Scale by the largest magnitude first, so that squares neither under- nor overflow.
-    let big = prefix.row_values(row).fold(0.0f64, |m, v| m.max(f64::from(v).abs()));
+    let big = prefix
+        .row_values(row)
+        .fold(0.0f64, |m, v| m.max(f64::from(v).abs()));
     if big == 0.0 {
         return 0.0;
     }
@@ -170,7 +188,13 @@ pub fn topk(queries: Queries<'_>, corpus: &Matrix<'_>, dim: i64, k: i64) -> Resu
 }
 
 /// [`topk`] with explicit kernels (tests compare backends with it).
-pub fn topk_with(kernels: Kernels, queries: Queries<'_>, corpus: &Matrix<'_>, dim: i64, k: i64) -> Result<Hits> {
+pub fn topk_with(
+    kernels: Kernels,
+    queries: Queries<'_>,
+    corpus: &Matrix<'_>,
+    dim: i64,
+    k: i64,
+) -> Result<Hits> {
     let dim = check_dim(dim, queries.cols(), corpus.cols())?;
     let k = check_k(k)?.min(corpus.rows());
     let qn = queries.normalized(dim)?;
@@ -197,7 +221,14 @@ pub(crate) fn scan(
     let chunk = n.div_ceil(threads * 4).max(MIN_CHUNK_ROWS);
     let starts: Vec<usize> = range.clone().step_by(chunk).collect();
     let run = |&start: &usize| {
-        scan_chunk(kernels, qn, nq, prefix, k, start..(start + chunk).min(range.end))
+        scan_chunk(
+            kernels,
+            qn,
+            nq,
+            prefix,
+            k,
+            start..(start + chunk).min(range.end),
+        )
     };
     let parts: Vec<Result<Vec<TopK>>> = if starts.len() == 1 {
         starts.iter().map(run).collect()
@@ -243,8 +274,11 @@ fn scan_chunk(
     let mut special: Vec<usize> = Vec::new();
     let mut dots = vec![0.0f32; block * nq.min(QUERY_GROUP)];
     // Batches scan a packed copy of each block (rows 0..m of `packed`).
-    let (mut packed, local): (Vec<f32>, Vec<usize>) =
-        if nq > 1 { (vec![0.0; block * dim], (0..block).collect()) } else { (Vec::new(), Vec::new()) };
+    let (mut packed, local): (Vec<f32>, Vec<usize>) = if nq > 1 {
+        (vec![0.0; block * dim], (0..block).collect())
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let mut b0 = range.start;
     while b0 < range.end {
         let b1 = (b0 + block).min(range.end);
@@ -276,7 +310,10 @@ fn scan_chunk(
                 let q = &qn[(j0 + t) * dim..(j0 + t + 1) * dim];
                 select(heap, &dots[t * m..(t + 1) * m], &scales[..m], b0);
                 for &i in &special {
-                    heap.push(score(dots[t * m + i], scales[i], q, prefix, rows[i]), rows[i]);
+                    heap.push(
+                        score(dots[t * m + i], scales[i], q, prefix, rows[i]),
+                        rows[i],
+                    );
                 }
             }
         }
@@ -292,7 +329,10 @@ fn scan_chunk(
 fn select(heap: &mut TopK, dots: &[f32], scales: &[f32], first: usize) {
     let mut thr = heap.threshold();
     for (c, (d8, s8)) in dots.chunks(8).zip(scales.chunks(8)).enumerate() {
-        let any = d8.iter().zip(s8).fold(false, |any, (&d, &s)| any | (d * s >= thr));
+        let any = d8
+            .iter()
+            .zip(s8)
+            .fold(false, |any, (&d, &s)| any | (d * s >= thr));
         if !any {
             continue;
         }

@@ -26,19 +26,43 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 /// Parses and validates a `.npy` header against the file's total length `file_len`. `bytes`
 /// is the start of the file (at least the whole header, or the whole file if shorter).
 pub fn parse_header(bytes: &[u8], file_len: u64, path: &str) -> Result<Header> {
-    let bad = |reason: String| Error::BadHeader { path: path.to_string(), reason };
+    let bad = |reason: String| Error::BadHeader {
+        path: path.to_string(),
+        reason,
+    };
     if file_len == 0 {
         return Err(bad("the file is empty".into()));
     }
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+    if bytes.len() < 6 || &bytes[..6] != MAGIC {
+        if MAGIC.starts_with(bytes) {
+            return Err(bad(format!(
+                "truncated: the file has only {} bytes",
+                bytes.len()
+            )));
+        }
         return Err(bad("bad magic: it does not start with \\x93NUMPY".into()));
+    }
+    if bytes.len() < 10 {
+        return Err(bad(format!(
+            "truncated: the file ends inside the header ({} bytes)",
+            bytes.len()
+        )));
     }
     let (major, minor) = (bytes[6], bytes[7]);
     let (header_len, text_start) = match major {
         1 => (u64::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10u64),
-        2 | 3 if bytes.len() >= 12 => (u64::from(u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]])), 12u64),
+        2 | 3 if bytes.len() >= 12 => (
+            u64::from(u32::from_le_bytes([
+                bytes[8], bytes[9], bytes[10], bytes[11],
+            ])),
+            12u64,
+        ),
         2 | 3 => return Err(bad("truncated: the file ends inside the header".into())),
-        _ => return Err(bad(format!("unsupported .npy format version {major}.{minor} (known: 1.0, 2.0, 3.0)"))),
+        _ => {
+            return Err(bad(format!(
+                "unsupported .npy format version {major}.{minor} (known: 1.0, 2.0, 3.0)"
+            )))
+        }
     };
     let data_offset = text_start + header_len;
     if data_offset > file_len || data_offset > bytes.len() as u64 {
@@ -48,10 +72,16 @@ pub fn parse_header(bytes: &[u8], file_len: u64, path: &str) -> Result<Header> {
     }
     let text = std::str::from_utf8(&bytes[text_start as usize..data_offset as usize])
         .map_err(|_| bad("the header is not valid text".into()))?;
-    let dict = parse_dict(text).map_err(|e| bad(format!("unreadable header {:?}: {e}", text.trim_end())))?;
+    let dict = parse_dict(text)
+        .map_err(|e| bad(format!("unreadable header {:?}: {e}", text.trim_end())))?;
     let descr = match dict.iter().find(|(k, _)| k == "descr") {
         Some((_, Value::Str(s))) => s.clone(),
-        Some(_) => return Err(Error::WrongDtype { path: path.into(), descr: "a structured dtype".into() }),
+        Some(_) => {
+            return Err(Error::WrongDtype {
+                path: path.into(),
+                descr: "a structured dtype".into(),
+            })
+        }
         None => return Err(bad("the header has no 'descr'".into())),
     };
     let fortran = match dict.iter().find(|(k, _)| k == "fortran_order") {
@@ -63,10 +93,16 @@ pub fn parse_header(bytes: &[u8], file_len: u64, path: &str) -> Result<Header> {
         _ => return Err(bad("the header has no 'shape' tuple".into())),
     };
     if descr != "<f4" {
-        return Err(Error::WrongDtype { path: path.into(), descr });
+        return Err(Error::WrongDtype {
+            path: path.into(),
+            descr,
+        });
     }
     if shape.len() != 2 {
-        return Err(bad(format!("shape {shape:?} is {}-D; a corpus must be 2-D (rows, dims)", shape.len())));
+        return Err(bad(format!(
+            "shape {shape:?} is {}-D; a corpus must be 2-D (rows, dims)",
+            shape.len()
+        )));
     }
     if fortran {
         return Err(bad(
@@ -92,11 +128,20 @@ pub fn parse_header(bytes: &[u8], file_len: u64, path: &str) -> Result<Header> {
             have - data_len
         )));
     }
-    if data_offset % 4 != 0 {
-        return Err(Error::Misaligned { path: path.into(), offset: data_offset as usize });
+    if !data_offset.is_multiple_of(4) {
+        return Err(Error::Misaligned {
+            path: path.into(),
+            offset: data_offset as usize,
+        });
     }
-    let to_usize = |v: u64| usize::try_from(v).map_err(|_| bad(format!("shape ({rows}, {cols}) is too large")));
-    Ok(Header { rows: to_usize(rows)?, cols: to_usize(cols)?, data_offset: data_offset as usize })
+    let to_usize = |v: u64| {
+        usize::try_from(v).map_err(|_| bad(format!("shape ({rows}, {cols}) is too large")))
+    };
+    Ok(Header {
+        rows: to_usize(rows)?,
+        cols: to_usize(cols)?,
+        data_offset: data_offset as usize,
+    })
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -110,7 +155,10 @@ enum Value {
 /// A small parser for the Python dict literal numpy writes:
 /// `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }`.
 fn parse_dict(text: &str) -> std::result::Result<Vec<(String, Value)>, String> {
-    let mut p = Parser { s: text.trim().as_bytes(), i: 0 };
+    let mut p = Parser {
+        s: text.trim().as_bytes(),
+        i: 0,
+    };
     p.expect(b'{')?;
     let mut out = Vec::new();
     loop {
@@ -259,27 +307,45 @@ impl NpyFile {
         let path = path.as_ref();
         let shown = path.display().to_string();
         let io = |e: std::io::Error| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound { path: shown.clone() },
-            _ => Error::Io { path: shown.clone(), message: e.to_string() },
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                path: shown.clone(),
+            },
+            _ => Error::Io {
+                path: shown.clone(),
+                message: e.to_string(),
+            },
         };
         let file = File::open(path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
         if meta.is_dir() {
-            return Err(Error::Io { path: shown, message: "is a directory, not a .npy file".into() });
+            return Err(Error::Io {
+                path: shown,
+                message: "is a directory, not a .npy file".into(),
+            });
         }
         let len = meta.len();
         if len == 0 {
-            return Err(Error::BadHeader { path: shown, reason: "the file is empty".into() });
+            return Err(Error::BadHeader {
+                path: shown,
+                reason: "the file is empty".into(),
+            });
         }
         // SAFETY: the map is read-only and private to this object. As with np.memmap, if
         // another process truncates or rewrites the file while it is mapped, reads may fault
         // or see new data; the header and length were valid when checked below.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
         if map.len() as u64 != len {
-            return Err(Error::Io { path: shown, message: "the file changed size while being opened".into() });
+            return Err(Error::Io {
+                path: shown,
+                message: "the file changed size while being opened".into(),
+            });
         }
         let header = parse_header(&map, len, &shown)?;
-        Ok(NpyFile { path: path.to_path_buf(), header, map })
+        Ok(NpyFile {
+            path: path.to_path_buf(),
+            header,
+            map,
+        })
     }
 
     /// The file's path.
@@ -312,7 +378,7 @@ mod tests {
     fn npy(major: u8, dict: &str, data_len: usize) -> Vec<u8> {
         let mut text = dict.to_string();
         let pre = if major == 1 { 10 } else { 12 };
-        while (pre + text.len() + 1) % 64 != 0 {
+        while !(pre + text.len() + 1).is_multiple_of(64) {
             text.push(' ');
         }
         text.push('\n');
@@ -324,7 +390,7 @@ mod tests {
             v.extend((text.len() as u32).to_le_bytes());
         }
         v.extend(text.as_bytes());
-        v.extend(std::iter::repeat(0u8).take(data_len));
+        v.extend(std::iter::repeat_n(0u8, data_len));
         v
     }
 
@@ -340,9 +406,19 @@ mod tests {
             let h = parse(&npy(major, GOOD, 48)).unwrap();
             assert_eq!((h.rows, h.cols, h.data_offset % 64), (3, 4, 0));
         }
-        let h = parse(&npy(1, "{\"descr\":\"<f4\",\"fortran_order\":False,\"shape\":(0,7)}", 0)).unwrap();
+        let h = parse(&npy(
+            1,
+            "{\"descr\":\"<f4\",\"fortran_order\":False,\"shape\":(0,7)}",
+            0,
+        ))
+        .unwrap();
         assert_eq!((h.rows, h.cols), (0, 7));
-        let h = parse(&npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2L, 2L), }", 16)).unwrap();
+        let h = parse(&npy(
+            1,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2L, 2L), }",
+            16,
+        ))
+        .unwrap();
         assert_eq!((h.rows, h.cols), (2, 2));
     }
 
@@ -354,20 +430,57 @@ mod tests {
     fn corrupt_headers() {
         assert!(err(b"").contains("empty"));
         assert!(err(b"NOTNUMPY0000000").contains("magic"));
+        assert!(err(b"\x93NUMPY").contains("truncated"));
+        assert!(err(b"\x93NUMPY\x01\x00").contains("truncated"));
         let mut v = npy(1, GOOD, 48);
         v[6] = 9;
         assert!(err(&v).contains("version 9"));
         assert!(err(&npy(1, GOOD, 47)).contains("truncated"));
         assert!(err(&npy(1, GOOD, 49)).contains("unexpected bytes"));
         assert!(err(&npy(1, GOOD, 0)[..40]).contains("truncated"));
-        assert!(err(&npy(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }", 96)).contains("astype"));
-        assert!(err(&npy(1, "{'descr': '>f4', 'fortran_order': False, 'shape': (3, 4), }", 48)).contains(">f4"));
-        assert!(err(&npy(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (3, 4), }", 48)).contains("Fortran"));
-        assert!(err(&npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (12,), }", 48)).contains("1-D"));
-        assert!(err(&npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 3), }", 48)).contains("3-D"));
-        assert!(err(&npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }", 48)).contains("too large"));
+        assert!(err(&npy(
+            1,
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }",
+            96
+        ))
+        .contains("astype"));
+        assert!(err(&npy(
+            1,
+            "{'descr': '>f4', 'fortran_order': False, 'shape': (3, 4), }",
+            48
+        ))
+        .contains(">f4"));
+        assert!(err(&npy(
+            1,
+            "{'descr': '<f4', 'fortran_order': True, 'shape': (3, 4), }",
+            48
+        ))
+        .contains("Fortran"));
+        assert!(err(&npy(
+            1,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (12,), }",
+            48
+        ))
+        .contains("1-D"));
+        assert!(err(&npy(
+            1,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 3), }",
+            48
+        ))
+        .contains("3-D"));
+        assert!(err(&npy(
+            1,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }",
+            48
+        ))
+        .contains("too large"));
         assert!(err(&npy(1, "{'descr': '<f4', 'shape': (3, 4), }", 48)).contains("fortran_order"));
-        assert!(err(&npy(1, "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (3, 4), }", 48)).contains("structured"));
+        assert!(err(&npy(
+            1,
+            "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (3, 4), }",
+            48
+        ))
+        .contains("structured"));
         assert!(err(&npy(1, "garbage", 48)).contains("unreadable header"));
         // Header length pointing past the end of the file.
         let mut v = npy(1, GOOD, 0);

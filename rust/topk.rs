@@ -19,91 +19,74 @@ pub fn rank(a: &Hit, b: &Hit) -> Ordering {
     b.score.total_cmp(&a.score).then(a.row.cmp(&b.row))
 }
 
-/// The best `k` hits pushed so far: a binary heap whose root is the worst kept hit.
+/// The best `k` hits pushed so far. Hits at or above the threshold go into a buffer of up to
+/// `2k`; when it fills, a linear-time selection keeps the best `k` and raises the threshold to
+/// the worst of them. Each push costs O(1) amortized, whatever `k` (a heap costs O(log k) per
+/// insertion, which dominates a funnel's large first-stage shortlists).
 #[derive(Clone, Debug)]
 pub struct TopK {
     k: usize,
-    heap: Vec<Hit>,
+    threshold: f32,
+    buf: Vec<Hit>,
 }
 
 impl TopK {
-    /// An empty selection of at most `k` hits (memory: `k` hits).
+    /// An empty selection of at most `k` hits.
     pub fn new(k: usize) -> TopK {
-        TopK { k, heap: Vec::with_capacity(k) }
-    }
-
-    /// The score a new hit must reach to be considered (`-inf` while there is room).
-    #[inline]
-    pub fn threshold(&self) -> f32 {
-        if self.heap.len() < self.k {
-            f32::NEG_INFINITY
-        } else if self.k == 0 {
+        let threshold = if k == 0 {
             f32::INFINITY
         } else {
-            self.heap[0].score
+            f32::NEG_INFINITY
+        };
+        TopK {
+            k,
+            threshold,
+            buf: Vec::with_capacity(k.saturating_mul(2).min(4096)),
         }
     }
 
-    /// Offers a hit; kept if it ranks before the worst kept one (or there is room).
+    /// Hits scoring below this can never be among the best `k`.
+    #[inline]
+    pub fn threshold(&self) -> f32 {
+        self.threshold
+    }
+
+    /// Offers a hit.
     #[inline]
     pub fn push(&mut self, score: f32, row: usize) {
-        let hit = Hit { score, row };
-        if self.heap.len() < self.k {
-            self.heap.push(hit);
-            self.sift_up(self.heap.len() - 1);
-        } else if self.k > 0 {
-            // Fast reject first: most rows of a large scan lose on the score alone.
-            let worst = self.heap[0];
-            if score < worst.score || rank(&hit, &worst) != Ordering::Less {
-                return;
-            }
-            self.heap[0] = hit;
-            self.sift_down(0);
+        if score < self.threshold {
+            return;
+        }
+        self.buf.push(Hit { score, row });
+        if self.buf.len() >= 2 * self.k {
+            self.compact();
         }
     }
 
-    fn sift_up(&mut self, mut i: usize) {
-        while i > 0 {
-            let parent = (i - 1) / 2;
-            // The root holds the worst hit: a child that ranks after its parent moves up.
-            if rank(&self.heap[i], &self.heap[parent]) == Ordering::Greater {
-                self.heap.swap(i, parent);
-                i = parent;
-            } else {
-                break;
-            }
-        }
-    }
-
-    fn sift_down(&mut self, mut i: usize) {
-        let n = self.heap.len();
-        loop {
-            let (l, r) = (2 * i + 1, 2 * i + 2);
-            let mut worst = i;
-            if l < n && rank(&self.heap[l], &self.heap[worst]) == Ordering::Greater {
-                worst = l;
-            }
-            if r < n && rank(&self.heap[r], &self.heap[worst]) == Ordering::Greater {
-                worst = r;
-            }
-            if worst == i {
-                break;
-            }
-            self.heap.swap(i, worst);
-            i = worst;
+    /// Keeps the best `k` and raises the threshold to the worst of them.
+    fn compact(&mut self) {
+        if self.buf.len() > self.k {
+            self.buf.select_nth_unstable_by(self.k - 1, rank);
+            self.buf.truncate(self.k);
+            self.threshold = self
+                .buf
+                .iter()
+                .map(|h| h.score)
+                .fold(f32::INFINITY, f32::min);
         }
     }
 
     /// The kept hits, best first.
-    pub fn into_sorted(self) -> Vec<Hit> {
-        let mut v = self.heap;
-        v.sort_unstable_by(rank);
-        v
+    pub fn into_sorted(mut self) -> Vec<Hit> {
+        self.compact();
+        self.buf.sort_unstable_by(rank);
+        self.buf
     }
 
-    /// The kept hits in heap order.
-    pub fn into_vec(self) -> Vec<Hit> {
-        self.heap
+    /// The kept hits, unordered.
+    pub fn into_vec(mut self) -> Vec<Hit> {
+        self.compact();
+        self.buf
     }
 }
 

@@ -8,14 +8,21 @@
 """
 
 from matryo_fast._core import __version__, backends, set_backend
+from matryo_fast.files import CorpusWriter, save_corpus
+from matryo_fast.funnel import FunnelPlan, funnel, tune_funnel
 from matryo_fast.search import Corpus, TopK, open_corpus, topk
 
 __all__ = [
     "Corpus",
+    "CorpusWriter",
+    "FunnelPlan",
     "TopK",
     "__version__",
     "backends",
+    "funnel",
     "open_corpus",
+    "save_corpus",
     "set_backend",
     "topk",
+    "tune_funnel",
 ]

@@ -98,8 +98,12 @@ def open_corpus(path: str | os.PathLike[str]) -> Corpus:
     return Corpus(path)
 
 
-def _coerce_query(query: Any) -> tuple[npt.NDArray[np.float32], bool]:
-    """The query as a C-contiguous float32 ``(B, D)`` array, and whether it was 1-D."""
+def _coerce_query(query: Any, dim: int | None = None) -> tuple[npt.NDArray[np.float32], bool]:
+    """The query as a C-contiguous float32 ``(B, D')`` array, and whether it was 1-D.
+
+    Only the first ``dim`` columns are checked and converted (``D' = dim``) when the query has
+    that many; columns beyond ``dim`` are never read.
+    """
     q = np.asarray(query)
     if q.dtype not in (np.float32, np.float64):
         raise TypeError(
@@ -108,20 +112,25 @@ def _coerce_query(query: Any) -> tuple[npt.NDArray[np.float32], bool]:
         )
     if q.ndim not in (1, 2):
         raise ValueError(f"query must be 1-D (D,) or 2-D (B, D), got {q.ndim}-D shape {q.shape}")
-    if not np.isfinite(q).all():
-        bad = np.argwhere(~np.isfinite(q.reshape(1, -1) if q.ndim == 1 else q))[0]
-        raise ValueError(f"query contains NaN or Inf (first at query row {bad[0]}, column {bad[1]})")
     single = q.ndim == 1
-    q32 = np.ascontiguousarray(q.reshape(1, -1) if single else q, dtype=np.float32)
-    if q.dtype == np.float64 and not np.isfinite(q32).all():
-        raise ValueError("query has values too large for float32 (they overflow to Inf)")
-    return q32, single
+    q2 = q.reshape(1, -1) if single else q
+    if dim is not None and 1 <= dim <= q2.shape[1]:
+        q2 = q2[:, :dim]
+    finite = np.isfinite(q2)
+    if not finite.all():
+        bad = np.argwhere(~finite)[0]
+        raise ValueError(f"query contains NaN or Inf (first at query row {bad[0]}, column {bad[1]})")
+    if q2.dtype == np.float64 and q2.size and np.abs(q2).max() > np.finfo(np.float32).max:
+        raise ValueError("query has values too large for float32 (they would overflow to Inf)")
+    return np.ascontiguousarray(q2, dtype=np.float32), single
 
 
 def _coerce_corpus(corpus: Any) -> Any:
     """What the core accepts: a ``_core.Corpus`` or a float32 2-D array with contiguous rows."""
     if isinstance(corpus, Corpus):
         return corpus._inner
+    if isinstance(corpus, _core.Corpus):
+        return corpus
     if isinstance(corpus, (str, os.PathLike)):
         return _core.Corpus(os.fspath(corpus))
     if not isinstance(corpus, np.ndarray):
@@ -147,9 +156,11 @@ def _coerce_corpus(corpus: Any) -> Any:
 
 
 def _check_int(name: str, value: Any) -> int:
+    """``value`` as an int, clamped to +-2**62 so that the binding never raises OverflowError
+    (the core then reports an out-of-range value as a ValueError)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    return int(value)
+    return max(min(int(value), 2**62), -(2**62))
 
 
 def _corpus_width(core_corpus: Any) -> int:
@@ -180,11 +191,10 @@ def topk(query: Any, corpus: CorpusLike, *, dim: int | None = None, k: int = 10)
     >>> mf.topk(np.array([0.0, 1.0, 0.5, 0.0]), corpus, dim=2, k=2).indices.tolist()
     [1, 0]
     """
-    # Clamp huge ints so the binding never raises OverflowError; the core checks the range.
-    k = min(_check_int("k", k), 2**62)
-    q, single = _coerce_query(query)
+    k = _check_int("k", k)
     c = _coerce_corpus(corpus)
-    d = _corpus_width(c) if dim is None else max(min(_check_int("dim", dim), 2**62), -(2**62))
+    d = _corpus_width(c) if dim is None else _check_int("dim", dim)
+    q, single = _coerce_query(query, d)
     scores, indices = _core.topk(q, c, d, k)
     if single:
         return TopK(scores[0], indices[0])

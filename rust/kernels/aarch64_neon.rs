@@ -58,7 +58,13 @@ impl Simd for Neon {
 /// # Safety
 /// As [`generic::dot_norm_block`].
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn dot_norm_block(q: *const f32, segs: &[Segment], rows: &[usize], dots: &mut [f32], norms: &mut [f32]) {
+pub(crate) unsafe fn dot_norm_block(
+    q: *const f32,
+    segs: &[Segment],
+    rows: &[usize],
+    dots: &mut [f32],
+    norms: &mut [f32],
+) {
     // SAFETY: forwarded contract.
     unsafe { generic::dot_norm_block::<Neon>(q, segs, rows, dots, norms) }
 }
@@ -78,7 +84,14 @@ pub(crate) unsafe fn norm_block(segs: &[Segment], rows: &[usize], norms: &mut [f
 /// # Safety
 /// As [`generic::dot_block`].
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn dot_block(qs: *const f32, q_stride: usize, nq: usize, segs: &[Segment], rows: &[usize], out: &mut [f32]) {
+pub(crate) unsafe fn dot_block(
+    qs: *const f32,
+    q_stride: usize,
+    nq: usize,
+    segs: &[Segment],
+    rows: &[usize],
+    out: &mut [f32],
+) {
     // SAFETY: forwarded contract.
     unsafe { generic::dot_block::<Neon>(qs, q_stride, nq, segs, rows, out) }
 }

@@ -125,7 +125,11 @@ unsafe fn tile<S: Simd, const R: usize, const Q: usize, const NORM: bool>(
             }
         }
         let dots = array::from_fn(|j| reduce_rows::<S, R>(&acc[j]));
-        let norms = if NORM { reduce_rows::<S, R>(&nacc) } else { [0.0; R] };
+        let norms = if NORM {
+            reduce_rows::<S, R>(&nacc)
+        } else {
+            [0.0; R]
+        };
         (dots, norms)
     }
 }
@@ -148,8 +152,8 @@ pub(crate) unsafe fn dot_norm_block<S: Simd>(
     // SAFETY: forwarded contract; the chunking keeps every index below rows.len().
     unsafe {
         while i + 4 <= n {
-            for t in i + PREFETCH_ROWS..(i + PREFETCH_ROWS + 4).min(n) {
-                prefetch_row::<S>(segs, rows[t]);
+            for &ahead in rows.iter().skip(i + PREFETCH_ROWS).take(4) {
+                prefetch_row::<S>(segs, ahead);
             }
             let r: [usize; 4] = array::from_fn(|t| rows[i + t]);
             let (d, nn) = tile::<S, 4, 1, true>(&[q], segs, &r);
@@ -185,8 +189,8 @@ pub(crate) unsafe fn norm_block<S: Simd>(segs: &[Segment], rows: &[usize], norms
     // SAFETY: forwarded contract; the chunking keeps every index below rows.len().
     unsafe {
         while i + 4 <= n {
-            for t in i + PREFETCH_ROWS..(i + PREFETCH_ROWS + 4).min(n) {
-                prefetch_row::<S>(segs, rows[t]);
+            for &ahead in rows.iter().skip(i + PREFETCH_ROWS).take(4) {
+                prefetch_row::<S>(segs, ahead);
             }
             let r: [usize; 4] = array::from_fn(|t| rows[i + t]);
             let (_, nn) = tile::<S, 4, 0, true>(&[], segs, &r);

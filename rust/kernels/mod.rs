@@ -6,16 +6,16 @@
 //! The backend is detected once and cached; `MATRYO_FAST_BACKEND` (read once) or [`force`]
 //! chooses another. [`scalar`] is the reference every other backend is tested against.
 
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod aarch64_neon;
 pub(crate) mod generic;
 pub(crate) mod scalar;
+#[cfg(test)]
+mod tests;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512;
-#[cfg(target_arch = "aarch64")]
-pub(crate) mod aarch64_neon;
-#[cfg(test)]
-mod tests;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -40,7 +40,12 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend, fastest first.
-    pub const ALL: [Backend; 4] = [Backend::Avx512, Backend::Avx2, Backend::Neon, Backend::Scalar];
+    pub const ALL: [Backend; 4] = [
+        Backend::Avx512,
+        Backend::Avx2,
+        Backend::Neon,
+        Backend::Scalar,
+    ];
 
     /// Lower-case name, as `MATRYO_FAST_BACKEND` spells it.
     pub fn name(self) -> &'static str {
@@ -54,7 +59,9 @@ impl Backend {
 
     /// The backend called `name`, if any.
     pub fn from_name(name: &str) -> Option<Backend> {
-        Backend::ALL.into_iter().find(|b| b.name() == name.trim().to_ascii_lowercase())
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.name() == name.trim().to_ascii_lowercase())
     }
 
     /// Whether this CPU can run the backend.
@@ -85,7 +92,10 @@ impl fmt::Display for Backend {
 
 /// The backends this CPU can run, fastest first.
 pub fn available() -> Vec<Backend> {
-    Backend::ALL.into_iter().filter(|b| b.is_available()).collect()
+    Backend::ALL
+        .into_iter()
+        .filter(|b| b.is_available())
+        .collect()
 }
 
 /// 0 = not forced, else a `Backend as u8`.
@@ -122,7 +132,10 @@ fn names(bs: &[Backend]) -> String {
 pub fn active() -> Result<Backend> {
     match FORCED.load(Ordering::Relaxed) {
         0 => default_backend(),
-        v => Ok(Backend::ALL.into_iter().find(|b| *b as u8 == v).unwrap_or(Backend::Scalar)),
+        v => Ok(Backend::ALL
+            .into_iter()
+            .find(|b| *b as u8 == v)
+            .unwrap_or(Backend::Scalar)),
     }
 }
 
@@ -158,17 +171,40 @@ impl Kernels {
     /// The kernels of `backend`, if this CPU can run it.
     pub fn new(backend: Backend) -> Result<Kernels> {
         if !backend.is_available() {
-            return Err(Error::Backend(format!("backend {backend} is not supported by this CPU")));
+            return Err(Error::Backend(format!(
+                "backend {backend} is not supported by this CPU"
+            )));
         }
-        let k = |dot_norm: DotNormFn, norm: NormFn, dot: DotFn| Kernels { backend, dot_norm, norm, dot };
+        let k = |dot_norm: DotNormFn, norm: NormFn, dot: DotFn| Kernels {
+            backend,
+            dot_norm,
+            norm,
+            dot,
+        };
         Ok(match backend {
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2 => k(x86_avx2::dot_norm_block, x86_avx2::norm_block, x86_avx2::dot_block),
+            Backend::Avx2 => k(
+                x86_avx2::dot_norm_block,
+                x86_avx2::norm_block,
+                x86_avx2::dot_block,
+            ),
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx512 => k(x86_avx512::dot_norm_block, x86_avx512::norm_block, x86_avx512::dot_block),
+            Backend::Avx512 => k(
+                x86_avx512::dot_norm_block,
+                x86_avx512::norm_block,
+                x86_avx512::dot_block,
+            ),
             #[cfg(target_arch = "aarch64")]
-            Backend::Neon => k(aarch64_neon::dot_norm_block, aarch64_neon::norm_block, aarch64_neon::dot_block),
-            _ => k(scalar::dot_norm_block, scalar::norm_block, scalar::dot_block),
+            Backend::Neon => k(
+                aarch64_neon::dot_norm_block,
+                aarch64_neon::norm_block,
+                aarch64_neon::dot_block,
+            ),
+            _ => k(
+                scalar::dot_norm_block,
+                scalar::norm_block,
+                scalar::dot_block,
+            ),
         })
     }
 
@@ -184,11 +220,21 @@ impl Kernels {
 
     fn check_rows(prefix: &Prefix<'_>, rows: &[usize]) {
         let n = prefix.rows();
-        assert!(rows.iter().all(|&r| r < n), "row index out of range ({n} rows)");
+        assert!(
+            rows.iter().all(|&r| r < n),
+            "row index out of range ({n} rows)"
+        );
     }
 
     /// `dots[i] = q . x` and `norms[i] = |x|^2` over `prefix` for `x = rows[i]`, in one pass.
-    pub fn dot_norm(&self, q: &[f32], prefix: &Prefix<'_>, rows: &[usize], dots: &mut [f32], norms: &mut [f32]) {
+    pub fn dot_norm(
+        &self,
+        q: &[f32],
+        prefix: &Prefix<'_>,
+        rows: &[usize],
+        dots: &mut [f32],
+        norms: &mut [f32],
+    ) {
         assert!(q.len() >= prefix.dim() && dots.len() >= rows.len() && norms.len() >= rows.len());
         Self::check_rows(prefix, rows);
         // SAFETY: q covers [0, dim); every row is in range, so every segment run is readable
@@ -205,8 +251,18 @@ impl Kernels {
     }
 
     /// `out[j * rows.len() + i] = q_j . x_i` for the `nq` dense queries `qs[j * q_stride..]`.
-    pub fn dots(&self, qs: &[f32], q_stride: usize, nq: usize, prefix: &Prefix<'_>, rows: &[usize], out: &mut [f32]) {
-        assert!(nq == 0 || (q_stride >= prefix.dim() && qs.len() >= (nq - 1) * q_stride + prefix.dim()));
+    pub fn dots(
+        &self,
+        qs: &[f32],
+        q_stride: usize,
+        nq: usize,
+        prefix: &Prefix<'_>,
+        rows: &[usize],
+        out: &mut [f32],
+    ) {
+        assert!(
+            nq == 0 || (q_stride >= prefix.dim() && qs.len() >= (nq - 1) * q_stride + prefix.dim())
+        );
         assert!(out.len() >= nq * rows.len());
         Self::check_rows(prefix, rows);
         // SAFETY: as in `dot_norm`; every query j < nq covers [0, dim) at j * q_stride.

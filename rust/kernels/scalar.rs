@@ -43,7 +43,13 @@ impl Simd for Scalar {
 ///
 /// # Safety
 /// As [`generic::dot_norm_block`] (no CPU features needed).
-pub(crate) unsafe fn dot_norm_block(q: *const f32, segs: &[Segment], rows: &[usize], dots: &mut [f32], norms: &mut [f32]) {
+pub(crate) unsafe fn dot_norm_block(
+    q: *const f32,
+    segs: &[Segment],
+    rows: &[usize],
+    dots: &mut [f32],
+    norms: &mut [f32],
+) {
     // SAFETY: forwarded contract.
     unsafe { generic::dot_norm_block::<Scalar>(q, segs, rows, dots, norms) }
 }
@@ -61,7 +67,14 @@ pub(crate) unsafe fn norm_block(segs: &[Segment], rows: &[usize], norms: &mut [f
 ///
 /// # Safety
 /// As [`generic::dot_block`].
-pub(crate) unsafe fn dot_block(qs: *const f32, q_stride: usize, nq: usize, segs: &[Segment], rows: &[usize], out: &mut [f32]) {
+pub(crate) unsafe fn dot_block(
+    qs: *const f32,
+    q_stride: usize,
+    nq: usize,
+    segs: &[Segment],
+    rows: &[usize],
+    out: &mut [f32],
+) {
     // SAFETY: forwarded contract.
     unsafe { generic::dot_block::<Scalar>(qs, q_stride, nq, segs, rows, out) }
 }

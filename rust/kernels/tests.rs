@@ -9,7 +9,9 @@ use crate::layout::Matrix;
 use crate::search::{topk_with, Queries};
 
 /// Dims around every lane width (1, 4, 8, 16) and some odd ones.
-const DIMS: [usize; 18] = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 97];
+const DIMS: [usize; 18] = [
+    1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 97,
+];
 
 fn data(n: usize, seed: u64) -> Vec<f32> {
     // xorshift, deterministic and dependency-free
@@ -50,11 +52,21 @@ fn every_backend_matches_scalar_on_blocks() {
                     let nq = 5;
                     let q = data(nq * dim, 7 + dim as u64);
                     let idx: Vec<usize> = (0..rows).rev().collect();
-                    let (mut d1, mut n1, mut d0, mut n0) = (vec![0.0; rows], vec![0.0; rows], vec![0.0; rows], vec![0.0; rows]);
+                    let (mut d1, mut n1, mut d0, mut n0) = (
+                        vec![0.0; rows],
+                        vec![0.0; rows],
+                        vec![0.0; rows],
+                        vec![0.0; rows],
+                    );
                     kern.dot_norm(&q[..dim], &p, &idx, &mut d1, &mut n1);
                     scalar.dot_norm(&q[..dim], &p, &idx, &mut d0, &mut n0);
                     for i in 0..rows {
-                        assert!(close(d1[i], d0[i], dim as f32), "{backend} dot dim {dim}: {} vs {}", d1[i], d0[i]);
+                        assert!(
+                            close(d1[i], d0[i], dim as f32),
+                            "{backend} dot dim {dim}: {} vs {}",
+                            d1[i],
+                            d0[i]
+                        );
                         assert!(close(n1[i], n0[i], dim as f32), "{backend} norm dim {dim}");
                     }
                     // norms() and dots() agree bitwise with the fused pass of the same backend.
@@ -63,12 +75,20 @@ fn every_backend_matches_scalar_on_blocks() {
                     assert_eq!(n1, n2, "{backend}: norms differ from the fused pass");
                     let mut out = vec![0.0; nq * rows];
                     kern.dots(&q, dim, nq, &p, &idx, &mut out);
-                    assert_eq!(&out[..rows], &d1[..], "{backend}: tiled dots differ from the fused pass");
+                    assert_eq!(
+                        &out[..rows],
+                        &d1[..],
+                        "{backend}: tiled dots differ from the fused pass"
+                    );
                     for j in 0..nq {
                         let mut dj = vec![0.0; rows];
                         let mut nj = vec![0.0; rows];
                         kern.dot_norm(&q[j * dim..(j + 1) * dim], &p, &idx, &mut dj, &mut nj);
-                        assert_eq!(&out[j * rows..(j + 1) * rows], &dj[..], "{backend}: query {j} tile differs");
+                        assert_eq!(
+                            &out[j * rows..(j + 1) * rows],
+                            &dj[..],
+                            "{backend}: query {j} tile differs"
+                        );
                     }
                 }
             }
@@ -78,14 +98,33 @@ fn every_backend_matches_scalar_on_blocks() {
 
 /// Independent float64 oracle: (score, row) sorted by score desc, row asc.
 fn oracle(q: &[f32], x: &[f32], cols: usize, dim: usize, k: usize) -> Vec<(f64, usize)> {
-    let qn: f64 = q[..dim].iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+    let qn: f64 = q[..dim]
+        .iter()
+        .map(|&v| f64::from(v).powi(2))
+        .sum::<f64>()
+        .sqrt();
     let mut s: Vec<(f64, usize)> = x
         .chunks(cols)
         .enumerate()
         .map(|(r, row)| {
-            let xn: f64 = row[..dim].iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
-            let d: f64 = row[..dim].iter().zip(q).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
-            (if qn == 0.0 || xn == 0.0 { 0.0 } else { d / (qn * xn) }, r)
+            let xn: f64 = row[..dim]
+                .iter()
+                .map(|&v| f64::from(v).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let d: f64 = row[..dim]
+                .iter()
+                .zip(q)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum();
+            (
+                if qn == 0.0 || xn == 0.0 {
+                    0.0
+                } else {
+                    d / (qn * xn)
+                },
+                r,
+            )
         })
         .collect();
     s.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -93,20 +132,44 @@ fn oracle(q: &[f32], x: &[f32], cols: usize, dim: usize, k: usize) -> Vec<(f64, 
     s
 }
 
-fn check_against_oracle(backend: Backend, x: &[f32], rows: usize, cols: usize, q: &[f32], nq: usize, dim: usize, k: usize) {
+#[allow(clippy::too_many_arguments)] // a test helper: the case's parameters, spelled out
+fn check_against_oracle(
+    backend: Backend,
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+    q: &[f32],
+    nq: usize,
+    dim: usize,
+    k: usize,
+) {
     let m = Matrix::from_slice(x, rows, cols).unwrap();
-    let hits = topk_with(Kernels::new(backend).unwrap(), Queries::new(q, cols).unwrap(), &m, dim as i64, k as i64).unwrap();
+    let hits = topk_with(
+        Kernels::new(backend).unwrap(),
+        Queries::new(q, cols).unwrap(),
+        &m,
+        dim as i64,
+        k as i64,
+    )
+    .unwrap();
     let kk = k.min(rows);
     assert_eq!(hits.k, kk);
     for j in 0..nq {
         let want = oracle(&q[j * cols..(j + 1) * cols], x, cols, dim, rows);
-        let all: std::collections::HashMap<usize, f64> = want.iter().map(|&(s, r)| (r, s)).collect();
+        let all: std::collections::HashMap<usize, f64> =
+            want.iter().map(|&(s, r)| (r, s)).collect();
         let kth = want[kk - 1].0;
         for t in 0..kk {
             let (s, r) = (hits.scores[j * kk + t], hits.indices[j * kk + t] as usize);
             let exact = all[&r];
-            assert!((f64::from(s) - exact).abs() < 1e-5, "{backend}: row {r} score {s} vs {exact}");
-            assert!(exact >= kth - 1e-5, "{backend}: row {r} ({exact}) is not in the top {kk} (kth {kth})");
+            assert!(
+                (f64::from(s) - exact).abs() < 1e-5,
+                "{backend}: row {r} score {s} vs {exact}"
+            );
+            assert!(
+                exact >= kth - 1e-5,
+                "{backend}: row {r} ({exact}) is not in the top {kk} (kth {kth})"
+            );
             if t > 0 {
                 assert!(hits.scores[j * kk + t - 1] >= s, "not sorted");
             }
@@ -137,7 +200,7 @@ fn duplicates_tie_zero_rows_score_zero_batch_equals_single() {
     let mut x = Vec::new();
     for r in 0..200 {
         match r % 5 {
-            0 => x.extend(std::iter::repeat(0.0).take(cols)),
+            0 => x.extend(std::iter::repeat_n(0.0, cols)),
             _ => x.extend_from_slice(&base[(r % 40) * cols..(r % 40 + 1) * cols]),
         }
     }
@@ -147,14 +210,28 @@ fn duplicates_tie_zero_rows_score_zero_batch_equals_single() {
         let q = data(3 * cols, 8);
         let batch = topk_with(kern, Queries::new(&q, cols).unwrap(), &m, 11, 200).unwrap();
         for j in 0..3 {
-            let single = topk_with(kern, Queries::new(&q[j * cols..(j + 1) * cols], cols).unwrap(), &m, 11, 200).unwrap();
-            assert_eq!(&batch.scores[j * 200..(j + 1) * 200], &single.scores[..], "{backend}: batch != single");
+            let single = topk_with(
+                kern,
+                Queries::new(&q[j * cols..(j + 1) * cols], cols).unwrap(),
+                &m,
+                11,
+                200,
+            )
+            .unwrap();
+            assert_eq!(
+                &batch.scores[j * 200..(j + 1) * 200],
+                &single.scores[..],
+                "{backend}: batch != single"
+            );
             assert_eq!(&batch.indices[j * 200..(j + 1) * 200], &single.indices[..]);
             for t in 1..200 {
                 let (s0, s1) = (single.scores[t - 1], single.scores[t]);
                 assert!(s0 >= s1);
                 if s0 == s1 {
-                    assert!(single.indices[t - 1] < single.indices[t], "{backend}: tie not in row order");
+                    assert!(
+                        single.indices[t - 1] < single.indices[t],
+                        "{backend}: tie not in row order"
+                    );
                 }
             }
             // Every zero row (r % 5 == 0) scores exactly 0.0.
@@ -205,11 +282,43 @@ fn funnel_with_everything_shortlisted_equals_exact() {
     for backend in available() {
         let kern = Kernels::new(backend).unwrap();
         let exact = topk_with(kern, Queries::new(&q, cols).unwrap(), &m, 48, 10).unwrap();
-        let f = funnel_with(kern, Queries::new(&q, cols).unwrap(), &m, &[8, 16, 48], &[5000, 3000], 10).unwrap();
+        let f = funnel_with(
+            kern,
+            Queries::new(&q, cols).unwrap(),
+            &m,
+            &[8, 16, 48],
+            &[5000, 3000],
+            10,
+        )
+        .unwrap();
         assert_eq!(f, exact, "{backend}");
-        assert!(funnel_with(kern, Queries::new(&q, cols).unwrap(), &m, &[16, 8], &[100], 10).is_err());
-        assert!(funnel_with(kern, Queries::new(&q, cols).unwrap(), &m, &[8, 16], &[5], 10).is_err());
-        assert!(funnel_with(kern, Queries::new(&q, cols).unwrap(), &m, &[8, 16, 32], &[100, 200], 10).is_err());
+        assert!(funnel_with(
+            kern,
+            Queries::new(&q, cols).unwrap(),
+            &m,
+            &[16, 8],
+            &[100],
+            10
+        )
+        .is_err());
+        assert!(funnel_with(
+            kern,
+            Queries::new(&q, cols).unwrap(),
+            &m,
+            &[8, 16],
+            &[5],
+            10
+        )
+        .is_err());
+        assert!(funnel_with(
+            kern,
+            Queries::new(&q, cols).unwrap(),
+            &m,
+            &[8, 16, 32],
+            &[100, 200],
+            10
+        )
+        .is_err());
     }
 }
 

@@ -53,7 +53,10 @@ impl Simd for Avx2 {
             let ab = _mm256_hadd_ps(a, b);
             let cd = _mm256_hadd_ps(c, d);
             let abcd = _mm256_hadd_ps(ab, cd);
-            let s = _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps::<1>(abcd));
+            let s = _mm_add_ps(
+                _mm256_castps256_ps128(abcd),
+                _mm256_extractf128_ps::<1>(abcd),
+            );
             let mut out = [0.0f32; 4];
             _mm_storeu_ps(out.as_mut_ptr(), s);
             out
@@ -72,7 +75,13 @@ impl Simd for Avx2 {
 /// # Safety
 /// As [`generic::dot_norm_block`]; the CPU must support avx2 and fma.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn dot_norm_block(q: *const f32, segs: &[Segment], rows: &[usize], dots: &mut [f32], norms: &mut [f32]) {
+pub(crate) unsafe fn dot_norm_block(
+    q: *const f32,
+    segs: &[Segment],
+    rows: &[usize],
+    dots: &mut [f32],
+    norms: &mut [f32],
+) {
     // SAFETY: forwarded contract; features enabled by this function's attribute.
     unsafe { generic::dot_norm_block::<Avx2>(q, segs, rows, dots, norms) }
 }
@@ -92,7 +101,14 @@ pub(crate) unsafe fn norm_block(segs: &[Segment], rows: &[usize], norms: &mut [f
 /// # Safety
 /// As [`generic::dot_block`]; the CPU must support avx2 and fma.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn dot_block(qs: *const f32, q_stride: usize, nq: usize, segs: &[Segment], rows: &[usize], out: &mut [f32]) {
+pub(crate) unsafe fn dot_block(
+    qs: *const f32,
+    q_stride: usize,
+    nq: usize,
+    segs: &[Segment],
+    rows: &[usize],
+    out: &mut [f32],
+) {
     // SAFETY: forwarded contract; features enabled by this function's attribute.
     unsafe { generic::dot_block::<Avx2>(qs, q_stride, nq, segs, rows, out) }
 }

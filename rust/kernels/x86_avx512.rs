@@ -51,7 +51,10 @@ impl Simd for Avx512 {
             let ab = _mm256_hadd_ps(fold(a), fold(b));
             let cd = _mm256_hadd_ps(fold(c), fold(d));
             let abcd = _mm256_hadd_ps(ab, cd);
-            let s = _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps::<1>(abcd));
+            let s = _mm_add_ps(
+                _mm256_castps256_ps128(abcd),
+                _mm256_extractf128_ps::<1>(abcd),
+            );
             let mut out = [0.0f32; 4];
             _mm_storeu_ps(out.as_mut_ptr(), s);
             out
@@ -70,7 +73,13 @@ impl Simd for Avx512 {
 /// # Safety
 /// As [`generic::dot_norm_block`]; the CPU must support avx512f, avx2 and fma.
 #[target_feature(enable = "avx512f,avx2,fma")]
-pub(crate) unsafe fn dot_norm_block(q: *const f32, segs: &[Segment], rows: &[usize], dots: &mut [f32], norms: &mut [f32]) {
+pub(crate) unsafe fn dot_norm_block(
+    q: *const f32,
+    segs: &[Segment],
+    rows: &[usize],
+    dots: &mut [f32],
+    norms: &mut [f32],
+) {
     // SAFETY: forwarded contract; features enabled by this function's attribute.
     unsafe { generic::dot_norm_block::<Avx512>(q, segs, rows, dots, norms) }
 }
@@ -90,7 +99,14 @@ pub(crate) unsafe fn norm_block(segs: &[Segment], rows: &[usize], norms: &mut [f
 /// # Safety
 /// As [`generic::dot_block`]; the CPU must support avx512f, avx2 and fma.
 #[target_feature(enable = "avx512f,avx2,fma")]
-pub(crate) unsafe fn dot_block(qs: *const f32, q_stride: usize, nq: usize, segs: &[Segment], rows: &[usize], out: &mut [f32]) {
+pub(crate) unsafe fn dot_block(
+    qs: *const f32,
+    q_stride: usize,
+    nq: usize,
+    segs: &[Segment],
+    rows: &[usize],
+    out: &mut [f32],
+) {
     // SAFETY: forwarded contract; features enabled by this function's attribute.
     unsafe { generic::dot_block::<Avx512>(qs, q_stride, nq, segs, rows, out) }
 }

@@ -1,0 +1,736 @@
+"""Side-by-side benchmark: ``matryo_fast.topk`` against numpy, torch, FAISS and usearch.
+
+Every method runs in this one process on the same memory-mapped float32 ``.npy`` corpus (made
+by the script, seeded), at each prefix ``dim`` and query batch size; each method's top-k is
+checked against matryo_fast's (and matryo_fast's against a float64 exact scan). The tables give
+median wall times, ratios to ``matryo_fast.topk`` on an opened ``Corpus``, peak anonymous-memory
+growth, the memory-bandwidth floor (batch 1) and the sgemm floor (batch > 1).
+
+    python benches/bench_topk.py --rows 50000 --repeats 3      # a quick check
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
+        python benches/bench_topk.py --out benches/RESULTS.md   # N=1,000,000 x 768
+
+Not part of ``make test``. The data file is written once to ``--data-dir`` and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import _harness as h
+import numpy as np
+
+# --------------------------------------------------------------------------------------------
+# Methods. Each ``make(ctx)`` does the untimed setup and returns ``run(queries) -> (idx, scores)``
+# with ``queries`` a (B, D) float32 array of full-width queries and ``idx`` of shape (B, k).
+# ``make`` raises ``NotAvailable(reason)`` when the method cannot run this case.
+# --------------------------------------------------------------------------------------------
+
+
+class NotAvailable(Exception):
+    """The method cannot run this case; the message says why."""
+
+
+@dataclass
+class Ctx:
+    corpus: Any  # np.memmap (N, D) float32, read-only
+    path: str
+    dim: int
+    k: int
+    batch: int
+    threads: int
+    mf_corpus: Any = None  # matryo_fast.Corpus, opened once
+    norms: Any = None  # float32 (N,) prefix norms, computed once per dim
+    prepared: Any = None  # float32 (N, dim) normalized prefix copy, or a NotAvailable reason
+
+
+Run = Callable[[np.ndarray], tuple[np.ndarray, Any]]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    label: str
+    reads: str  # what the timed call reads
+    prepared: bool  # needs a copy built ahead of time (outside the timed region)
+    make: Callable[[Ctx], Run]
+
+
+def _mf() -> Any:
+    try:
+        import matryo_fast
+    except ImportError as e:
+        raise NotAvailable(f"matryo_fast not importable ({e})") from None
+    return matryo_fast
+
+
+def _mf_run(ctx: Ctx, corpus: Any) -> Run:
+    mf = _mf()
+    dim, k = ctx.dim, ctx.k
+
+    def run(q: np.ndarray) -> tuple[np.ndarray, Any]:
+        # batch 1 goes through the 1-D query path of the API
+        res = mf.topk(q[0] if len(q) == 1 else q, corpus, dim=dim, k=k)
+        return res.indices.reshape(len(q), -1), res.scores.reshape(len(q), -1)
+
+    return run
+
+
+def make_mf_corpus(ctx: Ctx) -> Run:
+    if ctx.mf_corpus is None:
+        _mf()  # raises NotAvailable with the import error
+        raise NotAvailable("matryo_fast Corpus not opened")
+    return _mf_run(ctx, ctx.mf_corpus)
+
+
+def make_mf_array(ctx: Ctx) -> Run:
+    _mf()
+    return _mf_run(ctx, ctx.corpus)
+
+
+def _need_memory(nbytes: float, what: str) -> None:
+    import psutil
+
+    avail = psutil.virtual_memory().available
+    if nbytes * 1.25 > avail:
+        raise NotAvailable(
+            f"{what} needs ~{nbytes / 1e9:.1f} GB, only {avail / 1e9:.1f} GB available"
+        )
+
+
+def _prepared(ctx: Ctx) -> np.ndarray:
+    if isinstance(ctx.prepared, NotAvailable):
+        raise ctx.prepared
+    return ctx.prepared  # type: ignore[no-any-return]
+
+
+def make_np_naive(ctx: Ctx) -> Run:
+    # What a user writes first: slice the prefix, re-normalize the whole slice (an N x dim copy,
+    # plus the x*x temporary inside np.linalg.norm), matmul, argpartition + argsort.
+    n = ctx.corpus.shape[0]
+    _need_memory(2 * n * ctx.dim * 4 + n * ctx.batch * 4, "the per-call normalized copy")
+    x, dim, k = ctx.corpus, ctx.dim, ctx.k
+
+    def run(q: np.ndarray) -> tuple[np.ndarray, Any]:
+        p = x[:, :dim]
+        pn = p / np.linalg.norm(p, axis=1, keepdims=True)
+        qd = q[:, :dim]
+        qn = qd / np.linalg.norm(qd, axis=1, keepdims=True)
+        return h.topk_from_scores(np.asarray(qn @ pn.T), k)
+
+    return run
+
+
+def make_np_prefix_norms(ctx: Ctx) -> Run:
+    # The best peer without a prepared copy: BLAS on the strided prefix view of the memmap
+    # (no copy), divided by prefix norms computed once beforehand.
+    p = np.asarray(ctx.corpus)[:, : ctx.dim]
+    norms, dim, k = ctx.norms, ctx.dim, ctx.k
+
+    def run(q: np.ndarray) -> tuple[np.ndarray, Any]:
+        qn = h.normalize_rows(q[:, :dim])
+        if len(q) == 1:
+            s = p @ qn[0]
+            s /= norms
+            return h.topk_from_scores(s[None, :], k)
+        s = qn @ p.T
+        s /= norms
+        return h.topk_from_scores(s, k)
+
+    return run
+
+
+def make_np_prepared(ctx: Ctx) -> Run:
+    pn = _prepared(ctx)
+    dim, k = ctx.dim, ctx.k
+
+    def run(q: np.ndarray) -> tuple[np.ndarray, Any]:
+        qn = h.normalize_rows(q[:, :dim])
+        s = (pn @ qn[0])[None, :] if len(q) == 1 else qn @ pn.T
+        return h.topk_from_scores(s, k)
+
+    return run
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError as e:
+        raise NotAvailable(f"torch not importable ({e})") from None
+    return torch
+
+
+def make_torch_prepared(ctx: Ctx) -> Run:
+    torch = _torch()
+    t = torch.from_numpy(_prepared(ctx))
+    dim, k = ctx.dim, ctx.k
+
+    def run(q: np.ndarray) -> tuple[np.ndarray, Any]:
+        qn = torch.from_numpy(h.normalize_rows(q[:, :dim]))
+        with torch.inference_mode():
+            s = torch.mm(qn, t.T)
+            v, i = torch.topk(s, k, dim=1)
+        return i.numpy(), v.numpy()
+
+    return run
+
+
+def make_torch_memmap(ctx: Ctx) -> Run:
+    # torch.from_numpy shares the read-only memmap (torch warns that it is not writable; we
+    # never write). The prefix is a strided view; mm on its transpose goes to BLAS without a copy
+    # (the peak-memory column shows whether it copied). Prefix norms computed once beforehand.
+    torch = _torch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        t = torch.from_numpy(np.asarray(ctx.corpus))[:, : ctx.dim]
+    norms = torch.from_numpy(ctx.norms)
+    dim, k = ctx.dim, ctx.k
+
+    def run(q: np.ndarray) -> tuple[np.ndarray, Any]:
+        qn = torch.from_numpy(h.normalize_rows(q[:, :dim]))
+        with torch.inference_mode():
+            s = torch.mm(qn, t.T)
+            s /= norms
+            v, i = torch.topk(s, k, dim=1)
+        return i.numpy(), v.numpy()
+
+    return run
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError as e:
+        raise NotAvailable(f"faiss not importable ({e})") from None
+    return faiss
+
+
+def _make_faiss(ctx: Ctx, blas_threshold: int | None) -> Run:
+    # faiss.knn (the search of IndexFlatIP without building an index, which would copy the
+    # prepared data once more) with inner product on the normalized prepared copy.
+    faiss = _faiss()
+    pn = _prepared(ctx)
+    dim, k = ctx.dim, ctx.k
+
+    def run(q: np.ndarray) -> tuple[np.ndarray, Any]:
+        qn = h.normalize_rows(q[:, :dim])
+        if blas_threshold is None:
+            d, i = faiss.knn(qn, pn, k, metric=faiss.METRIC_INNER_PRODUCT)
+            return i, d
+        old = faiss.cvar.distance_compute_blas_threshold
+        faiss.cvar.distance_compute_blas_threshold = blas_threshold
+        try:
+            d, i = faiss.knn(qn, pn, k, metric=faiss.METRIC_INNER_PRODUCT)
+        finally:
+            faiss.cvar.distance_compute_blas_threshold = old
+        return i, d
+
+    return run
+
+
+def make_faiss_default(ctx: Ctx) -> Run:
+    return _make_faiss(ctx, None)
+
+
+def make_faiss_blas(ctx: Ctx) -> Run:
+    return _make_faiss(ctx, 0)
+
+
+def make_usearch(ctx: Ctx) -> Run:
+    # usearch.index.search(exact=True) accepts the strided prefix view of the memmap; cosine
+    # (with both norms) is computed on the fly by its SIMD kernels.
+    try:
+        from usearch.index import MetricKind, search
+    except ImportError as e:
+        raise NotAvailable(f"usearch not importable ({e})") from None
+    p = np.asarray(ctx.corpus)[:, : ctx.dim]
+    dim, k, threads = ctx.dim, ctx.k, ctx.threads
+
+    def run(q: np.ndarray) -> tuple[np.ndarray, Any]:
+        qd = np.ascontiguousarray(q[:, :dim])
+        m = search(p, qd, k, MetricKind.Cos, exact=True, threads=threads)
+        return np.asarray(m.keys, dtype=np.int64).reshape(len(q), -1), None
+
+    return run
+
+
+METHODS = [
+    Method("mf_corpus", "matryo_fast.topk", "Corpus (Rust mmap)", False, make_mf_corpus),
+    Method("mf_array", "matryo_fast.topk", "np.load(mmap_mode='r')", False, make_mf_array),
+    Method(
+        "np_naive",
+        "numpy naive (normalize slice per call)",
+        "memmap prefix + N x dim copy per call",
+        False,
+        make_np_naive,
+    ),
+    Method(
+        "np_prefix_norms",
+        "numpy matmul, prefix norms precomputed",
+        "memmap prefix view (no copy)",
+        False,
+        make_np_prefix_norms,
+    ),
+    Method("np_prepared", "numpy matmul", "prepared copy", True, make_np_prepared),
+    Method("torch_prepared", "torch mm + topk", "prepared copy", True, make_torch_prepared),
+    Method(
+        "torch_memmap",
+        "torch mm + topk, prefix norms precomputed",
+        "memmap prefix view (no copy)",
+        False,
+        make_torch_memmap,
+    ),
+    Method(
+        "faiss_default",
+        "faiss.knn IP (IndexFlatIP search), defaults",
+        "prepared copy",
+        True,
+        make_faiss_default,
+    ),
+    Method(
+        "faiss_blas",
+        "faiss.knn IP, BLAS forced (threshold 0)",
+        "prepared copy",
+        True,
+        make_faiss_blas,
+    ),
+    Method(
+        "usearch_exact",
+        "usearch search(exact=True, Cos)",
+        "memmap prefix view (no copy)",
+        False,
+        make_usearch,
+    ),
+]
+BASELINE = "mf_corpus"
+PREPARED_NEEDED = {m.name for m in METHODS if m.prepared}
+NO_PREPARED_COPY = {"np_naive", "np_prefix_norms", "torch_memmap", "usearch_exact"}
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    def ints(s: str) -> list[int]:
+        return [int(x) for x in s.split(",") if x]
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--cols", type=int, default=768)
+    ap.add_argument("--dims", type=ints, default=[64, 128, 256, 768])
+    ap.add_argument("--batches", type=ints, default=[1, 64])
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data-dir", default="build/bench")
+    ap.add_argument(
+        "--methods",
+        default=",".join(m.name for m in METHODS),
+        help="comma-separated subset of: " + ", ".join(m.name for m in METHODS),
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="threads for every library (default: all usable cores)",
+    )
+    ap.add_argument(
+        "--bandwidth-gbs",
+        type=float,
+        default=None,
+        help="use this read bandwidth for the floor instead of measuring it",
+    )
+    ap.add_argument(
+        "--sgemm-gflops",
+        type=float,
+        default=None,
+        help="use this sgemm rate for the floor instead of measuring it",
+    )
+    ap.add_argument(
+        "--tol",
+        type=float,
+        default=1e-5,
+        help="score gap (float64 cosine) within which top-k swaps count as ties",
+    )
+    ap.add_argument(
+        "--slow-s",
+        type=float,
+        default=2.0,
+        help="a warm-up slower than this gets fewer timed runs (~10 s per case)",
+    )
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=10.0,
+        help="timed seconds per slow case: runs = clamp(budget / warm-up, 1, --repeats)",
+    )
+    ap.add_argument("--out", default=None, help="markdown file to add this run to")
+    args = ap.parse_args(argv)
+    names = {m.name for m in METHODS}
+    args.methods = [x for x in args.methods.split(",") if x]
+    unknown = set(args.methods) - names
+    if unknown:
+        ap.error(f"unknown methods {sorted(unknown)}; choose from {sorted(names)}")
+    if any(d < 1 or d > args.cols for d in args.dims):
+        ap.error(f"--dims must lie in 1..{args.cols}")
+    return args
+
+
+def set_threads(n: int) -> list[str]:
+    """Give every library ``n`` threads; returns what was set, for the report."""
+    done = []
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=n)
+        done.append(f"BLAS/OpenMP pools (threadpoolctl) {n}")
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+        done.append(f"torch.set_num_threads({n})")
+    except ImportError:
+        pass
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(n)
+        done.append(f"faiss.omp_set_num_threads({n})")
+    except ImportError:
+        pass
+    done.append(f"usearch threads={n}")
+    mf_threads = os.environ.get("MATRYO_FAST_NUM_THREADS")
+    done.append(
+        f"matryo_fast MATRYO_FAST_NUM_THREADS={mf_threads}"
+        if mf_threads
+        else "matryo_fast: MATRYO_FAST_NUM_THREADS unset (rayon default: all cores)"
+    )
+    return done
+
+
+def run_case(
+    ctx: Ctx, methods: list[Method], q: np.ndarray, args: argparse.Namespace
+) -> dict[str, tuple[Method, h.Timing | None, str]]:
+    """Time every method on one (dim, batch) case; a method that cannot run gets a reason."""
+    results: dict[str, tuple[Method, h.Timing | None, str]] = {}
+    for m in methods:
+        try:
+            run = m.make(ctx)
+            timing = h.time_call(
+                lambda r=run: r(q), args.repeats, slow_s=args.slow_s, budget_s=args.budget_s
+            )
+            results[m.name] = (m, timing, "")
+        except NotAvailable as e:
+            results[m.name] = (m, None, f"n/a: {e}")
+        except Exception as e:  # noqa: BLE001 - a peer failing is reported, not fatal
+            msg = str(e).splitlines()[0][:100] if str(e) else ""
+            results[m.name] = (m, None, f"n/a: {type(e).__name__}: {msg}")
+        t = results[m.name][1]
+        shown = f"{h.fmt_ms(t.median_s)} ms" if t else results[m.name][2]
+        print(f"  dim {ctx.dim} batch {ctx.batch} {m.name}: {shown}", flush=True)
+    return results
+
+
+def table_rows(
+    results: dict[str, tuple[Method, h.Timing | None, str]],
+    base_name: str | None,
+    oracle_idx: np.ndarray,
+    ctx: Ctx,
+    q: np.ndarray,
+    tol: float,
+) -> tuple[list[list[str]], int]:
+    """The table rows of one case and the number of failed checks.
+
+    The baseline is checked against the float64 exact scan, every other method against the
+    baseline (and, when that fails, also against the float64 scan to say who is wrong).
+    matryo_fast results also have their order and scores checked against the numeric contract.
+    """
+    x, dim, batch = ctx.corpus, ctx.dim, ctx.batch
+    base_t = results[base_name][1] if base_name else None
+    rows, failures = [], 0
+    for name, (m, t, why) in results.items():
+        if t is None:
+            rows.append([m.name, m.label, m.reads, "n/a", "", "", "", "", why])
+            continue
+        idx = np.asarray(t.result[0]).reshape(batch, -1)
+        if name == base_name or base_t is None:
+            chk = h.check_topk(oracle_idx[:batch], idx, x, q, dim, tol=tol)
+            check = f"{chk} vs float64 exact scan"
+        else:
+            chk = h.check_topk(base_t.result[0], idx, x, q, dim, tol=tol)
+            check = str(chk)
+            if not chk.ok:
+                vs64 = h.check_topk(oracle_idx[:batch], idx, x, q, dim, tol=tol)
+                check += f"; vs float64 exact scan: {vs64}"
+        failures += not chk.ok
+        if name.startswith("mf_") and t.result[1] is not None:
+            contract = h.check_contract(idx, t.result[1], x, q, dim, tol=tol)
+            if not contract.startswith("ok"):
+                failures += 1
+                check += f"; contract: {contract}"
+        ratio = t.median_s / base_t.median_s if base_t else math.nan
+        rows.append(
+            [
+                m.name,
+                m.label,
+                m.reads,
+                h.fmt_ms(t.median_s),
+                h.fmt_ms(t.min_s),
+                f"{t.runs}{'*' if t.reduced else ''}",
+                f"{ratio:.2f}",
+                f"{t.peak_anon_mb:.1f}" if t.peak_anon_mb is not None else "",
+                check,
+            ]
+        )
+    return rows, failures
+
+
+def floor_notes(
+    results: dict[str, tuple[Method, h.Timing | None, str]],
+    ctx: Ctx,
+    args: argparse.Namespace,
+    bw_gbs: float,
+    sg_gflops: float,
+) -> tuple[list[str], list[str]]:
+    """Lines under a case's table (floors, memory) and goal verdicts for the summary."""
+    n, dim, batch = ctx.corpus.shape[0], ctx.dim, ctx.batch
+    notes: list[str] = []
+    goals: list[str] = []
+    prefix_bytes = n * dim * 4
+    line_bytes = n * math.ceil(dim * 4 / 64) * 64
+    bw_floor = prefix_bytes / (bw_gbs * 1e9)
+    mf_t = results[BASELINE][1] if BASELINE in results else None
+    if batch == 1:
+        floor = bw_floor
+        note = (
+            f"- bandwidth floor: {prefix_bytes / 1e6:.0f} MB of prefix (N*dim*4) / "
+            f"{bw_gbs:.1f} GB/s = **{h.fmt_ms(floor)} ms**; whole 64-B cache lines "
+            f"(N*ceil(dim*4/64)*64 = {line_bytes / 1e6:.0f} MB): "
+            f"{h.fmt_ms(line_bytes / (bw_gbs * 1e9))} ms"
+        )
+        if dim * 4 % 64:
+            note += " (the prefix is not a whole number of lines)"
+        if dim < args.cols:
+            note += (
+                f"; rows are {args.cols * 4} B apart, so every row's prefix sits on its own "
+                "lines and the hardware prefetchers may also fetch lines past it"
+            )
+        notes.append(note)
+        if mf_t:
+            notes.append(f"- matryo_fast (Corpus) / bandwidth floor = {mf_t.median_s / floor:.2f}x")
+            if dim == args.cols:
+                ok = mf_t.median_s <= 1.3 * floor
+                goals.append(
+                    f"batch 1, dim {dim}: within 1.3x of the bandwidth floor: "
+                    f"{'PASS' if ok else 'FAIL'} ({mf_t.median_s / floor:.2f}x)"
+                )
+            peers = [
+                (nm, r[1])
+                for nm, r in results.items()
+                if nm in NO_PREPARED_COPY and r[1] is not None
+            ]
+            if peers:
+                best_nm, best_t = min(peers, key=lambda p: p[1].median_s)
+                ok = mf_t.median_s < best_t.median_s
+                goals.append(
+                    f"batch 1, dim {dim}: faster than every peer without a prepared copy "
+                    f"(best: {best_nm} {h.fmt_ms(best_t.median_s)} ms): "
+                    f"{'PASS' if ok else 'FAIL'} ({h.fmt_ms(mf_t.median_s)} ms)"
+                )
+    else:
+        flops = 2 * batch * n * dim
+        floor = flops / (sg_gflops * 1e9)
+        notes.append(
+            f"- sgemm floor: 2*B*N*dim = {flops / 1e9:.1f} GFLOP / {sg_gflops:.0f} GFLOP/s "
+            f"= **{h.fmt_ms(floor)} ms** (bandwidth floor {h.fmt_ms(bw_floor)} ms)"
+        )
+        if mf_t:
+            notes.append(f"- matryo_fast (Corpus) / sgemm floor = {mf_t.median_s / floor:.2f}x")
+            ok = mf_t.median_s <= 1.5 * floor
+            goals.append(
+                f"batch {batch}, dim {dim}: within 1.5x of the sgemm floor: "
+                f"{'PASS' if ok else 'FAIL'} ({mf_t.median_s / floor:.2f}x)"
+            )
+    notes.append(
+        f"- per-call sizes for reading the peak column: prefix N*dim*4 = "
+        f"{prefix_bytes / 1e6:.1f} MB; a float32 N x B score matrix = {n * batch * 4 / 1e6:.1f} MB "
+        f"(argpartition adds int64 indices of twice that)"
+    )
+    if mf_t and mf_t.peak_anon_mb is not None:
+        ok = mf_t.peak_anon_mb < 100
+        notes.append(
+            f"- matryo_fast (Corpus) peak anonymous-memory growth: {mf_t.peak_anon_mb:.1f} MB "
+            f"({'under' if ok else '**NOT under**'} 100 MB; corpus file "
+            f"{ctx.corpus.nbytes / 1e9:.2f} GB)"
+        )
+        goals.append(
+            f"batch {batch}, dim {dim}: peak anon growth < 100 MB: "
+            f"{'PASS' if ok else 'FAIL'} ({mf_t.peak_anon_mb:.1f} MB)"
+        )
+    return notes, goals
+
+
+METHOD_NOTES = [
+    "- **timing**: time.perf_counter around one call; median (and min) of the timed runs after "
+    "one untimed warm-up per method and case; a warm-up slower than SLOW s gets fewer runs "
+    "(BUDGET s / warm-up, at least 1; `*` in the runs column).",
+    "- **peak anon MB** (1e6 B): growth of RssAnon (anonymous memory, not the mapped file's "
+    "pages) during the warm-up call over its value just before, sampled every ~1 ms from "
+    "/proc/PID/status by a separate process (a lower bound: shorter spikes can be missed).",
+    "- **check**: top-k index sets per query vs matryo_fast (Corpus); a difference passes only as "
+    "a swap among scores within TOL of the k-th score (float64 recomputation). matryo_fast "
+    "itself is checked against a float64 exact scan and its contract (order, ties, scores).",
+    "- **prepared copy**: a normalized contiguous (N, dim) float32 copy built once per dim "
+    "outside the timed region; its memory is not in the peak column.",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    out_lines: list[str] = []
+
+    def say(s: str = "") -> None:
+        print(s, flush=True)
+        out_lines.append(s)
+
+    # Import everything first so threadpoolctl sees every BLAS.
+    try:
+        import matryo_fast as mf
+    except ImportError as e:
+        mf = None
+        print(
+            f"WARNING: matryo_fast is not importable ({e}); "
+            "the first method that runs is the baseline",
+            file=sys.stderr,
+        )
+    for mod in ("torch", "faiss", "usearch.index"):
+        try:
+            __import__(mod)
+        except ImportError:
+            pass
+    thread_notes = set_threads(args.threads)
+
+    path = h.ensure_corpus(args.data_dir, args.rows, args.cols, args.seed, log=print)
+    x = np.load(path, mmap_mode="r")
+    n = x.shape[0]
+    env = h.environment(["numpy", "torch", "faiss", "usearch", "matryo_fast"])
+    if mf is not None:
+        env["matryo_fast backends"] = str(mf.backends())
+    env["threads"] = "; ".join(thread_notes)
+    env["data"] = (
+        f"{path} ({n} x {args.cols} float32, {x.nbytes / 1e9:.2f} GB), {h.DATA_DESCRIPTION}"
+    )
+
+    print("measuring bandwidth and sgemm rate ...", flush=True)
+    if args.bandwidth_gbs is None:
+        bw = h.measure_bandwidth(x, args.threads)
+        bw_gbs, bw_how = bw.gbs, bw.how
+    else:
+        bw_gbs, bw_how = args.bandwidth_gbs, "given with --bandwidth-gbs"
+    if x.nbytes < 128 * 2**20:
+        bw_how += " (file smaller than 128 MiB: caches may inflate this)"
+    if args.sgemm_gflops is None:
+        sg = h.measure_sgemm()
+        sg_gflops, sg_how = sg.gflops, sg.how
+    else:
+        sg_gflops, sg_how = args.sgemm_gflops, "given with --sgemm-gflops"
+    env["bandwidth"] = f"{bw_gbs:.1f} GB/s: {bw_how}"
+    env["sgemm"] = f"{sg_gflops:.0f} GFLOP/s: {sg_how}"
+
+    say(
+        f"## {env['date (UTC)']} UTC: N={n:,} x D={args.cols}, k={args.k}, "
+        f"dims {args.dims}, batches {args.batches}, repeats {args.repeats}"
+    )
+    say()
+    for key, val in env.items():
+        say(f"- **{key}**: {val}")
+    for line in METHOD_NOTES:
+        say(
+            line.replace("SLOW", f"{args.slow_s:g}")
+            .replace("BUDGET", f"{args.budget_s:g}")
+            .replace("TOL", f"{args.tol:g}")
+        )
+    say()
+
+    methods = [m for m in METHODS if m.name in args.methods]
+    if mf is None or BASELINE not in args.methods:
+        say(
+            f"**WARNING: the baseline {BASELINE} is not running (matryo_fast missing or not "
+            "selected); ratios and checks are against the first method that ran.**"
+        )
+        say()
+    mf_corpus = mf.open_corpus(path) if mf is not None else None
+    queries, _ = h.make_queries(x, max(args.batches), args.seed + 1)
+    goals: list[str] = []
+    failures = 0
+
+    for dim in args.dims:
+        t0 = time.perf_counter()
+        oracle_idx, _ = h.exact_topk_f64(x, queries, dim, args.k)
+        norms = h.prefix_norms(x, dim)
+        prepared: Any = NotAvailable("not built (no selected method needs it)")
+        if PREPARED_NEEDED & set(args.methods):
+            try:
+                _need_memory(n * dim * 4, "the prepared copy")
+                prepared = h.normalized_prefix_copy(x, dim, norms)
+            except NotAvailable as e:
+                prepared = e
+        print(
+            f"dim {dim}: float64 oracle, prefix norms and prepared copy in "
+            f"{time.perf_counter() - t0:.1f} s",
+            flush=True,
+        )
+        for batch in args.batches:
+            q = queries[:batch]
+            ctx = Ctx(x, str(path), dim, args.k, batch, args.threads, mf_corpus, norms, prepared)
+            results = run_case(ctx, methods, q, args)
+            base_name = next(
+                (nm for nm in [BASELINE, *results] if nm in results and results[nm][1]), None
+            )
+            rows, bad = table_rows(results, base_name, oracle_idx, ctx, q, args.tol)
+            failures += bad
+            notes, case_goals = floor_notes(results, ctx, args, bw_gbs, sg_gflops)
+            goals += case_goals
+            say(f"### dim {dim}, batch {batch}, k {args.k}")
+            say()
+            header = ["method", "what", "reads", "median ms", "min ms", "runs", "x mf",
+                      "peak anon MB", "check"]  # fmt: skip
+            say(h.markdown_table(header, rows))
+            say()
+            for line in notes:
+                say(line)
+            say()
+        del prepared
+
+    say("### Goals (from the issue)")
+    say()
+    for line in goals or ["(matryo_fast did not run: no goal evaluated)"]:
+        say(f"- {line}")
+    say(f"- correctness: {'all checks ok' if not failures else f'**{failures} FAILED CHECK(S)**'}")
+    say()
+    say(
+        f"Load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}. "
+        f"Total benchmark time {time.perf_counter() - t_start:.0f} s."
+    )
+
+    if args.out:
+        h.write_results(args.out, "\n".join(out_lines))
+        print(f"\nwrote {args.out}", flush=True)
+    if failures:
+        print(f"\n!!! {failures} CHECK(S) FAILED: see the check column above !!!", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

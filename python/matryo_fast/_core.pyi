@@ -1,0 +1,34 @@
+"""Type stubs for the compiled module ``matryo_fast._core`` (see ``rust/bindings.rs``)."""
+
+import os
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+class Corpus:
+    """A memory-mapped float32 ``.npy`` corpus (read-only, shared between threads)."""
+
+    def __new__(cls, path: str | os.PathLike[str]) -> Corpus: ...
+    @property
+    def shape(self) -> tuple[int, int]: ...
+    @property
+    def path(self) -> str: ...
+    def __len__(self) -> int: ...
+
+def topk(
+    query: npt.NDArray[np.float32],
+    corpus: npt.NDArray[np.float32] | Corpus,
+    dim: int,
+    k: int,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+def funnel(
+    query: npt.NDArray[np.float32],
+    corpus: npt.NDArray[np.float32] | Corpus,
+    dims: list[int],
+    candidates: list[int],
+    k: int,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+def backends() -> dict[str, object]: ...
+def set_backend(name: str | None = None) -> None: ...

@@ -1,0 +1,148 @@
+"""Plain-numpy float64 oracle for the search contract; the tests compare every fast path with it.
+
+It states the contract in the most obvious code, and it does not import ``matryo_fast._core``:
+
+1. truncate the query and every corpus row to their first ``dim`` columns;
+2. normalise each prefix in float64 (a zero-norm prefix stays all zeros, so it scores ``0.0``);
+3. score = dot product of the normalised prefixes, clamped to ``[-1, 1]``;
+4. sort by ``(-score, row index)`` (a stable sort), keep the first ``k``; ``k > N`` keeps all rows.
+
+Float32 input is exact in float64 and every float32 product fits, so neither the norms nor the
+dot products can under- or overflow here. Rows with identical prefixes are scored once (through
+:func:`numpy.unique`), so they tie exactly whatever BLAS does, as the contract requires.
+
+>>> import numpy as np
+>>> corpus = np.array([[1, 0, 5], [0, 1, 0], [1, 1, 0], [0, 0, 7]], dtype=np.float32)
+>>> scores, indices = topk_reference(np.array([1.0, 0.0, 0.0]), corpus, dim=2, k=3)
+>>> indices.tolist(), np.round(scores, 4).tolist()
+([0, 2, 1], [1.0, 0.7071, 0.0])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["funnel_reference", "prefix_cosine", "topk_reference"]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+def _normalised_prefix(x: npt.ArrayLike, dim: int) -> F64:
+    """Rows of ``x[:, :dim]`` scaled to unit norm in float64; zero-norm rows stay zero."""
+    p = np.asarray(x)[:, :dim].astype(np.float64)
+    norms = np.linalg.norm(p, axis=1, keepdims=True)
+    return np.divide(p, norms, out=np.zeros_like(p), where=norms > 0)
+
+
+def prefix_cosine(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int) -> F64:
+    """Prefix cosine of every (query, row) pair: shape ``(B, N)``, float64, in ``[-1, 1]``.
+
+    Args:
+        query: ``(D,)`` or ``(B, D)`` with ``D >= dim``; a 1-D query is treated as ``B = 1``.
+        corpus: ``(N, D')`` with ``D' >= dim``.
+        dim: Prefix width.
+
+    Returns:
+        The ``(B, N)`` score matrix.
+    """
+    q = np.atleast_2d(np.asarray(query))
+    c = np.asarray(corpus)
+    uniq, inverse = np.unique(c[:, :dim], axis=0, return_inverse=True)
+    scores = _normalised_prefix(q, dim) @ _normalised_prefix(uniq, dim).T
+    return np.clip(scores[:, inverse.reshape(-1)], -1.0, 1.0)
+
+
+def _check(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int | None, k: int) -> int:
+    q, c = np.asarray(query), np.asarray(corpus)
+    if q.ndim not in (1, 2) or c.ndim != 2:
+        raise ValueError(f"query must be 1-D or 2-D and corpus 2-D, got {q.ndim}-D and {c.ndim}-D")
+    d = c.shape[1] if dim is None else dim
+    if not 1 <= d <= min(q.shape[-1], c.shape[1]):
+        raise ValueError(f"dim={d} is outside [1, {min(q.shape[-1], c.shape[1])}]")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return d
+
+
+def topk_reference(
+    query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int | None, k: int
+) -> tuple[F64, I64]:
+    """Top-``k`` rows by prefix cosine, in float64: the contract of :func:`matryo_fast.topk`.
+
+    Args:
+        query: ``(D,)`` or ``(B, D)`` float array.
+        corpus: ``(N, D')`` float array.
+        dim: Prefix width, ``None`` for all corpus columns.
+        k: Results per query; ``k > N`` returns all ``N`` rows.
+
+    Returns:
+        ``(scores, indices)``: float64 and int64, shape ``(min(k, N),)`` for a 1-D query and
+        ``(B, min(k, N))`` for a batch; sorted by score descending, ties by ascending index.
+
+    Raises:
+        ValueError: ``dim`` outside ``[1, min(query width, corpus width)]``, ``k < 1``, wrong rank.
+    """
+    d = _check(query, corpus, dim, k)
+    scores = prefix_cosine(query, corpus, d)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k].astype(np.int64)
+    top = np.take_along_axis(scores, order, axis=1)
+    if np.asarray(query).ndim == 1:
+        return top[0], order[0]
+    return top, order
+
+
+def funnel_reference(
+    query: npt.ArrayLike,
+    corpus: npt.ArrayLike,
+    *,
+    k: int,
+    dims: Sequence[int],
+    candidates: Sequence[int],
+) -> tuple[F64, I64]:
+    """A coarse-to-fine cascade over growing prefixes, in float64.
+
+    Stage 0 keeps the top ``candidates[0]`` rows of the whole corpus by prefix cosine at
+    ``dims[0]``. Each later stage ``i`` rescores only the surviving rows at ``dims[i]`` (cosine of
+    the re-normalised ``dims[i]`` prefixes) and keeps the top ``candidates[i]``; the last stage
+    keeps ``k``. Every stage breaks ties by ascending row index. With one stage this is
+    :func:`topk_reference`.
+
+    Args:
+        query: ``(D,)`` or ``(B, D)`` float array.
+        corpus: ``(N, D')`` float array.
+        k: Results per query from the last stage.
+        dims: Prefix width of each stage.
+        candidates: Rows kept by each stage but the last: ``len(dims) - 1`` entries.
+
+    Returns:
+        ``(scores, indices)`` of the last stage, as :func:`topk_reference` returns them.
+
+    Raises:
+        ValueError: ``dims`` empty, ``len(candidates) != len(dims) - 1``, a width out of range,
+            or ``k``/a candidate count below 1.
+    """
+    if not dims or len(candidates) != len(dims) - 1:
+        raise ValueError(f"need len(candidates) == len(dims) - 1 >= 0, got {candidates}, {dims}")
+    keep = [*candidates, k]
+    for d, c in zip(dims, keep):
+        _check(query, corpus, d, c)
+    q, x = np.atleast_2d(np.asarray(query)), np.asarray(corpus)
+    n = x.shape[0]
+    out_scores: list[F64] = []
+    out_rows: list[I64] = []
+    for qi in q:
+        rows = np.arange(n, dtype=np.int64)
+        for d, c in zip(dims, keep):
+            s = prefix_cosine(qi, x[rows], d)[0]
+            order = np.lexsort((rows, -s))[:c]  # last key sorts first: -score, then row index
+            rows, s = rows[order], s[order]
+        out_scores.append(s)
+        out_rows.append(rows)
+    scores, indices = np.stack(out_scores), np.stack(out_rows)
+    if np.asarray(query).ndim == 1:
+        return scores[0], indices[0]
+    return scores, indices

@@ -1,0 +1,148 @@
+"""Writing corpus files: float32, C-order ``.npy`` that :func:`matryo_fast.open_corpus` maps.
+
+:class:`CorpusWriter` streams batches (say, from an encoder) to disk without holding the whole
+matrix in memory. The file is written under a temporary name next to the target and renamed
+into place only when complete, and an existing file is never replaced unless
+``overwrite=True``: an interrupted run leaves nothing half-written under the target name.
+
+>>> import numpy as np, tempfile, os, matryo_fast as mf
+>>> path = os.path.join(tempfile.mkdtemp(), "emb.npy")
+>>> with mf.CorpusWriter(path, dim=4) as w:
+...     w.append(np.eye(4, dtype=np.float32))
+...     w.append(np.ones((2, 4)))
+>>> mf.open_corpus(path).shape
+(6, 4)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CorpusWriter", "save_corpus"]
+
+_MAGIC = b"\x93NUMPY\x01\x00"
+_HEADER_BYTES = 128  # magic + version + length + dict text: room for any 64-bit shape
+
+
+def _header(rows: int, dim: int) -> bytes:
+    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}"
+    pad = _HEADER_BYTES - len(_MAGIC) - 2 - len(text) - 1
+    body = (text + " " * pad + "\n").encode("ascii")
+    return _MAGIC + len(body).to_bytes(2, "little") + body
+
+
+class CorpusWriter:
+    """Streams float32 rows of width ``dim`` into a new ``.npy`` corpus file.
+
+    Args:
+        path: The file to create.
+        dim: Row width.
+        overwrite: Replace an existing file (only once the new one is complete).
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+        ValueError: ``dim`` < 1.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], dim: int, *, overwrite: bool = False) -> None:
+        if int(dim) < 1:
+            raise ValueError(f"dim must be at least 1, got {dim}")
+        self.path = Path(path)
+        self.dim = int(dim)
+        self.rows = 0
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(
+                f"{self.path} exists; pass overwrite=True to replace it (it is kept until the "
+                "new file is complete)"
+            )
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        self._file: Any = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
+        self._file.write(_header(0, self.dim))
+
+    def append(self, batch: Any) -> None:
+        """Appends rows: a ``(n, dim)`` (or ``(dim,)``) float array, cast to float32.
+
+        Raises:
+            ValueError: Wrong shape, or NaN/Inf (the message names the row).
+            TypeError: A non-float array.
+        """
+        if self._file is None:
+            raise ValueError("the writer is closed")
+        a = np.asarray(batch)
+        if a.dtype.kind != "f":
+            raise TypeError(f"rows must be floating point, got dtype {a.dtype}")
+        if a.ndim == 1:
+            a = a[None, :]
+        if a.ndim != 2 or a.shape[1] != self.dim:
+            raise ValueError(f"rows must have shape (n, {self.dim}), got {a.shape}")
+        finite = np.isfinite(a).all(axis=1)
+        if not finite.all():
+            bad = int(np.argmin(finite))
+            raise ValueError(f"row {self.rows + bad} contains NaN or Inf")
+        a32 = np.ascontiguousarray(a, dtype="<f4")
+        if not np.isfinite(a32).all():
+            raise ValueError("rows have values too large for float32")
+        self._file.write(a32.tobytes())
+        self.rows += a.shape[0]
+
+    def close(self) -> Path:
+        """Finishes the header and moves the file into place. Returns the path."""
+        if self._file is None:
+            return self.path
+        self._file.seek(0)
+        self._file.write(_header(self.rows, self.dim))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Discards what was written; the target path is untouched."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> CorpusWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def save_corpus(
+    path: str | os.PathLike[str], array: Any, *, overwrite: bool = False, batch_rows: int = 65536
+) -> Path:
+    """Writes a 2-D float array as a float32 corpus file, in batches (works on memmaps).
+
+    Args:
+        path: The file to create.
+        array: ``(N, D)`` floating-point array (any float dtype; cast batch by batch).
+        overwrite: Replace an existing file once the new one is complete.
+        batch_rows: Rows converted at a time.
+
+    Returns:
+        The path written.
+    """
+    a = np.asarray(array)
+    if a.ndim != 2:
+        raise ValueError(f"array must be 2-D (N, D), got shape {a.shape}")
+    with CorpusWriter(path, a.shape[1], overwrite=overwrite) as w:
+        for start in range(0, a.shape[0], batch_rows):
+            w.append(a[start : start + batch_rows])
+    return Path(path)

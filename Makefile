@@ -48,6 +48,12 @@ test: install ## every test: cargo test (each SIMD backend vs scalar), then pyte
 test-rust-nosimd: ## cargo test with every x86 SIMD feature turned off at compile time
 	RUSTFLAGS="-C target-feature=-avx2,-fma,-avx512f" cargo test --quiet
 
+.PHONY: test-aarch64
+test-aarch64: ## cargo test of the NEON backend under qemu (apt: qemu-user gcc-aarch64-linux-gnu; rustup target)
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
+	cargo test --quiet --target aarch64-unknown-linux-gnu
+
 .PHONY: lint
 lint: install ## clippy, ruff, mypy and stubtest
 	cargo clippy --all-targets -- -D warnings

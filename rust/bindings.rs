@@ -105,7 +105,7 @@ impl<'py> CorpusArg<'py> {
                 let strides = a.strides(); // bytes
                 let ptr = a.data().cast_const();
                 let item = std::mem::size_of::<f32>() as isize;
-                if cols > 1 && strides[1] != item {
+                if rows > 0 && cols > 1 && strides[1] != item {
                     return Err(PyValueError::new_err(format!(
                         "corpus rows must be contiguous (column stride {} bytes, expected {item}); \
                          use np.ascontiguousarray(corpus) once",

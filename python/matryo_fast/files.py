@@ -17,6 +17,7 @@ into place only when complete, and an existing file is never replaced unless
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -60,8 +61,10 @@ class CorpusWriter:
                 f"{self.path} exists; pass overwrite=True to replace it (it is kept until the "
                 "new file is complete)"
             )
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
-        self._file: Any = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
+        self.overwrite = overwrite
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".partial")
+        self._tmp = Path(tmp)
+        self._file: Any = os.fdopen(fd, "wb")  # closed in close()/abort()
         self._file.write(_header(0, self.dim))
 
     def append(self, batch: Any) -> None:
@@ -84,9 +87,9 @@ class CorpusWriter:
         if not finite.all():
             bad = int(np.argmin(finite))
             raise ValueError(f"row {self.rows + bad} contains NaN or Inf")
+        if a.dtype.itemsize > 4 and a.size and np.abs(a).max() > np.finfo(np.float32).max:
+            raise ValueError("rows have values too large for float32 (they would overflow to Inf)")
         a32 = np.ascontiguousarray(a, dtype="<f4")
-        if not np.isfinite(a32).all():
-            raise ValueError("rows have values too large for float32")
         self._file.write(a32.tobytes())
         self.rows += a.shape[0]
 
@@ -100,7 +103,25 @@ class CorpusWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
-        os.replace(self._tmp, self.path)
+        if self.overwrite:
+            os.replace(self._tmp, self.path)
+        else:
+            try:
+                # A hard link fails atomically if the target appeared meanwhile.
+                os.link(self._tmp, self.path)
+            except FileExistsError:
+                self._tmp.unlink(missing_ok=True)
+                raise FileExistsError(
+                    f"{self.path} was created by someone else while writing; nothing was replaced"
+                ) from None
+            except OSError:
+                # No hard links on this file system: check, then rename (not atomic).
+                if self.path.exists():
+                    self._tmp.unlink(missing_ok=True)
+                    raise FileExistsError(f"{self.path} exists; nothing was replaced") from None
+                os.replace(self._tmp, self.path)
+                return self.path
+            self._tmp.unlink()
         return self.path
 
     def abort(self) -> None:

@@ -146,7 +146,7 @@ def _coerce_corpus(corpus: Any) -> Any:
         )
     if corpus.ndim != 2:
         raise ValueError(f"corpus must be 2-D (N, D), got {corpus.ndim}-D shape {corpus.shape}")
-    if corpus.shape[1] > 1 and corpus.strides[1] != corpus.itemsize:
+    if corpus.shape[0] > 0 and corpus.shape[1] > 1 and corpus.strides[1] != corpus.itemsize:
         raise ValueError(
             f"corpus rows must be contiguous (column stride {corpus.strides[1]} bytes, expected "
             f"{corpus.itemsize}); a Fortran-ordered or column-strided array is refused rather "

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_topk import assert_valid_topk
 
 import matryo_fast as mf
-from test_topk import assert_valid_topk
 
 D = 16
 

@@ -23,11 +23,11 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
+from strategies import LANE_DIMS, ROW_COUNTS, corpus_as, fill, poison_beyond
+from test_topk import score_tol
 
 import matryo_fast as mf
 from matryo_fast._reference import funnel_reference, prefix_cosine, topk_reference
-from strategies import LANE_DIMS, ROW_COUNTS, corpus_as, fill, poison_beyond
-from test_topk import score_tol
 
 F32 = npt.NDArray[np.float32]
 FUNNEL_LAYOUTS = ("contiguous", "strided", "offset", "path", "corpus")

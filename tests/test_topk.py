@@ -17,9 +17,6 @@ import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import matryo_fast as mf
-from matryo_fast._reference import funnel_reference, prefix_cosine, topk_reference
 from strategies import (
     ARRAY_LAYOUTS,
     EXTREME_KINDS,
@@ -31,6 +28,9 @@ from strategies import (
     layouts,
     poison_beyond,
 )
+
+import matryo_fast as mf
+from matryo_fast._reference import funnel_reference, prefix_cosine, topk_reference
 
 
 def score_tol(dim: int) -> float:

@@ -1,12 +1,15 @@
 """Type stubs for the compiled module ``matryo_fast._core`` (see ``rust/bindings.rs``)."""
 
 import os
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
 
+__all__ = ["Corpus", "__version__", "backends", "funnel", "set_backend", "topk"]
 __version__: str
 
+@final
 class Corpus:
     """A memory-mapped float32 ``.npy`` corpus (read-only, shared between threads)."""
 
@@ -30,5 +33,5 @@ def funnel(
     candidates: list[int],
     k: int,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
-def backends() -> dict[str, object]: ...
+def backends() -> dict[str, Any]: ...
 def set_backend(name: str | None = None) -> None: ...

@@ -53,11 +53,11 @@ def _sentences(data: Path) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def _build_corpus(texts: list[str], out: Path, model_name: str | None) -> Path:
-    from matryo_fast.models import encode, load_model
+    from matryo_fast.models import encode, load_model, model_dim
 
     model = load_model(model_name)
     t0 = time.perf_counter()
-    with mf.CorpusWriter(out, dim=model.get_sentence_embedding_dimension(), overwrite=True) as w:
+    with mf.CorpusWriter(out, dim=model_dim(model), overwrite=True) as w:
         step = 4096
         for start in range(0, len(texts), step):
             w.append(encode(model, texts[start : start + step], batch_size=128))
@@ -80,9 +80,12 @@ def _median_ms(fn: object, repeats: int = 5) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Runs the demo; returns the exit code."""
     p = argparse.ArgumentParser(prog="matryo demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", type=Path, default=None, help="folder with stsb/ and nli/ (default: ../shared/data)")
-    p.add_argument("--out-dir", type=Path, default=Path("build/demo"), help="where the corpus file goes")
-    p.add_argument("--model", default=None, help="local sentence-transformers folder (default: shipped MiniLM)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="folder with stsb/ and nli/ (default: ../shared/data)")
+    p.add_argument("--out-dir", type=Path, default=Path("build/demo"),
+                   help="where the corpus file goes")
+    p.add_argument("--model", default=None,
+                   help="local sentence-transformers folder (default: the shipped MiniLM)")
     p.add_argument("--dims", default="384,256,128,64,32,16", help="prefix widths to search")
     p.add_argument("--queries", type=int, default=256, help="query batch size")
     p.add_argument("--rebuild", action="store_true", help="re-encode even if the corpus file exists")
@@ -124,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
     truth10 = without_self(truth)
     print(f"\n2. Search {len(q)} queries (STS-B test sentences scored >= 4 with a partner), k=10")
-    print(f"   {'dim':>5} {'% of dims':>9} {'batch ms':>9} {'1 query ms':>10} {'recall@10 vs full':>18} {'partner in top 10':>18}")
+    print(f"   {'dim':>5} {'% of dims':>9} {'batch ms':>9} {'1 query ms':>10} "
+          f"{'recall@10 vs full':>18} {'partner in top 10':>18}")
     for d in dims:
         res = mf.topk(q, corpus, dim=d, k=11)
         got = without_self(res.indices)
@@ -132,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         found = np.mean([p in row for p, row in zip(partner, got)])
         t_batch = _median_ms(lambda d=d: mf.topk(q, corpus, dim=d, k=11))
         t_one = _median_ms(lambda d=d: mf.topk(q[0], corpus, dim=d, k=11))
-        print(f"   {d:>5} {100 * d / full:>8.1f}% {t_batch:>9.2f} {t_one:>10.3f} {recall:>18.3f} {found:>18.3f}")
+        print(f"   {d:>5} {100 * d / full:>8.1f}% {t_batch:>9.2f} {t_one:>10.3f} "
+              f"{recall:>18.3f} {found:>18.3f}")
 
     small = min(dims)
     print(f"\n3. Query: {pairs[0][0]!r}")
@@ -147,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n4. Funnel: tune on {half} queries for recall@10 >= 0.99 against exact {full}-dim search")
     t0 = time.perf_counter()
     plan = mf.tune_funnel(corpus, q[:half], k=10, target_recall=0.99)
-    print(f"   tuned in {time.perf_counter() - t0:.1f} s over {len(plan.table)} plans: dims={plan.dims}, "
-          f"candidates={plan.candidates}, reads {plan.speedup:.1f}x less than exact")
+    print(f"   tuned in {time.perf_counter() - t0:.1f} s over {len(plan.table)} plans: "
+          f"dims={plan.dims}, candidates={plan.candidates}, "
+          f"reads {plan.speedup:.1f}x less than exact")
     held = q[half:]
     exact = mf.topk(held, corpus, dim=full, k=10).indices
     got = plan.search(held).indices

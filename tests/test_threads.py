@@ -179,3 +179,21 @@ def test_environment_variables(env: dict[str, str], tmp_path: Path) -> None:
     assert child["indices"] == expected.indices.tolist()
     assert child["scores"] == expected.scores.view(np.uint32).tolist()
     assert child["indices"][0][:4] == [7, 9, 70, 700]
+
+
+@pytest.mark.timeout(120)
+def test_forked_child_does_not_hang() -> None:
+    """A child forked after the pool started (e.g. a DataLoader worker) builds its own pool."""
+    code = """
+import os, sys, numpy as np, matryo_fast as mf
+x = np.random.default_rng(0).standard_normal((50000, 32)).astype(np.float32)
+want = mf.topk(x[:3], x, dim=32, k=5)          # starts the pool in the parent
+pid = os.fork()
+if pid == 0:
+    got = mf.topk(x[:3], x, dim=32, k=5)       # would hang on the parent's dead threads
+    os._exit(0 if (got.indices == want.indices).all() else 3)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+    done = subprocess.run([sys.executable, "-c", code], timeout=100, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -29,7 +29,7 @@ install: build-dev ## create .venv with the train, eval and dev extras and build
 
 .PHONY: build-dev
 build-dev: $(STAMP)/venv ## (re)build the Rust extension into .venv (release profile; incremental)
-	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin develop --release -q --skip-install
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin develop --release -q
 
 .PHONY: build-prod
 build-prod: $(STAMP)/venv ## build a portable abi3 wheel into dist/

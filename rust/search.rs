@@ -218,7 +218,9 @@ pub(crate) fn scan(
         return Ok(vec![Vec::new(); nq]);
     }
     let threads = pool::current_threads();
-    let chunk = n.div_ceil(threads * 4).max(MIN_CHUNK_ROWS);
+    // Several chunks per thread balance the load; but each chunk keeps up to k hits per query
+    // for the merge, so a large k asks for fewer, larger chunks.
+    let chunk = n.div_ceil(threads * 4).max(MIN_CHUNK_ROWS).max(k.saturating_mul(16));
     let starts: Vec<usize> = range.clone().step_by(chunk).collect();
     let run = |&start: &usize| {
         scan_chunk(
@@ -241,7 +243,11 @@ pub(crate) fn scan(
             per_query[j].push(heap.into_vec());
         }
     }
-    Ok(per_query.into_iter().map(|p| merge(p, k)).collect())
+    if nq > 1 {
+        Ok(pool::install(|| per_query.into_par_iter().map(|p| merge(p, k)).collect()))
+    } else {
+        Ok(per_query.into_iter().map(|p| merge(p, k)).collect())
+    }
 }
 
 /// Rows per block: with one query, enough to amortize the loop and the prefetch warm-up; with

@@ -63,8 +63,9 @@ impl Simd for Avx512 {
 
     #[inline(always)]
     unsafe fn prefetch(p: *const f32) {
+        // Non-temporal: a scanned row is read once; keep it from displacing the queries.
         // SAFETY: prefetch is a hint and never faults, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+        unsafe { _mm_prefetch::<_MM_HINT_NTA>(p.cast()) }
     }
 }
 

@@ -1,0 +1,366 @@
+"""The ``matryo`` console script: ``train``, ``eval``, ``reproduce``, ``demo``, ``backends``.
+
+User errors (bad files, options, missing extras) print one line, ``matryo: error: ...``, to
+stderr and exit with status 1; usage errors exit with status 2 (argparse).
+
+>>> main(["backends"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 384,256,128, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers like 1,1,0.5, got {text!r}"
+        ) from None
+
+
+def _str_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _default_data(*parts: str) -> str:
+    from matryo_fast.reproduce import DEFAULT_DATA_DIR
+
+    return os.fspath(DEFAULT_DATA_DIR.joinpath(*parts))
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="matryo",
+        description="Matryoshka embeddings: train, evaluate per dimension, reproduce, search demo.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    # ---- train
+    t = sub.add_parser(
+        "train",
+        help="train a model with MatryoshkaLoss (or the plain loss)",
+        description="Train a sentence-transformers model with MatryoshkaLoss around "
+        "MultipleNegativesRankingLoss (anchor, positive[, negative]) or CoSENTLoss "
+        "(sentence1, sentence2, score), chosen from the columns.",
+    )
+    t.add_argument("data", help="training file (.tsv, .csv or .jsonl)")
+    t.add_argument("-o", "--output-dir", required=True, help="new or empty folder for the model")
+    t.add_argument("--model", help="base model folder (default: the shipped all-MiniLM-L6-v2)")
+    t.add_argument("--no-matryoshka", action="store_true", help="train the plain base loss (control)")
+    t.add_argument("--dims", type=_int_list, help="Matryoshka dims, e.g. 384,256,128,64,32")
+    t.add_argument("--weights", type=_float_list, help="loss weight per dim, same order as --dims")
+    t.add_argument("--loss", choices=["auto", "mnrl", "cosent"], default="auto")
+    t.add_argument("--columns", type=_str_list, help="training columns in order, e.g. anchor,positive")
+    t.add_argument("--epochs", type=float, default=1.0)
+    t.add_argument("--max-steps", type=int)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--learning-rate", type=float, default=2e-5)
+    t.add_argument("--warmup-ratio", type=float, default=0.1)
+    t.add_argument("--max-seq-length", type=int)
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--eval-data", help="STS file scored per dim after training")
+    t.add_argument("--eval-dims", type=_int_list)
+    t.add_argument("--eval-steps", type=int, help="also evaluate every N steps (needs --eval-data)")
+    t.add_argument("--device", help="'cpu' forces the CPU (default: let the trainer choose)")
+    t.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
+    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    # ---- eval
+    e = sub.add_parser(
+        "eval",
+        help="score models at every truncated dimension (encode once)",
+        description="Encode once at full dimension and score every truncated dimension: STS "
+        "(Spearman/Pearson) and/or retrieval (recall@k vs full-dim top-k, nDCG@10/MRR@10).",
+    )
+    e.add_argument(
+        "models",
+        nargs="*",
+        help="model folders to compare (default: the shipped all-MiniLM-L6-v2)",
+    )
+    e.add_argument("--names", type=_str_list, help="labels for the models, comma-separated")
+    e.add_argument("--sts", help="STS file with sentence1, sentence2, score columns")
+    e.add_argument("--queries", help="retrieval queries file with a 'text' column")
+    e.add_argument("--corpus", help="retrieval corpus file with a 'text' column")
+    e.add_argument(
+        "--qrels",
+        help="relevance file with columns query, doc[, gain] (0-based row numbers of the "
+        "queries and corpus files)",
+    )
+    e.add_argument("--k", type=int, default=10, help="recall cut-off (default 10)")
+    e.add_argument("--dims", type=_int_list, help="dims to score (default: full, then powers of 2 to 32)")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--json", help="write the report(s) as JSON here")
+    e.add_argument("--markdown", help="write the report(s) as Markdown here")
+    e.add_argument("--plot", help="write the plots here (PNG; retrieval gets a _retrieval suffix)")
+
+    # ---- reproduce
+    r = sub.add_parser(
+        "reproduce",
+        help="reproduce 'Matryoshka beats standard' on the CPU",
+        description="Train standard and Matryoshka models from the same base with the same seed, "
+        "data, batch size and steps; score base/standard/Matryoshka on STS-B test per dimension.",
+    )
+    r.add_argument("-o", "--output-dir", default="runs/reproduction")
+    r.add_argument("--docs-dir", help="also write reproduction.md and the PNG plots here")
+    r.add_argument("--train-data", help="triplets file (default: ../shared/data/nli/triplets.tsv)")
+    r.add_argument("--eval-data", help="STS file (default: ../shared/data/stsb/test.tsv)")
+    r.add_argument("--model", help="base model folder (default: the shipped all-MiniLM-L6-v2)")
+    r.add_argument(
+        "--max-steps", type=int, default=250, help="steps per model (default 250); 0 = use --epochs"
+    )
+    r.add_argument("--epochs", type=float, default=1.0, help="epochs when --max-steps is 0")
+    r.add_argument("--batch-size", type=int, default=32)
+    r.add_argument("--max-seq-length", type=int, default=32, help="training token limit (default 32)")
+    r.add_argument("--learning-rate", type=float, default=2e-5)
+    r.add_argument("--seed", type=int, default=42)
+    r.add_argument("--overwrite", action="store_true")
+    r.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite reproduction.md and the plots from a finished --output-dir, without training",
+    )
+    r.add_argument("--no-progress", action="store_true")
+
+    sub.add_parser("demo", help="interactive search demo (arguments are passed through)", add_help=False)
+    sub.add_parser("backends", help="list the SIMD backends available on this machine")
+    return parser
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from matryo_fast.training import train
+
+    result = train(
+        a.data,
+        output_dir=a.output_dir,
+        model=a.model,
+        matryoshka=not a.no_matryoshka,
+        dims=a.dims,
+        weights=a.weights,
+        loss=a.loss,
+        columns=a.columns,
+        epochs=a.epochs,
+        max_steps=a.max_steps,
+        batch_size=a.batch_size,
+        learning_rate=a.learning_rate,
+        warmup_ratio=a.warmup_ratio,
+        max_seq_length=a.max_seq_length,
+        seed=a.seed,
+        eval_data=a.eval_data,
+        eval_dims=a.eval_dims,
+        eval_steps=a.eval_steps,
+        device=a.device,
+        overwrite=a.overwrite,
+        show_progress_bar=not a.no_progress,
+    )
+    print(
+        f"trained {result.config.loss} for {result.global_step} steps "
+        f"(mean loss {result.train_loss:.4f}, {result.wall_time_s:.1f} s); "
+        f"saved to {result.output_dir}"
+    )
+    if result.report is not None:
+        print(result.report.to_markdown())
+    return 0
+
+
+def _read_texts(path: str) -> list[str]:
+    from matryo_fast.data import read_table
+
+    return [str(x) for x in read_table(path, columns=["text"], allow_extra=True)["text"]]
+
+
+def _read_qrels(path: str, n_queries: int) -> list[dict[int, float]]:
+    from matryo_fast.data import DataError, parse_scores, read_table
+
+    table = read_table(path)
+    missing = [c for c in ("query", "doc") if c not in table]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; expected query, doc[, gain]")
+    extra = [c for c in table if c not in ("query", "doc", "gain")]
+    if extra:
+        raise DataError(f"{path}: unexpected extra column(s) {extra}; expected query, doc[, gain]")
+    gains = parse_scores(table["gain"], source=path, column="gain") if "gain" in table else None
+    rels: list[dict[int, float]] = [{} for _ in range(n_queries)]
+    for row, (q, d) in enumerate(zip(table["query"], table["doc"], strict=True), start=1):
+        try:
+            qi, di = int(q), int(d)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{path}, row {row}: query and doc must be row numbers, got {q!r}, {d!r}"
+            ) from None
+        if not 0 <= qi < n_queries:
+            raise DataError(f"{path}, row {row}: query {qi} outside [0, {n_queries})")
+        rels[qi][di] = 1.0 if gains is None else gains[row - 1]
+    return rels
+
+
+def _cmd_eval(a: argparse.Namespace) -> int:
+    from matryo_fast.evaluation import EvaluationReport, evaluate_retrieval, evaluate_sts
+    from matryo_fast.models import load_model
+
+    if a.sts is None and a.queries is None:
+        raise ValueError("nothing to evaluate: give --sts FILE and/or --queries FILE --corpus FILE")
+    if (a.queries is None) != (a.corpus is None):
+        raise ValueError("retrieval needs both --queries and --corpus")
+    if a.qrels is not None and a.queries is None:
+        raise ValueError("--qrels needs --queries and --corpus")
+    models: list[str | None] = list(a.models) or [None]
+    names = a.names or [("all-MiniLM-L6-v2" if m is None else Path(m).name or m) for m in models]
+    if len(names) != len(models):
+        raise ValueError(f"--names has {len(names)} labels for {len(models)} models")
+    if len(set(names)) != len(names):
+        raise ValueError(f"model labels must be distinct, got {names} (use --names)")
+    queries = _read_texts(a.queries) if a.queries else None
+    corpus = _read_texts(a.corpus) if a.corpus else None
+    qrels = _read_qrels(a.qrels, len(queries)) if a.qrels and queries is not None else None
+    sts_reports: list[EvaluationReport] = []
+    ret_reports: list[EvaluationReport] = []
+    for m, name in zip(models, names, strict=True):
+        model = load_model(m, device=a.device)
+        if a.sts:
+            sts_reports.append(evaluate_sts(model, a.sts, dims=a.dims, name=name, batch_size=a.batch_size))
+        if queries is not None and corpus is not None:
+            ret_reports.append(
+                evaluate_retrieval(
+                    model,
+                    queries,
+                    corpus,
+                    dims=a.dims,
+                    k=a.k,
+                    relevant=qrels,
+                    name=name,
+                    dataset=Path(a.queries).name,
+                    batch_size=a.batch_size,
+                )
+            )
+    reports = [EvaluationReport.combine(rs) for rs in (sts_reports, ret_reports) if rs]
+    md = "\n".join(r.to_markdown() for r in reports)
+    print(md)
+    if a.markdown:
+        Path(a.markdown).write_text(md, encoding="utf-8")
+    if a.json:
+        import json
+
+        payload = [r.to_dict() for r in reports]
+        Path(a.json).write_text(
+            json.dumps(payload[0] if len(payload) == 1 else payload, indent=2) + "\n",
+            encoding="utf-8",
+        )
+    if a.plot:
+        base = Path(a.plot)
+        for r in reports:
+            target = (
+                base
+                if r.task == "sts" or len(reports) == 1
+                else base.with_name(f"{base.stem}_retrieval{base.suffix}")
+            )
+            r.plot(target)
+    return 0
+
+
+def _cmd_reproduce(a: argparse.Namespace, argv: Sequence[str]) -> int:
+    from matryo_fast.reproduce import render, reproduce
+
+    if a.render_only:
+        done = render(a.output_dir, docs_dir=a.docs_dir)
+        print("wrote " + ", ".join(map(str, done.files)))
+        return 0
+    result = reproduce(
+        output_dir=a.output_dir,
+        train_data=a.train_data,
+        eval_data=a.eval_data,
+        model=a.model,
+        docs_dir=a.docs_dir,
+        max_steps=a.max_steps or None,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        max_seq_length=a.max_seq_length,
+        learning_rate=a.learning_rate,
+        seed=a.seed,
+        overwrite=a.overwrite,
+        show_progress_bar=not a.no_progress,
+        command="matryo " + shlex.join(argv),
+    )
+    print(result.report.to_markdown())
+    print(f"wall time {result.wall_time_s / 60:.1f} min; wrote " + ", ".join(map(str, result.files)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``matryo`` command line.
+
+    Args:
+        argv: Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: 0 on success, 1 on a user error (one line on stderr), 2 on a usage error.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "demo":
+        from matryo_fast.demo import main as demo_main
+
+        return int(demo_main(args[1:]) or 0)
+    parser = _build_parser()
+    try:
+        ns = parser.parse_args(args)
+    except SystemExit as exc:  # usage error or --help
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    from matryo_fast.data import DataError
+
+    try:
+        if ns.command == "backends":
+            import matryo_fast
+
+            info = matryo_fast.backends()
+            if isinstance(info, dict):
+                for key, value in info.items():
+                    shown = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+                    print(f"{key}: {shown}")
+            else:
+                print(info)
+            return 0
+        if ns.command == "train":
+            return _cmd_train(ns)
+        if ns.command == "eval":
+            return _cmd_eval(ns)
+        if ns.command == "reproduce":
+            return _cmd_reproduce(ns, args)
+    except (
+        DataError,
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        FileExistsError,
+        ImportError,
+        OSError,
+    ) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"matryo: error: {msg}", file=sys.stderr)
+        return 1
+    parser.error(f"unknown command {ns.command!r}")  # pragma: no cover - argparse rejects it first
+    return 2  # pragma: no cover
+
+
+if __name__ == "__main__":
+    sys.exit(main())

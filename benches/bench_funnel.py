@@ -127,7 +127,9 @@ def recall(truth: np.ndarray, got: np.ndarray) -> float:
 
 def plan_str(plan: Any) -> str:
     if plan.exact:
-        return f"exact (dims {plan.dims}): no funnel reached the target"
+        feasible = any(r["feasible"] and len(r["dims"]) > 1 for r in plan.table)
+        why = "no funnel plan was faster" if feasible else "no funnel plan reached the target"
+        return f"exact (dims {plan.dims}): {why}"
     return f"dims {plan.dims}, candidates {plan.candidates}"
 
 

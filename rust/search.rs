@@ -220,7 +220,10 @@ pub(crate) fn scan(
     let threads = pool::current_threads();
     // Several chunks per thread balance the load; but each chunk keeps up to k hits per query
     // for the merge, so a large k asks for fewer, larger chunks.
-    let chunk = n.div_ceil(threads * 4).max(MIN_CHUNK_ROWS).max(k.saturating_mul(16));
+    let chunk = n
+        .div_ceil(threads * 4)
+        .max(MIN_CHUNK_ROWS)
+        .max(k.saturating_mul(16));
     let starts: Vec<usize> = range.clone().step_by(chunk).collect();
     let run = |&start: &usize| {
         scan_chunk(
@@ -244,7 +247,9 @@ pub(crate) fn scan(
         }
     }
     if nq > 1 {
-        Ok(pool::install(|| per_query.into_par_iter().map(|p| merge(p, k)).collect()))
+        Ok(pool::install(|| {
+            per_query.into_par_iter().map(|p| merge(p, k)).collect()
+        }))
     } else {
         Ok(per_query.into_iter().map(|p| merge(p, k)).collect())
     }

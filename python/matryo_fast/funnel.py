@@ -94,7 +94,8 @@ class FunnelPlan:
         cost: Rows x dims read per query (``N * dims[0] + sum(candidates[i] * dims[i + 1])``).
         exact_cost: The same for exact full-width search (``N * D``).
         time_ms: Measured median time of the plan on the sample batch (``None`` if not timed).
-        exact: True when no funnel reached the target and this is exact search.
+        exact: True when the chosen plan is exact search: no funnel reached the target, or
+            (with ``by="time"``) none was faster than exact search.
         table: Every plan tried, as dicts with the same fields.
     """
 

@@ -2,8 +2,7 @@
 
 use core::arch::aarch64::*;
 
-use super::generic::{self, Simd};
-use crate::layout::Segment;
+use super::generic::Simd;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Neon;
@@ -53,45 +52,4 @@ impl Simd for Neon {
     }
 }
 
-/// See [`generic::dot_norm_block`].
-///
-/// # Safety
-/// As [`generic::dot_norm_block`].
-#[target_feature(enable = "neon")]
-pub(crate) unsafe fn dot_norm_block(
-    q: *const f32,
-    segs: &[Segment],
-    rows: &[usize],
-    dots: &mut [f32],
-    norms: &mut [f32],
-) {
-    // SAFETY: forwarded contract.
-    unsafe { generic::dot_norm_block::<Neon>(q, segs, rows, dots, norms) }
-}
-
-/// See [`generic::norm_block`].
-///
-/// # Safety
-/// As [`generic::norm_block`].
-#[target_feature(enable = "neon")]
-pub(crate) unsafe fn norm_block(segs: &[Segment], rows: &[usize], norms: &mut [f32]) {
-    // SAFETY: forwarded contract.
-    unsafe { generic::norm_block::<Neon>(segs, rows, norms) }
-}
-
-/// See [`generic::dot_block`].
-///
-/// # Safety
-/// As [`generic::dot_block`].
-#[target_feature(enable = "neon")]
-pub(crate) unsafe fn dot_block(
-    qs: *const f32,
-    q_stride: usize,
-    nq: usize,
-    segs: &[Segment],
-    rows: &[usize],
-    out: &mut [f32],
-) {
-    // SAFETY: forwarded contract.
-    unsafe { generic::dot_block::<Neon>(qs, q_stride, nq, segs, rows, out) }
-}
+super::generic::entry_points!(Neon, "neon");

@@ -12,6 +12,56 @@ use std::array;
 
 use crate::layout::Segment;
 
+/// The three entry points of a backend: wrappers that instantiate the generic algorithm for
+/// the backend's vector type `$simd`, compiled with the CPU features `$features` if given.
+macro_rules! entry_points {
+    ($simd:ty $(, $features:literal)?) => {
+        /// See [`generic::dot_norm_block`](crate::kernels::generic::dot_norm_block).
+        ///
+        /// # Safety
+        /// As the generic function; the CPU must support the backend's features.
+        $(#[target_feature(enable = $features)])?
+        pub(crate) unsafe fn dot_norm_block(
+            q: *const f32,
+            segs: &[$crate::layout::Segment],
+            rows: &[usize],
+            dots: &mut [f32],
+            norms: &mut [f32],
+        ) {
+            // SAFETY: forwarded contract; the features are enabled by this function's attribute.
+            unsafe { $crate::kernels::generic::dot_norm_block::<$simd>(q, segs, rows, dots, norms) }
+        }
+
+        /// See [`generic::norm_block`](crate::kernels::generic::norm_block).
+        ///
+        /// # Safety
+        /// As the generic function; the CPU must support the backend's features.
+        $(#[target_feature(enable = $features)])?
+        pub(crate) unsafe fn norm_block(segs: &[$crate::layout::Segment], rows: &[usize], norms: &mut [f32]) {
+            // SAFETY: forwarded contract; the features are enabled by this function's attribute.
+            unsafe { $crate::kernels::generic::norm_block::<$simd>(segs, rows, norms) }
+        }
+
+        /// See [`generic::dot_block`](crate::kernels::generic::dot_block).
+        ///
+        /// # Safety
+        /// As the generic function; the CPU must support the backend's features.
+        $(#[target_feature(enable = $features)])?
+        pub(crate) unsafe fn dot_block(
+            qs: *const f32,
+            q_stride: usize,
+            nq: usize,
+            segs: &[$crate::layout::Segment],
+            rows: &[usize],
+            out: &mut [f32],
+        ) {
+            // SAFETY: forwarded contract; the features are enabled by this function's attribute.
+            unsafe { $crate::kernels::generic::dot_block::<$simd>(qs, q_stride, nq, segs, rows, out) }
+        }
+    };
+}
+pub(crate) use entry_points;
+
 /// The few vector operations the algorithm needs.
 pub(crate) trait Simd {
     /// Floats per vector.

@@ -1,8 +1,7 @@
 //! The reference backend: one lane, plain multiply then add, always compiled and available.
 //! Every SIMD backend is tested against it; it is also the fallback on CPUs without SIMD.
 
-use super::generic::{self, Simd};
-use crate::layout::Segment;
+use super::generic::Simd;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Scalar;
@@ -39,42 +38,4 @@ impl Simd for Scalar {
     }
 }
 
-/// See [`generic::dot_norm_block`].
-///
-/// # Safety
-/// As [`generic::dot_norm_block`] (no CPU features needed).
-pub(crate) unsafe fn dot_norm_block(
-    q: *const f32,
-    segs: &[Segment],
-    rows: &[usize],
-    dots: &mut [f32],
-    norms: &mut [f32],
-) {
-    // SAFETY: forwarded contract.
-    unsafe { generic::dot_norm_block::<Scalar>(q, segs, rows, dots, norms) }
-}
-
-/// See [`generic::norm_block`].
-///
-/// # Safety
-/// As [`generic::norm_block`].
-pub(crate) unsafe fn norm_block(segs: &[Segment], rows: &[usize], norms: &mut [f32]) {
-    // SAFETY: forwarded contract.
-    unsafe { generic::norm_block::<Scalar>(segs, rows, norms) }
-}
-
-/// See [`generic::dot_block`].
-///
-/// # Safety
-/// As [`generic::dot_block`].
-pub(crate) unsafe fn dot_block(
-    qs: *const f32,
-    q_stride: usize,
-    nq: usize,
-    segs: &[Segment],
-    rows: &[usize],
-    out: &mut [f32],
-) {
-    // SAFETY: forwarded contract.
-    unsafe { generic::dot_block::<Scalar>(qs, q_stride, nq, segs, rows, out) }
-}
+super::generic::entry_points!(Scalar);

@@ -2,8 +2,7 @@
 
 use core::arch::x86_64::*;
 
-use super::generic::{self, Simd};
-use crate::layout::Segment;
+use super::generic::Simd;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Avx2;
@@ -71,45 +70,4 @@ impl Simd for Avx2 {
     }
 }
 
-/// See [`generic::dot_norm_block`].
-///
-/// # Safety
-/// As [`generic::dot_norm_block`]; the CPU must support avx2 and fma.
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn dot_norm_block(
-    q: *const f32,
-    segs: &[Segment],
-    rows: &[usize],
-    dots: &mut [f32],
-    norms: &mut [f32],
-) {
-    // SAFETY: forwarded contract; features enabled by this function's attribute.
-    unsafe { generic::dot_norm_block::<Avx2>(q, segs, rows, dots, norms) }
-}
-
-/// See [`generic::norm_block`].
-///
-/// # Safety
-/// As [`generic::norm_block`]; the CPU must support avx2 and fma.
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn norm_block(segs: &[Segment], rows: &[usize], norms: &mut [f32]) {
-    // SAFETY: forwarded contract; features enabled by this function's attribute.
-    unsafe { generic::norm_block::<Avx2>(segs, rows, norms) }
-}
-
-/// See [`generic::dot_block`].
-///
-/// # Safety
-/// As [`generic::dot_block`]; the CPU must support avx2 and fma.
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn dot_block(
-    qs: *const f32,
-    q_stride: usize,
-    nq: usize,
-    segs: &[Segment],
-    rows: &[usize],
-    out: &mut [f32],
-) {
-    // SAFETY: forwarded contract; features enabled by this function's attribute.
-    unsafe { generic::dot_block::<Avx2>(qs, q_stride, nq, segs, rows, out) }
-}
+super::generic::entry_points!(Avx2, "avx2,fma");

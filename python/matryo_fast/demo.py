@@ -1,6 +1,6 @@
 """``matryo demo``: the main job end to end on real sentences.
 
-1. Encode every unique sentence of STS-B and the NLI triplets (about 53k) with the shipped
+1. Encode every unique sentence of STS-B and the NLI triplets (about 52k) with the shipped
    all-MiniLM-L6-v2 and stream the embeddings into a float32 corpus file (cached).
 2. Map it with :func:`matryo_fast.open_corpus` and search it at several prefix widths: time
    per query batch, recall@10 against the full width, and whether each STS-B query finds its

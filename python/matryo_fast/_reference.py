@@ -35,7 +35,8 @@ def _normalised_prefix(x: npt.ArrayLike, dim: int) -> F64:
     """Rows of ``x[:, :dim]`` scaled to unit norm in float64; zero-norm rows stay zero."""
     p = np.asarray(x)[:, :dim].astype(np.float64)
     norms = np.linalg.norm(p, axis=1, keepdims=True)
-    return np.divide(p, norms, out=np.zeros_like(p), where=norms > 0)
+    out: F64 = np.divide(p, norms, out=np.zeros_like(p), where=norms > 0)
+    return out
 
 
 def prefix_cosine(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int) -> F64:
@@ -53,7 +54,8 @@ def prefix_cosine(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int) -> F64:
     c = np.asarray(corpus)
     uniq, inverse = np.unique(c[:, :dim], axis=0, return_inverse=True)
     scores = _normalised_prefix(q, dim) @ _normalised_prefix(uniq, dim).T
-    return np.clip(scores[:, inverse.reshape(-1)], -1.0, 1.0)
+    clipped: F64 = np.clip(scores[:, inverse.reshape(-1)], -1.0, 1.0)
+    return clipped
 
 
 def _check(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int | None, k: int) -> int:

@@ -66,6 +66,12 @@ impl PyCorpus {
         self.file.path().display().to_string()
     }
 
+    /// `"row-major"` (`.npy`) or `"prefix-blocked"`.
+    #[getter]
+    fn layout(&self) -> &'static str {
+        self.file.layout()
+    }
+
     fn __len__(&self) -> usize {
         self.file.shape().0
     }

@@ -2,9 +2,8 @@
 //!
 //! A row-major matrix (a numpy array, a strided row view such as `big[:, :256]`, or a mapped
 //! `.npy` file) is one segment per row. A prefix-blocked file (dims `[0, 64)` of all rows, then
-//! `[64, 128)`, ...) would be one segment per block, each with its own base and row stride; the
-//! kernels iterate over segments and never assume more, so such a layout plugs in here without
-//! touching them.
+//! `[64, 128)`, ...; see `store.rs`) is one segment per block, each with its own base and row
+//! stride; the kernels iterate over segments and never assume more.
 
 use std::marker::PhantomData;
 
@@ -87,6 +86,34 @@ impl<'a> Matrix<'a> {
                 base: ptr,
                 stride: row_stride,
             }],
+            _borrow: PhantomData,
+        }
+    }
+
+    /// A matrix made of column runs `(first column, width, base, row stride)` that cover
+    /// `[0, cols)` in order (the prefix-blocked layout: one run per block).
+    ///
+    /// # Safety
+    /// For every run and every `r < rows`, the `width` floats at `base + r * stride` must be
+    /// readable for `'a` and not written to while the matrix is in use.
+    pub unsafe fn from_runs(
+        rows: usize,
+        cols: usize,
+        runs: &[(usize, usize, *const f32, isize)],
+    ) -> Self {
+        debug_assert!(runs.iter().map(|r| r.1).sum::<usize>() == cols);
+        Matrix {
+            rows,
+            cols,
+            segments: runs
+                .iter()
+                .map(|&(col, width, base, stride)| Segment {
+                    col,
+                    width,
+                    base,
+                    stride,
+                })
+                .collect(),
             _borrow: PhantomData,
         }
     }

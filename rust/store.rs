@@ -1,6 +1,15 @@
-//! Memory-mapped `.npy` corpora. The file is untrusted: magic, version, header length, dtype,
+//! Memory-mapped corpus files. The file is untrusted: magic, version, header length, dtype,
 //! order and shape are checked, sizes use checked arithmetic, and the data length must match
 //! the shape exactly before any row is viewed.
+//!
+//! Two layouts: a plain `.npy` (row-major `<f4`), and the *prefix-blocked* layout, where the
+//! columns are split into blocks (e.g. 64 wide) stored one after another, each block row-major
+//! over all rows, so a scan at a small prefix reads a contiguous range instead of a strided one:
+//!
+//! ```text
+//! b"MATRYOFB" | version u32 = 1 | nblocks u32 | rows u64 | cols u64 | width u64 x nblocks
+//! then each block's rows x width f32 (little-endian), each block starting on a 64-byte boundary
+//! ```
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -17,11 +26,99 @@ pub struct Header {
     pub rows: usize,
     /// Columns.
     pub cols: usize,
-    /// Byte offset of the data.
+    /// Byte offset of the data (of the first block).
     pub data_offset: usize,
+    /// Column blocks `(first column, width, byte offset)`, each row-major with row stride
+    /// `width`; a `.npy` file is one block of width `cols`.
+    pub blocks: Vec<(usize, usize, usize)>,
 }
 
 const MAGIC: &[u8] = b"\x93NUMPY";
+/// Magic of the prefix-blocked layout.
+pub const BLOCKED_MAGIC: &[u8] = b"MATRYOFB";
+
+/// Parses and validates a prefix-blocked header (see the module docs).
+pub fn parse_blocked_header(bytes: &[u8], file_len: u64, path: &str) -> Result<Header> {
+    let bad = |reason: String| Error::BadHeader {
+        path: path.to_string(),
+        reason,
+    };
+    let u32_at = |o: usize| {
+        bytes
+            .get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
+    };
+    let u64_at = |o: usize| {
+        bytes
+            .get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+    };
+    if bytes.len() < 32 || &bytes[..8] != BLOCKED_MAGIC {
+        return Err(bad("truncated prefix-blocked header".into()));
+    }
+    let version = u32_at(8).unwrap_or(0);
+    if version != 1 {
+        return Err(bad(format!(
+            "unsupported prefix-blocked format version {version} (known: 1)"
+        )));
+    }
+    let nblocks = u32_at(12).unwrap_or(0) as usize;
+    let (rows, cols) = (u64_at(16).unwrap_or(0), u64_at(24).unwrap_or(0));
+    if nblocks == 0 || cols == 0 {
+        return Err(bad(format!(
+            "{nblocks} blocks and {cols} columns: a corpus needs at least one of each"
+        )));
+    }
+    let mut blocks = Vec::with_capacity(nblocks.min(4096));
+    let (mut col, mut end) = (0u64, 32u64 + 8 * nblocks as u64);
+    for b in 0..nblocks {
+        let width = u64_at(32 + 8 * b)
+            .ok_or_else(|| bad("truncated: the file ends inside the header".into()))?;
+        if width == 0 {
+            return Err(bad(format!("block {b} has width 0")));
+        }
+        let start = end.div_ceil(64) * 64;
+        let size = rows
+            .checked_mul(width)
+            .and_then(|n| n.checked_mul(4))
+            .ok_or_else(|| bad(format!("shape ({rows}, {cols}) is too large")))?;
+        end = start
+            .checked_add(size)
+            .ok_or_else(|| bad(format!("shape ({rows}, {cols}) is too large")))?;
+        let as_usize = |v: u64| {
+            usize::try_from(v).map_err(|_| bad(format!("shape ({rows}, {cols}) is too large")))
+        };
+        blocks.push((as_usize(col)?, as_usize(width)?, as_usize(start)?));
+        col = col
+            .checked_add(width)
+            .ok_or_else(|| bad("block widths overflow".into()))?;
+    }
+    if col != cols {
+        return Err(bad(format!(
+            "the block widths add up to {col}, not to the {cols} columns"
+        )));
+    }
+    if end > file_len {
+        return Err(bad(format!(
+            "truncated: the blocks need {end} bytes, the file has {file_len}"
+        )));
+    }
+    if end < file_len {
+        return Err(bad(format!(
+            "the file has {} unexpected bytes after the last block",
+            file_len - end
+        )));
+    }
+    let to_usize = |v: u64| {
+        usize::try_from(v).map_err(|_| bad(format!("shape ({rows}, {cols}) is too large")))
+    };
+    Ok(Header {
+        rows: to_usize(rows)?,
+        cols: to_usize(cols)?,
+        data_offset: blocks[0].2,
+        blocks,
+    })
+}
 
 /// Parses and validates a `.npy` header against the file's total length `file_len`. `bytes`
 /// is the start of the file (at least the whole header, or the whole file if shorter).
@@ -137,10 +234,13 @@ pub fn parse_header(bytes: &[u8], file_len: u64, path: &str) -> Result<Header> {
     let to_usize = |v: u64| {
         usize::try_from(v).map_err(|_| bad(format!("shape ({rows}, {cols}) is too large")))
     };
+    let (rows, cols) = (to_usize(rows)?, to_usize(cols)?);
+    let data_offset = data_offset as usize;
     Ok(Header {
-        rows: to_usize(rows)?,
-        cols: to_usize(cols)?,
-        data_offset: data_offset as usize,
+        rows,
+        cols,
+        data_offset,
+        blocks: vec![(0, cols, data_offset)],
     })
 }
 
@@ -340,7 +440,11 @@ impl NpyFile {
                 message: "the file changed size while being opened".into(),
             });
         }
-        let header = parse_header(&map, len, &shown)?;
+        let header = if map.starts_with(BLOCKED_MAGIC) {
+            parse_blocked_header(&map, len, &shown)?
+        } else {
+            parse_header(&map, len, &shown)?
+        };
         Ok(NpyFile {
             path: path.to_path_buf(),
             header,
@@ -361,12 +465,35 @@ impl NpyFile {
     /// The rows as a matrix, zero-copy.
     pub fn matrix(&self) -> Matrix<'_> {
         let (rows, cols) = self.shape();
-        let data = &self.map[self.header.data_offset..];
-        // SAFETY: parse_header checked data_offset % 4 == 0 and the mmap base is page aligned,
-        // so `data` is 4-byte aligned; it checked data.len() == rows * cols * 4 exactly, so
-        // every row r < rows has cols readable f32s at data + r * cols; the map lives as long
-        // as the borrow of self, and it is never written.
-        unsafe { Matrix::from_raw_parts(data.as_ptr().cast::<f32>(), rows, cols, cols as isize) }
+        let runs: Vec<(usize, usize, *const f32, isize)> = self
+            .header
+            .blocks
+            .iter()
+            .map(|&(col, width, offset)| {
+                (
+                    col,
+                    width,
+                    self.map[offset..].as_ptr().cast::<f32>(),
+                    width as isize,
+                )
+            })
+            .collect();
+        // SAFETY: the header parsers checked that every block's offset is a multiple of 4 (64
+        // for blocked files; the .npy offset separately) and the mmap base is page aligned, so
+        // each base is 4-byte aligned; that rows * width * 4 bytes of each block lie inside the
+        // file (exact total length), so every row r < rows has `width` readable f32s at
+        // base + r * width; the blocks cover [0, cols) in order; the map lives as long as the
+        // borrow of self, and it is never written.
+        unsafe { Matrix::from_runs(rows, cols, &runs) }
+    }
+
+    /// `"row-major"` for `.npy` files, `"prefix-blocked"` for the blocked layout.
+    pub fn layout(&self) -> &'static str {
+        if self.map.starts_with(BLOCKED_MAGIC) {
+            "prefix-blocked"
+        } else {
+            "row-major"
+        }
     }
 }
 
@@ -489,7 +616,114 @@ mod tests {
         assert!(err(&v).contains("truncated"));
     }
 
+    /// A prefix-blocked file of `x` (`rows x cols`) with blocks of `block` columns.
+    fn blocked(x: &[f32], rows: usize, cols: usize, block: usize) -> Vec<u8> {
+        let widths: Vec<usize> = (0..cols)
+            .step_by(block)
+            .map(|c| block.min(cols - c))
+            .collect();
+        let mut v = BLOCKED_MAGIC.to_vec();
+        v.extend(1u32.to_le_bytes());
+        v.extend((widths.len() as u32).to_le_bytes());
+        v.extend((rows as u64).to_le_bytes());
+        v.extend((cols as u64).to_le_bytes());
+        for w in &widths {
+            v.extend((*w as u64).to_le_bytes());
+        }
+        let mut col = 0;
+        for w in widths {
+            v.resize(v.len().div_ceil(64) * 64, 0);
+            for r in 0..rows {
+                for c in col..col + w {
+                    v.extend(x[r * cols + c].to_le_bytes());
+                }
+            }
+            col += w;
+        }
+        v
+    }
+
+    #[test]
+    fn blocked_layout_scans_bitwise_like_row_major() {
+        use crate::kernels::{available, Kernels};
+        use crate::search::{topk_with, Queries};
+        let (rows, cols) = (700, 100);
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919 % 1013) as f32 / 506.5) - 1.0)
+            .collect();
+        let bytes = blocked(&x, rows, cols, 16);
+        let h = parse_blocked_header(&bytes, bytes.len() as u64, "b").unwrap();
+        assert_eq!((h.rows, h.cols, h.blocks.len()), (rows, cols, 7));
+        // A file's bytes are only 1-byte aligned in a Vec; copy the blocks into f32 buffers.
+        let bufs: Vec<Vec<f32>> = h
+            .blocks
+            .iter()
+            .map(|&(_, w, off)| {
+                bytes[off..off + rows * w * 4]
+                    .chunks(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                    .collect()
+            })
+            .collect();
+        let runs: Vec<(usize, usize, *const f32, isize)> = h
+            .blocks
+            .iter()
+            .zip(&bufs)
+            .map(|(&(c, w, _), b)| (c, w, b.as_ptr(), w as isize))
+            .collect();
+        // SAFETY: each buffer holds rows * width floats, alive for the test.
+        let mb = unsafe { Matrix::from_runs(rows, cols, &runs) };
+        let mr = Matrix::from_slice(&x, rows, cols).unwrap();
+        let q: Vec<f32> = (0..3 * cols)
+            .map(|i| ((i * 31 % 97) as f32) - 48.0)
+            .collect();
+        for backend in available() {
+            let k = Kernels::new(backend).unwrap();
+            for dim in [1, 15, 16, 17, 50, 64, 100] {
+                for nq in [1, 3] {
+                    let qs = Queries::new(&q[..nq * cols], cols).unwrap();
+                    let a = topk_with(k, qs, &mb, dim, 20).unwrap();
+                    let b = topk_with(k, qs, &mr, dim, 20).unwrap();
+                    assert_eq!(a, b, "{backend} dim {dim} nq {nq}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn corrupt_blocked_headers() {
+        let x = vec![0.5f32; 6 * 40];
+        let good = blocked(&x, 6, 40, 16);
+        let err = |b: &[u8]| {
+            parse_blocked_header(b, b.len() as u64, "b")
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(parse_blocked_header(&good, good.len() as u64, "b").is_ok());
+        assert!(err(&good[..20]).contains("truncated"));
+        assert!(err(&good[..good.len() - 4]).contains("truncated"));
+        let mut v = good.clone();
+        v.push(0);
+        assert!(err(&v).contains("unexpected bytes"));
+        let mut v = good.clone();
+        v[8] = 2;
+        assert!(err(&v).contains("version 2"));
+        let mut v = good.clone();
+        v[32] = 15; // first width 16 -> 15: widths no longer add up
+        assert!(err(&v).contains("add up"));
+        let mut v = good.clone();
+        v[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(err(&v).contains("too large"));
+    }
+
     proptest! {
+        #[test]
+        fn fuzz_blocked_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut v = BLOCKED_MAGIC.to_vec();
+            v.extend(tail);
+            let _ = parse_blocked_header(&v, v.len() as u64, "b");
+        }
+
         // The parser never panics, whatever the bytes.
         #[test]
         fn fuzz_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..200), major in 0u8..5) {

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CorpusWriter", "save_corpus"]
+__all__ = ["CorpusWriter", "save_corpus", "save_prefix_blocked"]
 
 _MAGIC = b"\x93NUMPY\x01\x00"
 _HEADER_BYTES = 128  # magic + version + length + dict text: room for any 64-bit shape
@@ -103,25 +103,7 @@ class CorpusWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
-        if self.overwrite:
-            os.replace(self._tmp, self.path)
-        else:
-            try:
-                # A hard link fails atomically if the target appeared meanwhile.
-                os.link(self._tmp, self.path)
-            except FileExistsError:
-                self._tmp.unlink(missing_ok=True)
-                raise FileExistsError(
-                    f"{self.path} was created by someone else while writing; nothing was replaced"
-                ) from None
-            except OSError:
-                # No hard links on this file system: check, then rename (not atomic).
-                if self.path.exists():
-                    self._tmp.unlink(missing_ok=True)
-                    raise FileExistsError(f"{self.path} exists; nothing was replaced") from None
-                os.replace(self._tmp, self.path)
-                return self.path
-            self._tmp.unlink()
+        _move_into_place(self._tmp, self.path, overwrite=self.overwrite)
         return self.path
 
     def abort(self) -> None:
@@ -167,3 +149,109 @@ def save_corpus(
         for start in range(0, a.shape[0], batch_rows):
             w.append(a[start : start + batch_rows])
     return Path(path)
+
+
+def _move_into_place(tmp: Path, path: Path, *, overwrite: bool) -> None:
+    """Renames the finished ``tmp`` to ``path``; without ``overwrite`` never replaces a file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it 0600; give it a normal file's mode
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        # A hard link fails atomically if the target appeared meanwhile.
+        os.link(tmp, path)
+    except FileExistsError:
+        tmp.unlink(missing_ok=True)
+        raise FileExistsError(
+            f"{path} was created by someone else while writing; nothing was replaced"
+        ) from None
+    except OSError:
+        # No hard links on this file system: check, then rename (not atomic).
+        if path.exists():
+            tmp.unlink(missing_ok=True)
+            raise FileExistsError(f"{path} exists; nothing was replaced") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def save_prefix_blocked(
+    path: str | os.PathLike[str],
+    source: Any,
+    *,
+    block: int = 64,
+    overwrite: bool = False,
+    batch_rows: int = 65536,
+) -> Path:
+    """Writes a corpus in the prefix-blocked layout: columns ``[0, block)`` of every row, then
+    ``[block, 2 block)``, ... so that a search at a small prefix reads one contiguous range
+    instead of a strided slice of every row. :func:`matryo_fast.open_corpus` maps it, and
+    every search gives bitwise the same results as on the row-major data.
+
+    Args:
+        path: The file to create.
+        source: ``(N, D)`` float array (any float dtype; a memmap is read block by block), a
+            ``.npy`` path, or a row-major :class:`matryo_fast.Corpus`.
+        block: Block width: a multiple of 16 (the widest SIMD lane count), so that the
+            accumulation order, and hence every score, is the same as on row-major data.
+        overwrite: Replace an existing file once the new one is complete.
+        batch_rows: Rows converted at a time.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: ``block`` is not a positive multiple of 16, the source is not 2-D, or it
+            has NaN/Inf (the message names the row).
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+    """
+    from matryo_fast.search import Corpus
+
+    if isinstance(source, Corpus):
+        source = source.as_array()
+    elif isinstance(source, (str, os.PathLike)):
+        source = np.load(source, mmap_mode="r")
+    a = np.asarray(source)
+    if a.ndim != 2:
+        raise ValueError(f"source must be 2-D (N, D), got shape {a.shape}")
+    if a.dtype.kind != "f":
+        raise TypeError(f"source must be floating point, got dtype {a.dtype}")
+    if isinstance(block, bool) or not isinstance(block, int) or block < 16 or block % 16:
+        raise ValueError(f"block must be a positive multiple of 16, got {block!r}")
+    rows, cols = a.shape
+    if cols == 0:
+        raise ValueError("source has no columns")
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+    widths = [min(block, cols - c) for c in range(0, cols, block)]
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            head = b"MATRYOFB" + (1).to_bytes(4, "little") + len(widths).to_bytes(4, "little")
+            head += rows.to_bytes(8, "little") + cols.to_bytes(8, "little")
+            head += b"".join(w.to_bytes(8, "little") for w in widths)
+            f.write(head)
+            col = 0
+            for w in widths:
+                f.write(b"\0" * (-f.tell() % 64))
+                for r0 in range(0, rows, batch_rows):
+                    part = np.asarray(a[r0 : r0 + batch_rows, col : col + w])
+                    big = part.dtype.itemsize > 4 and part.size and np.abs(part).max() > np.finfo("f4").max
+                    if big:
+                        raise ValueError("source has values too large for float32")
+                    finite = np.isfinite(part).all(axis=1)
+                    if not finite.all():
+                        raise ValueError(f"row {r0 + int(np.argmin(finite))} contains NaN or Inf")
+                    f.write(np.ascontiguousarray(part, dtype="<f4").tobytes())
+                col += w
+            f.flush()
+            os.fsync(f.fileno())
+        _move_into_place(tmp, target, overwrite=overwrite)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target

@@ -62,6 +62,11 @@ class Corpus:
         return self._inner.shape
 
     @property
+    def layout(self) -> str:
+        """``"row-major"`` (a ``.npy`` file) or ``"prefix-blocked"`` (see :func:`save_prefix_blocked`)."""
+        return self._inner.layout
+
+    @property
     def dim(self) -> int:
         """The full width ``D`` of each row."""
         return self._inner.shape[1]
@@ -74,7 +79,13 @@ class Corpus:
         return f"Corpus({self.path!r}, rows={rows}, dim={dims})"
 
     def as_array(self) -> np.memmap[Any, np.dtype[np.float32]]:
-        """A read-only ``np.memmap`` view of the same file (zero-copy)."""
+        """A read-only ``np.memmap`` view of the same ``.npy`` file (zero-copy).
+
+        Raises:
+            ValueError: The file is prefix-blocked (not a ``.npy`` file).
+        """
+        if self.layout != "row-major":
+            raise ValueError(f"{self.path} is a prefix-blocked file, not a .npy array")
         return np.load(self.path, mmap_mode="r")  # type: ignore[no-any-return]
 
 
@@ -82,10 +93,11 @@ CorpusLike = Union[npt.NDArray[np.float32], Corpus, str, "os.PathLike[str]"]
 
 
 def open_corpus(path: str | os.PathLike[str]) -> Corpus:
-    """Memory-map a 2-D float32 C-order ``.npy`` file for repeated searches.
+    """Memory-map a corpus file for repeated searches.
 
     Args:
-        path: The ``.npy`` file (format version 1, 2 or 3, dtype ``<f4``).
+        path: A 2-D float32 C-order ``.npy`` file (format version 1, 2 or 3, dtype ``<f4``), or
+            a prefix-blocked file from :func:`matryo_fast.save_prefix_blocked`.
 
     Returns:
         A :class:`Corpus`.

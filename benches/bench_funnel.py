@@ -132,6 +132,16 @@ def recall(truth: np.ndarray, got: np.ndarray) -> float:
     return h.recall_at_k(np.asarray(truth), np.asarray(got))
 
 
+def plan_line(args: argparse.Namespace, plan: Any, tune_s: float, tune_note: str) -> str:
+    """The report line describing a tuned plan."""
+    return (
+        f"- tuned plan (tune_funnel by={args.tune_by!r}, {len(plan.table)} plans tried, "
+        f"{tune_s:.1f} s, {tune_note}): **{plan_str(plan)}**; "
+        f"reads {plan.speedup:.1f}x less than exact "
+        f"(cost {plan.cost:,} vs {plan.exact_cost:,} rows x dims)"
+    )
+
+
 def plan_str(plan: Any) -> str:
     if plan.exact:
         feasible = any(r["feasible"] and len(r["dims"]) > 1 for r in plan.table)
@@ -336,12 +346,7 @@ def quality_one(
         f"- corpus: {n:,} sentences x {full} float32 ({cpath}); embeddings {how}; "
         f"{len(tune_q)} tuning + {len(eval_q)} evaluation queries, none in the corpus"
     )
-    say(
-        f"- tuned plan (tune_funnel by={args.tune_by!r}, {len(plan.table)} plans tried, "
-        f"{tune_s:.1f} s, {tune_note}): **{plan_str(plan)}**; "
-        f"reads {plan.speedup:.1f}x less than exact "
-        f"(cost {plan.cost:,} vs {plan.exact_cost:,} rows x dims)"
-    )
+    say(plan_line(args, plan, tune_s, tune_note))
     say(
         f"- recall@{k} vs exact full-width search: tuning queries {plan.recall:.4f}, "
         f"**held-out evaluation queries {held:.4f}**{partner_line}"
@@ -455,12 +460,7 @@ def speed(mf: Any, args: argparse.Namespace, say: Report) -> tuple[list[str], in
     tune_s = time.perf_counter() - t0
     truth = mf.topk(eval_q, corpus, dim=full, k=k).indices
     held = recall(truth, plan.search(eval_q, fcorpus).indices)
-    say(
-        f"- tuned plan (tune_funnel by={args.tune_by!r}, {len(plan.table)} plans tried, "
-        f"{tune_s:.1f} s, {tune_note}): **{plan_str(plan)}**; "
-        f"reads {plan.speedup:.1f}x less than exact "
-        f"(cost {plan.cost:,} vs {plan.exact_cost:,} rows x dims)"
-    )
+    say(plan_line(args, plan, tune_s, tune_note))
     say(
         f"- recall@{k} vs exact full-width search: tuning queries {plan.recall:.4f}, "
         f"**evaluation queries {held:.4f}**"

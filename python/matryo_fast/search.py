@@ -175,10 +175,6 @@ def _check_int(name: str, value: Any) -> int:
     return max(min(int(value), 2**62), -(2**62))
 
 
-def _corpus_width(core_corpus: Any) -> int:
-    return int(core_corpus.shape[1])
-
-
 def topk(query: Any, corpus: CorpusLike, *, dim: int | None = None, k: int = 10) -> TopK:
     """Top-``k`` cosine search over the first ``dim`` columns (fused truncate + re-normalize).
 
@@ -205,7 +201,7 @@ def topk(query: Any, corpus: CorpusLike, *, dim: int | None = None, k: int = 10)
     """
     k = _check_int("k", k)
     c = _coerce_corpus(corpus)
-    d = _corpus_width(c) if dim is None else _check_int("dim", dim)
+    d = int(c.shape[1]) if dim is None else _check_int("dim", dim)
     q, single = _coerce_query(query, d)
     scores, indices = _core.topk(q, c, d, k)
     if single:

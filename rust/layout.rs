@@ -174,39 +174,6 @@ impl Prefix<'_> {
         &self.segments
     }
 
-    /// Copies the prefixes of `rows` into `out`, densely (`rows.len() x dim`): the packing step
-    /// of a batched scan, so that the register tiles read a small contiguous block instead of
-    /// a strided one (whose rows would collide in the same cache sets).
-    pub fn pack(&self, rows: &[usize], out: &mut [f32]) {
-        const AHEAD: usize = 16;
-        assert!(out.len() >= rows.len() * self.dim, "pack buffer too small");
-        assert!(
-            rows.iter().all(|&r| r < self.rows),
-            "row index out of range ({} rows)",
-            self.rows
-        );
-        for (i, &r) in rows.iter().enumerate() {
-            if let Some(&next) = rows.get(i + AHEAD) {
-                for seg in &self.segments {
-                    // SAFETY: next < rows (asserted), so its run is readable.
-                    let p = unsafe { seg.row_ptr(next) };
-                    for line in (0..seg.width).step_by(16) {
-                        // SAFETY: line < width, inside the run.
-                        prefetch(unsafe { p.add(line) });
-                    }
-                }
-            }
-            for seg in &self.segments {
-                let dst = &mut out[i * self.dim + seg.col..i * self.dim + seg.col + seg.width];
-                // SAFETY: r < rows (asserted), so the run of `width` floats is readable; `dst`
-                // is a distinct, exclusively borrowed buffer of the same length.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(seg.row_ptr(r), dst.as_mut_ptr(), seg.width)
-                };
-            }
-        }
-    }
-
     /// Row `row`'s values in `[0, dim)`, segment by segment (the slow, exact paths use this).
     pub fn row_values(&self, row: usize) -> impl Iterator<Item = f32> + '_ {
         assert!(
@@ -221,16 +188,4 @@ impl Prefix<'_> {
             run.iter().copied()
         })
     }
-}
-
-/// A hint to fetch the cache line at `p` (a no-op where there is no baseline instruction).
-#[inline(always)]
-fn prefetch(p: *const f32) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE is part of the x86-64 baseline, and a prefetch never faults.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }

@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::kernels::Kernels;
+use crate::kernels::{Kernels, PanelQueries, Panels};
 use crate::layout::{Matrix, Prefix};
 use crate::pool;
 use crate::topk::{merge, Hit, TopK};
@@ -217,32 +217,13 @@ pub(crate) fn scan(
     if nq == 0 || k == 0 || n == 0 {
         return Ok(vec![Vec::new(); nq]);
     }
-    let threads = pool::current_threads();
-    // Several chunks per thread balance the load; but each chunk keeps up to k hits per query
-    // for the merge, so a large k asks for fewer, larger chunks.
-    let chunk = n
-        .div_ceil(threads * 4)
-        .max(MIN_CHUNK_ROWS)
-        .max(k.saturating_mul(16));
-    let starts: Vec<usize> = range.clone().step_by(chunk).collect();
-    let run = |&start: &usize| {
-        scan_chunk(
-            kernels,
-            qn,
-            nq,
-            prefix,
-            k,
-            start..(start + chunk).min(range.end),
-        )
-    };
-    let parts: Vec<Result<Vec<TopK>>> = if starts.len() == 1 {
-        starts.iter().map(run).collect()
-    } else {
-        pool::install(|| starts.par_iter().map(run).collect())
-    };
-    let mut per_query: Vec<Vec<Vec<Hit>>> = vec![Vec::with_capacity(parts.len()); nq];
-    for part in parts {
-        for (j, heap) in part?.into_iter().enumerate() {
+    let k = k.min(n);
+    // A batch lays its queries out once for the panel kernels.
+    let pq = (nq > 1).then(|| kernels.panel_queries(prefix, qn, nq));
+    let workers = run_workers(kernels, qn, pq.as_ref(), nq, prefix, k, range)?;
+    let mut per_query: Vec<Vec<Vec<Hit>>> = vec![Vec::with_capacity(workers.len()); nq];
+    for w in workers {
+        for (j, heap) in w.heaps.into_iter().enumerate() {
             per_query[j].push(heap.into_vec());
         }
     }
@@ -253,6 +234,36 @@ pub(crate) fn scan(
     } else {
         Ok(per_query.into_iter().map(|p| merge(p, k)).collect())
     }
+}
+
+/// Runs the scan of `range` on the pool; returns the workers' selections.
+fn run_workers<'a>(
+    kernels: &'a Kernels,
+    qn: &'a [f32],
+    pq: Option<&'a PanelQueries>,
+    nq: usize,
+    prefix: &'a Prefix<'a>,
+    k: usize,
+    range: std::ops::Range<usize>,
+) -> Result<Vec<Worker<'a>>> {
+    let threads = pool::current_threads();
+    // Several chunks per thread balance the load. Chunks that run one after another on a thread
+    // share that thread's selections (rayon's fold), so a large k pays its cold start (every
+    // row passes while a selection is not yet full) about once per thread, not once per chunk.
+    let chunk = range.len().div_ceil(threads * 4).max(MIN_CHUNK_ROWS);
+    let starts: Vec<usize> = range.clone().step_by(chunk).collect();
+    let new_worker = || Ok(Worker::new(kernels, qn, pq, nq, prefix, k));
+    let run = |w: Result<Worker<'a>>, &start: &usize| -> Result<Worker<'a>> {
+        let mut w = w?;
+        w.scan(start..(start + chunk).min(range.end))?;
+        Ok(w)
+    };
+    let workers: Vec<Result<Worker<'a>>> = if starts.len() == 1 {
+        vec![starts.iter().fold(new_worker(), run)]
+    } else {
+        pool::install(|| starts.par_iter().fold(new_worker, run).collect())
+    };
+    workers.into_iter().collect()
 }
 
 /// Rows per block: with one query, enough to amortize the loop and the prefetch warm-up; with
@@ -268,91 +279,150 @@ fn block_rows(dim: usize, nq: usize) -> usize {
 /// Queries whose dot products are computed together (the kernels' register tile is 4 wide).
 const QUERY_GROUP: usize = 4;
 
-fn scan_chunk(
-    kernels: &Kernels,
-    qn: &[f32],
+/// One thread's share of a scan: a selection per query and block-sized scratch buffers, reused
+/// for every chunk the thread runs (nothing here grows with the corpus).
+struct Worker<'a> {
+    kernels: &'a Kernels,
+    qn: &'a [f32],
+    /// The queries laid out for the panel kernels (batches only).
+    pq: Option<&'a PanelQueries>,
     nq: usize,
-    prefix: &Prefix<'_>,
-    k: usize,
-    range: std::ops::Range<usize>,
-) -> Result<Vec<TopK>> {
-    let dim = prefix.dim();
-    let mut heaps: Vec<TopK> = (0..nq).map(|_| TopK::new(k.min(range.len()))).collect();
-    let block = block_rows(dim, nq);
-    let mut rows: Vec<usize> = Vec::with_capacity(block);
-    let mut norms = vec![0.0f32; block];
-    let mut scales = vec![0.0f32; block];
-    let mut special: Vec<usize> = Vec::new();
-    let mut dots = vec![0.0f32; block * nq.min(QUERY_GROUP)];
-    // Batches scan a packed copy of each block (rows 0..m of `packed`).
-    let (mut packed, local): (Vec<f32>, Vec<usize>) = if nq > 1 {
-        (vec![0.0; block * dim], (0..block).collect())
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    let mut b0 = range.start;
-    while b0 < range.end {
-        let b1 = (b0 + block).min(range.end);
-        let m = b1 - b0;
-        rows.clear();
-        rows.extend(b0..b1);
-        let tile_view = if nq == 1 {
-            kernels.dot_norm(qn, prefix, &rows, &mut dots, &mut norms);
-            None
-        } else {
-            prefix.pack(&rows, &mut packed);
-            let view = Matrix::from_slice(&packed[..m * dim], m, dim)?.prefix(dim);
-            kernels.norms(&view, &local[..m], &mut norms);
-            Some(view)
-        };
-        special.clear();
-        for i in 0..m {
-            scales[i] = row_scale(norms[i], prefix, rows[i])?;
-            if scales[i].is_nan() {
-                special.push(i);
-            }
+    prefix: &'a Prefix<'a>,
+    heaps: Vec<TopK>,
+    block: usize,
+    rows: Vec<usize>,
+    norms: Vec<f32>,
+    scales: Vec<f32>,
+    special: Vec<usize>,
+    dots: Vec<f32>,
+    /// Batches scan each block packed into panels.
+    panels: Panels,
+}
+
+impl<'a> Worker<'a> {
+    fn new(
+        kernels: &'a Kernels,
+        qn: &'a [f32],
+        pq: Option<&'a PanelQueries>,
+        nq: usize,
+        prefix: &'a Prefix<'a>,
+        k: usize,
+    ) -> Self {
+        let block = block_rows(prefix.dim(), nq);
+        // Outputs of the panel kernels cover whole groups of rows.
+        let padded = block.next_multiple_of(kernels.lanes());
+        Worker {
+            kernels,
+            qn,
+            pq,
+            nq,
+            prefix,
+            heaps: (0..nq).map(|_| TopK::new(k)).collect(),
+            block,
+            rows: Vec::with_capacity(block),
+            norms: vec![0.0; padded],
+            scales: vec![0.0; block],
+            special: Vec::new(),
+            dots: vec![0.0; padded * nq.min(QUERY_GROUP)],
+            panels: Panels::new(),
         }
-        for j0 in (0..nq).step_by(QUERY_GROUP) {
-            let g = (nq - j0).min(QUERY_GROUP);
-            if let Some(view) = &tile_view {
-                kernels.dots(&qn[j0 * dim..], dim, g, view, &local[..m], &mut dots);
-            }
-            for (t, heap) in heaps[j0..j0 + g].iter_mut().enumerate() {
-                let q = &qn[(j0 + t) * dim..(j0 + t + 1) * dim];
-                select(heap, &dots[t * m..(t + 1) * m], &scales[..m], b0);
-                for &i in &special {
-                    heap.push(
-                        score(dots[t * m + i], scales[i], q, prefix, rows[i]),
-                        rows[i],
-                    );
+    }
+
+    /// Offers the rows `range` to every query's selection.
+    fn scan(&mut self, range: std::ops::Range<usize>) -> Result<()> {
+        let (kernels, prefix, qn, nq) = (self.kernels, self.prefix, self.qn, self.nq);
+        let stride = self.norms.len();
+        let dim = prefix.dim();
+        let mut b0 = range.start;
+        while b0 < range.end {
+            let b1 = (b0 + self.block).min(range.end);
+            let m = b1 - b0;
+            self.rows.clear();
+            self.rows.extend(b0..b1);
+            match self.pq {
+                None => kernels.dot_norm(qn, prefix, &self.rows, &mut self.dots, &mut self.norms),
+                Some(_) => {
+                    kernels.pack(prefix, &self.rows, &mut self.panels);
+                    kernels.panel_norms(&self.panels, &mut self.norms);
                 }
             }
+            self.special.clear();
+            for i in 0..m {
+                self.scales[i] = row_scale(self.norms[i], prefix, self.rows[i])?;
+                if self.scales[i].is_nan() {
+                    self.special.push(i);
+                }
+            }
+            for j0 in (0..nq).step_by(QUERY_GROUP) {
+                let g = (nq - j0).min(QUERY_GROUP);
+                if let Some(pq) = self.pq {
+                    kernels.panel_dots(pq, j0, g, &self.panels, &mut self.dots, stride);
+                }
+                for (t, heap) in self.heaps[j0..j0 + g].iter_mut().enumerate() {
+                    let q = &qn[(j0 + t) * dim..(j0 + t + 1) * dim];
+                    let dots = &self.dots[t * stride..t * stride + m];
+                    select(heap, dots, &self.scales[..m], b0);
+                    for &i in &self.special {
+                        let row = self.rows[i];
+                        heap.push(score(dots[i], self.scales[i], q, prefix, row), row);
+                    }
+                }
+            }
+            b0 = b1;
         }
-        b0 = b1;
+        Ok(())
     }
-    Ok(heaps)
 }
 
 /// Offers rows `first + i` with scores `dots[i] * scales[i]` to `heap`. Rows whose scale is NaN
 /// (scored exactly elsewhere) never pass the comparison. Most rows lose to the heap's
-/// threshold, so eight at a time are compared before any is looked at one by one.
+/// threshold: eight at a time are compared into a bit mask, and only the rows whose bit is set
+/// are looked at (no branch per row, which large shortlists would mispredict).
 #[inline]
 fn select(heap: &mut TopK, dots: &[f32], scales: &[f32], first: usize) {
+    let n = dots.len().min(scales.len());
     let mut thr = heap.threshold();
-    for (c, (d8, s8)) in dots.chunks(8).zip(scales.chunks(8)).enumerate() {
-        let any = d8
-            .iter()
-            .zip(s8)
-            .fold(false, |any, (&d, &s)| any | (d * s >= thr));
-        if !any {
-            continue;
-        }
-        for (t, (&d, &s)) in d8.iter().zip(s8).enumerate() {
-            let v = d * s;
+    let mut c = 0;
+    while c < n {
+        let w = (n - c).min(8);
+        let (d8, s8) = (&dots[c..c + w], &scales[c..c + w]);
+        let mut mask = pass_mask(d8, s8, thr);
+        while mask != 0 {
+            let t = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let v = d8[t] * s8[t];
+            // The threshold may have risen since the mask was taken.
             if v >= thr {
-                heap.push(finish(v), first + c * 8 + t);
+                heap.push(finish(v), first + c + t);
                 thr = heap.threshold();
             }
         }
+        c += w;
     }
+}
+
+/// Bit `t` set where `d[t] * s[t] >= thr` (false for NaN), for up to 8 values.
+#[inline(always)]
+fn pass_mask(d: &[f32], s: &[f32], thr: f32) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if d.len() == 8 && s.len() == 8 {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE is part of the x86-64 baseline; both slices hold 8 floats, so the four
+        // unaligned 4-float loads stay inside them.
+        return unsafe {
+            let t = _mm_set1_ps(thr);
+            let lo = _mm_mul_ps(_mm_loadu_ps(d.as_ptr()), _mm_loadu_ps(s.as_ptr()));
+            let hi = _mm_mul_ps(
+                _mm_loadu_ps(d.as_ptr().add(4)),
+                _mm_loadu_ps(s.as_ptr().add(4)),
+            );
+            let lo = _mm_movemask_ps(_mm_cmpge_ps(lo, t)) as u32;
+            let hi = _mm_movemask_ps(_mm_cmpge_ps(hi, t)) as u32;
+            lo | (hi << 4)
+        };
+    }
+    d.iter()
+        .zip(s)
+        .enumerate()
+        .fold(0u32, |m, (t, (&d, &s))| m | (u32::from(d * s >= thr) << t))
 }

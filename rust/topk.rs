@@ -63,29 +63,50 @@ impl TopK {
         }
     }
 
-    /// Keeps the best `k` and raises the threshold to the worst of them.
+    /// Keeps the best `k` (and any hits tied with the `k`-th) and raises the threshold to the
+    /// `k`-th best score. Selecting by score alone is cheaper than by the full order; the ties
+    /// it cannot order stay in the buffer, so no hit that the full order ranks higher is lost.
     fn compact(&mut self) {
+        let k = self.k;
+        if self.buf.len() <= k {
+            return;
+        }
+        self.buf
+            .select_nth_unstable_by(k - 1, |a, b| b.score.total_cmp(&a.score));
+        let kth = self.buf[k - 1].score;
+        let mut kept = k;
+        for i in k..self.buf.len() {
+            if self.buf[i].score >= kth {
+                self.buf.swap(kept, i);
+                kept += 1;
+            }
+        }
+        self.buf.truncate(kept);
+        if kept > k + k / 2 {
+            // Many ties with the k-th: order them fully, or the buffer would not shrink.
+            self.exact();
+        }
+        self.threshold = kth;
+    }
+
+    /// Exactly the best `k` by the full order.
+    fn exact(&mut self) {
         if self.buf.len() > self.k {
             self.buf.select_nth_unstable_by(self.k - 1, rank);
             self.buf.truncate(self.k);
-            self.threshold = self
-                .buf
-                .iter()
-                .map(|h| h.score)
-                .fold(f32::INFINITY, f32::min);
         }
     }
 
     /// The kept hits, best first.
     pub fn into_sorted(mut self) -> Vec<Hit> {
-        self.compact();
+        self.exact();
         self.buf.sort_unstable_by(rank);
         self.buf
     }
 
     /// The kept hits, unordered.
     pub fn into_vec(mut self) -> Vec<Hit> {
-        self.compact();
+        self.exact();
         self.buf
     }
 }

@@ -40,6 +40,24 @@ impl Simd for Neon {
     }
 
     #[inline(always)]
+    unsafe fn splat(p: *const f32) -> float32x4_t {
+        // SAFETY: the caller guarantees `p` is readable.
+        unsafe { vld1q_dup_f32(p) }
+    }
+
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: float32x4_t) {
+        // SAFETY: the caller guarantees 4 writable floats at `p`.
+        unsafe { vst1q_f32(p, v) }
+    }
+
+    #[inline(always)]
+    unsafe fn add(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is part of the aarch64 baseline.
+        unsafe { vaddq_f32(a, b) }
+    }
+
+    #[inline(always)]
     unsafe fn reduce4(a: float32x4_t, b: float32x4_t, c: float32x4_t, d: float32x4_t) -> [f32; 4] {
         // Lane order, for each input v: (v0+v1)+(v2+v3).
         // SAFETY: NEON is part of the aarch64 baseline; the store writes 4 floats into 4.

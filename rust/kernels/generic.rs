@@ -9,6 +9,7 @@
 //! entry point computed them, and duplicate rows always tie.
 
 use std::array;
+use std::mem::MaybeUninit;
 
 use crate::layout::Segment;
 
@@ -42,28 +43,58 @@ macro_rules! entry_points {
             unsafe { $crate::kernels::generic::norm_block::<$simd>(segs, rows, norms) }
         }
 
-        /// See [`generic::dot_block`](crate::kernels::generic::dot_block).
+        /// See [`generic::pack_panels`](crate::kernels::generic::pack_panels).
         ///
         /// # Safety
         /// As the generic function; the CPU must support the backend's features.
         $(#[target_feature(enable = $features)])?
-        pub(crate) unsafe fn dot_block(
-            qs: *const f32,
-            q_stride: usize,
-            nq: usize,
+        pub(crate) unsafe fn pack_panels(
             segs: &[$crate::layout::Segment],
             rows: &[usize],
-            out: &mut [f32],
+            chunks: usize,
+            out: *mut f32,
         ) {
             // SAFETY: forwarded contract; the features are enabled by this function's attribute.
-            unsafe { $crate::kernels::generic::dot_block::<$simd>(qs, q_stride, nq, segs, rows, out) }
+            unsafe { $crate::kernels::generic::pack_panels::<$simd>(segs, rows, chunks, out) }
+        }
+
+        /// See [`generic::panel_norms`](crate::kernels::generic::panel_norms).
+        ///
+        /// # Safety
+        /// As the generic function; the CPU must support the backend's features.
+        $(#[target_feature(enable = $features)])?
+        pub(crate) unsafe fn panel_norms(panels: *const f32, groups: usize, chunks: usize, out: *mut f32) {
+            // SAFETY: forwarded contract; the features are enabled by this function's attribute.
+            unsafe { $crate::kernels::generic::panel_norms::<$simd>(panels, groups, chunks, out) }
+        }
+
+        /// See [`generic::panel_dots`](crate::kernels::generic::panel_dots).
+        ///
+        /// # Safety
+        /// As the generic function; the CPU must support the backend's features.
+        $(#[target_feature(enable = $features)])?
+        pub(crate) unsafe fn panel_dots(
+            qs: *const f32,
+            nq: usize,
+            panels: *const f32,
+            groups: usize,
+            chunks: usize,
+            out: *mut f32,
+            out_stride: usize,
+        ) {
+            // SAFETY: forwarded contract; the features are enabled by this function's attribute.
+            unsafe {
+                $crate::kernels::generic::panel_dots::<$simd>(
+                    qs, nq, panels, groups, chunks, out, out_stride,
+                )
+            }
         }
     };
 }
 pub(crate) use entry_points;
 
 /// The few vector operations the algorithm needs.
-pub(crate) trait Simd {
+pub(crate) trait Simd: Sized {
     /// Floats per vector.
     const LANES: usize;
     /// The vector type.
@@ -81,6 +112,80 @@ pub(crate) trait Simd {
     /// A hint to bring the cache line at `p` closer (never faults; may do nothing).
     #[inline(always)]
     unsafe fn prefetch(_p: *const f32) {}
+    /// All lanes `*p`.
+    unsafe fn splat(p: *const f32) -> Self::V;
+    /// Stores `LANES` floats at `p` (unaligned).
+    unsafe fn store(p: *mut f32, v: Self::V);
+    /// `a + b` per lane.
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+
+    /// Lane `i` of the result is `reduce4`'s sum of the values `parts[0][i], .., parts[LANES-1][i]`
+    /// in `reduce4`'s order (`parts.len() == LANES`): the horizontal reduction done vertically,
+    /// for `LANES` pairs at once. This default is the pairwise tree
+    /// `((p0+p1)+(p2+p3))+((p4+p5)+(p6+p7))` (AVX2, NEON, scalar); AVX-512 overrides it.
+    #[inline(always)]
+    unsafe fn combine(parts: &[Self::V]) -> Self::V {
+        // SAFETY: the caller runs with the backend's target features enabled.
+        unsafe {
+            let mut buf = [Self::zero(); 16];
+            buf[..parts.len()].copy_from_slice(parts);
+            let mut n = parts.len();
+            while n > 1 {
+                for i in 0..n / 2 {
+                    buf[i] = Self::add(buf[2 * i], buf[2 * i + 1]);
+                }
+                n /= 2;
+            }
+            buf[0]
+        }
+    }
+
+    /// Transposes one chunk of a panel: for `l < LANES` and `r < LANES`,
+    /// `dst[l * dst_stride + r] = src[r][col + l]` where `r < nr` and `l < n`, else `0.0`.
+    /// Only those `nr` rows and `n` columns are read.
+    ///
+    /// # Safety
+    /// `src[r] + col + [0, n)` readable for `r < nr`; `dst` writable at every index above.
+    #[inline(always)]
+    unsafe fn pack_chunk(
+        src: &[*const f32; 16],
+        nr: usize,
+        col: usize,
+        n: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { generic_pack_chunk::<Self>(src, nr, col, n, dst, dst_stride) }
+    }
+}
+
+/// The portable [`Simd::pack_chunk`].
+///
+/// # Safety
+/// As [`Simd::pack_chunk`].
+#[inline(always)]
+pub(crate) unsafe fn generic_pack_chunk<S: Simd>(
+    src: &[*const f32; 16],
+    nr: usize,
+    col: usize,
+    n: usize,
+    dst: *mut f32,
+    dst_stride: usize,
+) {
+    // SAFETY: reads and writes stay within the ranges of the contract.
+    unsafe {
+        for l in 0..S::LANES {
+            for (r, p) in src.iter().enumerate().take(S::LANES) {
+                let v = if r < nr && l < n {
+                    p.add(col + l).read()
+                } else {
+                    0.0
+                };
+                dst.add(l * dst_stride + r).write(v);
+            }
+        }
+    }
 }
 
 /// Rows ahead of the current one whose prefixes are prefetched. A row-major file scanned at
@@ -264,56 +369,220 @@ pub(crate) unsafe fn norm_block<S: Simd>(segs: &[Segment], rows: &[usize], norms
     }
 }
 
-/// `out[j * rows.len() + i] = q_j . x_i` for the `nq` queries at `qs + j * q_stride` and the rows
-/// `rows`, in register tiles of 3 rows x 4 queries (12 accumulators, 3 row vectors and one
-/// query vector: 16 registers on AVX2). A query tile stays in L1 while the rows stream past it
-/// from L2, so a batch reads each row from memory once.
+// Batches: panels.
+//
+// A batch computes the same sums as `tile` in a layout without per-pair horizontal reductions.
+// A row splits into chunks of `LANES` columns, segment by segment (the last chunk of each
+// segment zero-filled), exactly as `tile` walks it; call the number of chunks `T`. Rows are
+// packed in groups of `LANES` ("panels"); vector `(l, t)` of a group holds column `l` of chunk
+// `t` of the group's rows, one row per lane. Lane `r` of `sum_t q[l, t] * panel[l, t]`,
+// accumulated over `t` in order, is then `tile`'s lane `l` of the pair (query, row `r`), and
+// `combine` over `l` adds the lanes in `reduce4`'s order: the same value, bitwise, as the
+// single-query pass, computed with one broadcast and one FMA per `LANES` pairs.
+
+/// Rows of the next group whose prefixes are prefetched while a group is packed.
+const PACK_AHEAD: usize = 16;
+
+/// Packs `rows` into panels at `out`: group `g` (rows `g * LANES ..`, missing rows zero) at
+/// `out + g * LANES * chunks * LANES`, its vector `(l, t)` at `+ (l * chunks + t) * LANES`.
 ///
 /// # Safety
-/// As [`tile`] for every query; `out` is at least `nq * rows.len()` long.
+/// Each `rows[i]` is a valid row of the matrix `segs` came from; `chunks` is the number of
+/// `LANES`-chunks of the segments; `out` is writable for `ceil(rows.len() / LANES) * LANES *
+/// chunks * LANES` floats; the backend's target features are enabled.
 #[inline(always)]
-pub(crate) unsafe fn dot_block<S: Simd>(
-    qs: *const f32,
-    q_stride: usize,
-    nq: usize,
+pub(crate) unsafe fn pack_panels<S: Simd>(
     segs: &[Segment],
     rows: &[usize],
-    out: &mut [f32],
+    chunks: usize,
+    out: *mut f32,
 ) {
-    let n = rows.len();
-    // SAFETY: forwarded contract; every query index stays below nq and row index below n.
+    let lanes = S::LANES;
+    let group_len = lanes * chunks * lanes;
+    // SAFETY: row pointers come from valid rows; every chunk reads at most the segment's width
+    // of each row and writes inside its group's block of `out` (see the contract).
+    unsafe {
+        for (g, grp) in rows.chunks(lanes).enumerate() {
+            for &ahead in rows.iter().skip(g * lanes + PACK_AHEAD).take(lanes) {
+                prefetch_row::<S>(segs, ahead);
+            }
+            let base = out.add(g * group_len);
+            let mut t = 0;
+            for seg in segs {
+                let src: [*const f32; 16] = array::from_fn(|r| match grp.get(r) {
+                    Some(&row) => seg.row_ptr(row),
+                    None => std::ptr::null(),
+                });
+                let mut c = 0;
+                while c < seg.width {
+                    let n = (seg.width - c).min(lanes);
+                    S::pack_chunk(&src, grp.len(), c, n, base.add(t * lanes), chunks * lanes);
+                    t += 1;
+                    c += lanes;
+                }
+            }
+        }
+    }
+}
+
+/// `out[g * LANES + r] = |x|^2` for row `r` of panel group `g` (zero rows give `0.0`), bitwise
+/// as [`norm_block`] computes it.
+///
+/// # Safety
+/// `panels` holds `groups` packed groups of `chunks` chunks; `out` is writable for `groups *
+/// LANES` floats; the backend's target features are enabled.
+#[inline(always)]
+pub(crate) unsafe fn panel_norms<S: Simd>(
+    panels: *const f32,
+    groups: usize,
+    chunks: usize,
+    out: *mut f32,
+) {
+    let lanes = S::LANES;
+    // SAFETY: every read is inside group g's block, every write inside out (see the contract).
+    unsafe {
+        for g in 0..groups {
+            let p = panels.add(g * lanes * chunks * lanes);
+            let mut parts = [S::zero(); 16];
+            for (l, part) in parts.iter_mut().enumerate().take(lanes) {
+                let mut acc = S::zero();
+                for t in 0..chunks {
+                    let v = S::load(p.add((l * chunks + t) * lanes));
+                    acc = S::fma(v, v, acc);
+                }
+                *part = acc;
+            }
+            S::store(out.add(g * lanes), S::combine(&parts[..lanes]));
+        }
+    }
+}
+
+/// Lays out unit queries (dense, `dim` columns each) as the panels need them: query `j`'s
+/// chunk `t`, column `l` at `out[j * LANES * chunks + l * chunks + t]` (zero past a segment's
+/// width). Returns the number of chunks.
+pub(crate) fn permute_queries(
+    segs: &[Segment],
+    lanes: usize,
+    qn: &[f32],
+    nq: usize,
+    out: &mut Vec<f32>,
+) -> usize {
+    let chunks: usize = segs.iter().map(|s| s.width.div_ceil(lanes)).sum();
+    let dim: usize = segs.iter().map(|s| s.width).sum();
+    out.clear();
+    out.resize(nq * lanes * chunks, 0.0);
+    for j in 0..nq {
+        let q = &qn[j * dim..(j + 1) * dim];
+        let dst = &mut out[j * lanes * chunks..(j + 1) * lanes * chunks];
+        let mut t = 0;
+        for seg in segs {
+            for c0 in (0..seg.width).step_by(lanes) {
+                for l in 0..lanes.min(seg.width - c0) {
+                    dst[l * chunks + t] = q[seg.col + c0 + l];
+                }
+                t += 1;
+            }
+        }
+    }
+    chunks
+}
+
+/// `Q` queries against `G` panel groups: `outs[j] + g * LANES` receives the dot products of
+/// query `j` with group `g`'s rows. At most 4 x 2: 8 accumulators, 2 panel vectors and the
+/// broadcasts fit AVX2's 16 registers with room to spare (a spilled accumulator would put a
+/// store-to-load round trip into the FMA chain).
+#[inline(always)]
+unsafe fn panel_tile<S: Simd, const Q: usize, const G: usize>(
+    qs: &[*const f32; Q],
+    ps: &[*const f32; G],
+    chunks: usize,
+    outs: &[*mut f32; Q],
+) {
+    let lanes = S::LANES;
+    // SAFETY: reads stay inside each query's and each group's block, writes inside each
+    // output row (see `panel_dots`).
+    unsafe {
+        // Not zeroed (that would cost as much as a small tile): lanes 0..LANES are written
+        // below before they are read.
+        let mut parts = [[[MaybeUninit::<S::V>::uninit(); 16]; G]; Q];
+        for l in 0..lanes {
+            let mut acc = [[S::zero(); G]; Q];
+            for t in 0..chunks {
+                let off = l * chunks + t;
+                let pv: [S::V; G] = array::from_fn(|g| S::load(ps[g].add(off * lanes)));
+                for j in 0..Q {
+                    let b = S::splat(qs[j].add(off));
+                    for g in 0..G {
+                        acc[j][g] = S::fma(b, pv[g], acc[j][g]);
+                    }
+                }
+            }
+            for (pj, aj) in parts.iter_mut().zip(&acc) {
+                for (pjg, &a) in pj.iter_mut().zip(aj) {
+                    pjg[l].write(a);
+                }
+            }
+        }
+        for (pj, &out) in parts.iter().zip(outs) {
+            for (g, pjg) in pj.iter().enumerate() {
+                // The first `lanes` parts were written in the loop above (lanes <= 16), and
+                // MaybeUninit<V> has V's layout.
+                let done = std::slice::from_raw_parts(pjg.as_ptr().cast::<S::V>(), lanes);
+                S::store(out.add(g * lanes), S::combine(done));
+            }
+        }
+    }
+}
+
+/// `out[j * out_stride + g * LANES + r] = q_j . x` for row `r` of panel group `g`, for the
+/// `nq` queries laid out by [`permute_queries`] at `qs`; bitwise as [`dot_norm_block`].
+///
+/// # Safety
+/// `qs` holds `nq` permuted queries of `chunks` chunks; `panels` holds `groups` groups of
+/// `chunks` chunks; `out` is writable at `j * out_stride + [0, groups * LANES)` for `j < nq`;
+/// the backend's target features are enabled.
+#[inline(always)]
+pub(crate) unsafe fn panel_dots<S: Simd>(
+    qs: *const f32,
+    nq: usize,
+    panels: *const f32,
+    groups: usize,
+    chunks: usize,
+    out: *mut f32,
+    out_stride: usize,
+) {
+    let lanes = S::LANES;
+    let group_len = lanes * chunks * lanes;
+    // SAFETY: every query index stays below nq and group index below groups (contract).
     unsafe {
         let mut j = 0;
         while j < nq {
             let qn = (nq - j).min(4);
-            let mut i = 0;
-            while i < n {
-                let rn = (n - i).min(3);
+            let mut g = 0;
+            while g < groups {
+                let gn = (groups - g).min(2);
                 macro_rules! go {
-                    ($r:literal, $q:literal) => {{
-                        let r: [usize; $r] = array::from_fn(|t| rows[i + t]);
-                        let qp: [*const f32; $q] = array::from_fn(|t| qs.add((j + t) * q_stride));
-                        let (d, _) = tile::<S, $r, $q, false>(&qp, segs, &r);
-                        for t in 0..$q {
-                            out[(j + t) * n + i..(j + t) * n + i + $r].copy_from_slice(&d[t]);
-                        }
+                    ($q:literal, $g:literal) => {{
+                        let qp: [*const f32; $q] =
+                            array::from_fn(|t| qs.add((j + t) * lanes * chunks));
+                        let pp: [*const f32; $g] =
+                            array::from_fn(|t| panels.add((g + t) * group_len));
+                        let op: [*mut f32; $q] =
+                            array::from_fn(|t| out.add((j + t) * out_stride + g * lanes));
+                        panel_tile::<S, $q, $g>(&qp, &pp, chunks, &op);
                     }};
                 }
-                match (rn, qn) {
-                    (3, 4) => go!(3, 4),
-                    (3, 3) => go!(3, 3),
+                match (qn, gn) {
+                    (4, 2) => go!(4, 2),
+                    (4, _) => go!(4, 1),
                     (3, 2) => go!(3, 2),
-                    (3, 1) => go!(3, 1),
-                    (2, 4) => go!(2, 4),
-                    (2, 3) => go!(2, 3),
+                    (3, _) => go!(3, 1),
                     (2, 2) => go!(2, 2),
-                    (2, 1) => go!(2, 1),
-                    (1, 4) => go!(1, 4),
-                    (1, 3) => go!(1, 3),
-                    (1, 2) => go!(1, 2),
+                    (2, _) => go!(2, 1),
+                    (_, 2) => go!(1, 2),
                     _ => go!(1, 1),
                 }
-                i += rn;
+                g += gn;
             }
             j += qn;
         }

@@ -1,8 +1,10 @@
 //! SIMD kernels with run-time CPU dispatch.
 //!
-//! Three block operations, each written once in [`generic`] and compiled per backend:
-//! fused dot + squared norm for one query ([`Kernels::dot_norm`]), squared norms alone
-//! ([`Kernels::norms`]) and a register-tiled batch of dot products ([`Kernels::dots`]).
+//! Block operations, each written once in [`generic`] and compiled per backend: fused dot +
+//! squared norm for one query ([`Kernels::dot_norm`]), squared norms alone
+//! ([`Kernels::norms`]), and for batches, rows packed into panels ([`Kernels::pack`]) with
+//! their norms ([`Kernels::panel_norms`]) and register-tiled dot products
+//! ([`Kernels::panel_dots`]), bitwise equal to the one-query pass.
 //! The backend is detected once and cached; `MATRYO_FAST_BACKEND` (read once) or [`force`]
 //! chooses another. [`scalar`] is the reference every other backend is tested against.
 
@@ -156,15 +158,75 @@ pub fn force(backend: Option<Backend>) -> Result<()> {
 
 type DotNormFn = unsafe fn(*const f32, &[Segment], &[usize], &mut [f32], &mut [f32]);
 type NormFn = unsafe fn(&[Segment], &[usize], &mut [f32]);
-type DotFn = unsafe fn(*const f32, usize, usize, &[Segment], &[usize], &mut [f32]);
+type PackFn = unsafe fn(&[Segment], &[usize], usize, *mut f32);
+type PanelNormFn = unsafe fn(*const f32, usize, usize, *mut f32);
+type PanelDotFn = unsafe fn(*const f32, usize, *const f32, usize, usize, *mut f32, usize);
 
-/// The three block operations of one backend, behind safe, checked wrappers.
+/// The block operations of one backend, behind safe, checked wrappers.
 #[derive(Clone, Copy)]
 pub struct Kernels {
     backend: Backend,
     dot_norm: DotNormFn,
     norm: NormFn,
-    dot: DotFn,
+    pack: PackFn,
+    panel_norm: PanelNormFn,
+    panel_dot: PanelDotFn,
+}
+
+/// Rows packed for a batch by [`Kernels::pack`] (see `generic.rs` for the layout). The buffer
+/// is reused from block to block.
+#[derive(Clone, Debug, Default)]
+pub struct Panels {
+    data: Vec<f32>,
+    lanes: usize,
+    chunks: usize,
+    rows: usize,
+}
+
+impl Panels {
+    /// An empty buffer.
+    pub fn new() -> Panels {
+        Panels::default()
+    }
+
+    /// Rows packed.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Rows rounded up to whole groups: the length the outputs need.
+    pub fn padded_rows(&self) -> usize {
+        self.groups() * self.lanes
+    }
+
+    fn groups(&self) -> usize {
+        if self.lanes == 0 {
+            0
+        } else {
+            self.rows.div_ceil(self.lanes)
+        }
+    }
+}
+
+/// Unit queries laid out for [`Kernels::panel_dots`] by [`Kernels::panel_queries`].
+#[derive(Clone, Debug)]
+pub struct PanelQueries {
+    data: Vec<f32>,
+    lanes: usize,
+    chunks: usize,
+    nq: usize,
+}
+
+impl PanelQueries {
+    /// Number of queries.
+    pub fn len(&self) -> usize {
+        self.nq
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.nq == 0
+    }
 }
 
 impl Kernels {
@@ -175,36 +237,26 @@ impl Kernels {
                 "backend {backend} is not supported by this CPU"
             )));
         }
-        let k = |dot_norm: DotNormFn, norm: NormFn, dot: DotFn| Kernels {
-            backend,
-            dot_norm,
-            norm,
-            dot,
-        };
+        macro_rules! of {
+            ($m:ident) => {
+                Kernels {
+                    backend,
+                    dot_norm: $m::dot_norm_block,
+                    norm: $m::norm_block,
+                    pack: $m::pack_panels,
+                    panel_norm: $m::panel_norms,
+                    panel_dot: $m::panel_dots,
+                }
+            };
+        }
         Ok(match backend {
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2 => k(
-                x86_avx2::dot_norm_block,
-                x86_avx2::norm_block,
-                x86_avx2::dot_block,
-            ),
+            Backend::Avx2 => of!(x86_avx2),
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx512 => k(
-                x86_avx512::dot_norm_block,
-                x86_avx512::norm_block,
-                x86_avx512::dot_block,
-            ),
+            Backend::Avx512 => of!(x86_avx512),
             #[cfg(target_arch = "aarch64")]
-            Backend::Neon => k(
-                aarch64_neon::dot_norm_block,
-                aarch64_neon::norm_block,
-                aarch64_neon::dot_block,
-            ),
-            _ => k(
-                scalar::dot_norm_block,
-                scalar::norm_block,
-                scalar::dot_block,
-            ),
+            Backend::Neon => of!(aarch64_neon),
+            _ => of!(scalar),
         })
     }
 
@@ -216,6 +268,16 @@ impl Kernels {
     /// Which backend these are.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Floats per vector (rows per panel group).
+    pub fn lanes(&self) -> usize {
+        match self.backend {
+            Backend::Scalar => 1,
+            Backend::Avx2 => 8,
+            Backend::Avx512 => 16,
+            Backend::Neon => 4,
+        }
     }
 
     fn check_rows(prefix: &Prefix<'_>, rows: &[usize]) {
@@ -250,22 +312,105 @@ impl Kernels {
         unsafe { (self.norm)(prefix.segments(), rows, norms) }
     }
 
-    /// `out[j * rows.len() + i] = q_j . x_i` for the `nq` dense queries `qs[j * q_stride..]`.
-    pub fn dots(
-        &self,
-        qs: &[f32],
-        q_stride: usize,
-        nq: usize,
-        prefix: &Prefix<'_>,
-        rows: &[usize],
-        out: &mut [f32],
-    ) {
-        assert!(
-            nq == 0 || (q_stride >= prefix.dim() && qs.len() >= (nq - 1) * q_stride + prefix.dim())
-        );
-        assert!(out.len() >= nq * rows.len());
+    /// The `nq` unit queries `qn` (dense, `nq x prefix.dim()`) laid out for [`Self::panel_dots`]
+    /// over `prefix`.
+    pub fn panel_queries(&self, prefix: &Prefix<'_>, qn: &[f32], nq: usize) -> PanelQueries {
+        assert_eq!(qn.len(), nq * prefix.dim(), "queries are not nq x dim");
+        let mut data = Vec::new();
+        let lanes = self.lanes();
+        let chunks = generic::permute_queries(prefix.segments(), lanes, qn, nq, &mut data);
+        PanelQueries {
+            data,
+            lanes,
+            chunks,
+            nq,
+        }
+    }
+
+    /// Packs the prefixes of `rows` into `panels` (reusing its buffer).
+    pub fn pack(&self, prefix: &Prefix<'_>, rows: &[usize], panels: &mut Panels) {
         Self::check_rows(prefix, rows);
-        // SAFETY: as in `dot_norm`; every query j < nq covers [0, dim) at j * q_stride.
-        unsafe { (self.dot)(qs.as_ptr(), q_stride, nq, prefix.segments(), rows, out) }
+        let lanes = self.lanes();
+        let chunks: usize = prefix
+            .segments()
+            .iter()
+            .map(|s| s.width.div_ceil(lanes))
+            .sum();
+        let len = rows.len().div_ceil(lanes) * lanes * chunks * lanes;
+        if panels.data.len() < len {
+            panels.data.resize(len, 0.0);
+        }
+        panels.lanes = lanes;
+        panels.chunks = chunks;
+        panels.rows = rows.len();
+        // SAFETY: every row is in range, so its segment runs are readable (Matrix contract);
+        // `chunks` is computed from the same segments; the buffer holds `len` floats, the
+        // size the contract asks for; `new` checked the CPU features.
+        unsafe { (self.pack)(prefix.segments(), rows, chunks, panels.data.as_mut_ptr()) }
+    }
+
+    fn check_panels(&self, panels: &Panels) {
+        assert_eq!(
+            panels.lanes,
+            self.lanes(),
+            "panels packed by another backend"
+        );
+    }
+
+    /// `norms[i] = |x_i|^2` for the packed rows, bitwise as [`Self::norms`].
+    pub fn panel_norms(&self, panels: &Panels, norms: &mut [f32]) {
+        self.check_panels(panels);
+        assert!(norms.len() >= panels.padded_rows());
+        // SAFETY: the panels hold `groups` packed groups of `chunks` chunks (set by `pack`
+        // with this backend's lanes, checked above); `norms` holds groups * lanes floats.
+        unsafe {
+            (self.panel_norm)(
+                panels.data.as_ptr(),
+                panels.groups(),
+                panels.chunks,
+                norms.as_mut_ptr(),
+            )
+        }
+    }
+
+    /// `out[t * out_stride + i] = q_(j0 + t) . x_i` for `t < nq` and the packed rows `i`
+    /// (padding rows up to [`Panels::padded_rows`] are written too), bitwise as the dots of
+    /// [`Self::dot_norm`].
+    pub fn panel_dots(
+        &self,
+        queries: &PanelQueries,
+        j0: usize,
+        nq: usize,
+        panels: &Panels,
+        out: &mut [f32],
+        out_stride: usize,
+    ) {
+        self.check_panels(panels);
+        assert_eq!(
+            queries.lanes, panels.lanes,
+            "queries laid out for another backend"
+        );
+        assert_eq!(
+            queries.chunks, panels.chunks,
+            "queries and rows differ in width"
+        );
+        assert!(j0 + nq <= queries.nq, "query range out of bounds");
+        assert!(out_stride >= panels.padded_rows());
+        assert!(nq == 0 || out.len() >= (nq - 1) * out_stride + panels.padded_rows());
+        let per_query = queries.lanes * queries.chunks;
+        // SAFETY: queries j0..j0+nq exist (checked) with `chunks` chunks each; the panels
+        // hold `groups` groups of the same chunks and lanes (checked); each output row t < nq
+        // has padded_rows floats at t * out_stride (checked).
+        unsafe {
+            (self.panel_dot)(
+                queries.data.as_ptr().add(j0 * per_query),
+                nq,
+                panels.data.as_ptr(),
+                panels.groups(),
+                panels.chunks,
+                out.as_mut_ptr(),
+                out_stride,
+            )
+        }
     }
 }

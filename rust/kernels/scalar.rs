@@ -33,6 +33,23 @@ impl Simd for Scalar {
     }
 
     #[inline(always)]
+    unsafe fn splat(p: *const f32) -> f32 {
+        // SAFETY: the caller guarantees `p` is readable.
+        unsafe { p.read() }
+    }
+
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: f32) {
+        // SAFETY: the caller guarantees `p` is writable.
+        unsafe { p.write(v) }
+    }
+
+    #[inline(always)]
+    unsafe fn add(a: f32, b: f32) -> f32 {
+        a + b
+    }
+
+    #[inline(always)]
     unsafe fn reduce4(a: f32, b: f32, c: f32, d: f32) -> [f32; 4] {
         [a, b, c, d]
     }

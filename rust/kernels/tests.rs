@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use super::{available, Backend, Kernels};
+use super::{available, Backend, Kernels, Panels};
 use crate::funnel::funnel_with;
 use crate::layout::Matrix;
 use crate::search::{topk_with, Queries};
@@ -69,26 +69,33 @@ fn every_backend_matches_scalar_on_blocks() {
                         );
                         assert!(close(n1[i], n0[i], dim as f32), "{backend} norm dim {dim}");
                     }
-                    // norms() and dots() agree bitwise with the fused pass of the same backend.
+                    // norms() and the panel kernels agree bitwise with the fused pass.
                     let mut n2 = vec![0.0; rows];
                     kern.norms(&p, &idx, &mut n2);
                     assert_eq!(n1, n2, "{backend}: norms differ from the fused pass");
-                    let mut out = vec![0.0; nq * rows];
-                    kern.dots(&q, dim, nq, &p, &idx, &mut out);
-                    assert_eq!(
-                        &out[..rows],
-                        &d1[..],
-                        "{backend}: tiled dots differ from the fused pass"
-                    );
-                    for j in 0..nq {
-                        let mut dj = vec![0.0; rows];
-                        let mut nj = vec![0.0; rows];
-                        kern.dot_norm(&q[j * dim..(j + 1) * dim], &p, &idx, &mut dj, &mut nj);
-                        assert_eq!(
-                            &out[j * rows..(j + 1) * rows],
-                            &dj[..],
-                            "{backend}: query {j} tile differs"
-                        );
+                    let mut panels = Panels::new();
+                    kern.pack(&p, &idx, &mut panels);
+                    let stride = panels.padded_rows();
+                    let mut n3 = vec![0.0; stride];
+                    kern.panel_norms(&panels, &mut n3);
+                    assert_eq!(&n3[..rows], &n1[..], "{backend}: panel norms differ");
+                    let pq = kern.panel_queries(&p, &q, nq);
+                    for j0 in 0..nq {
+                        // Every query count from j0 to the end, so every tile shape runs.
+                        let cnt = nq - j0;
+                        let mut out = vec![f32::NAN; cnt * stride];
+                        kern.panel_dots(&pq, j0, cnt, &panels, &mut out, stride);
+                        for t in 0..cnt {
+                            let j = j0 + t;
+                            let mut dj = vec![0.0; rows];
+                            let mut nj = vec![0.0; rows];
+                            kern.dot_norm(&q[j * dim..(j + 1) * dim], &p, &idx, &mut dj, &mut nj);
+                            assert_eq!(
+                                &out[t * stride..t * stride + rows],
+                                &dj[..],
+                                "{backend}: query {j} panel dots differ from the fused pass"
+                            );
+                        }
                     }
                 }
             }

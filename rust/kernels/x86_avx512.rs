@@ -37,6 +37,41 @@ impl Simd for Avx512 {
     }
 
     #[inline(always)]
+    unsafe fn splat(p: *const f32) -> __m512 {
+        // SAFETY: the caller guarantees `p` is readable; avx512f is enabled in the caller.
+        unsafe { _mm512_set1_ps(p.read()) }
+    }
+
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m512) {
+        // SAFETY: the caller guarantees 16 writable floats at `p`; storeu needs no alignment.
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+
+    #[inline(always)]
+    unsafe fn add(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: only called inside functions with avx512f enabled.
+        unsafe { _mm512_add_ps(a, b) }
+    }
+
+    #[inline(always)]
+    unsafe fn combine(parts: &[__m512]) -> __m512 {
+        // reduce4's order, vertically: fold lane i with lane i + 8, then the pairwise tree.
+        // SAFETY: only called inside functions with avx512f enabled; parts has 16 vectors.
+        unsafe {
+            let mut f: [__m512; 8] = core::array::from_fn(|i| Self::add(parts[i], parts[i + 8]));
+            let mut n = 8;
+            while n > 1 {
+                for i in 0..n / 2 {
+                    f[i] = Self::add(f[2 * i], f[2 * i + 1]);
+                }
+                n /= 2;
+            }
+            f[0]
+        }
+    }
+
+    #[inline(always)]
     unsafe fn reduce4(a: __m512, b: __m512, c: __m512, d: __m512) -> [f32; 4] {
         // Fold each 16-lane vector to 8 lanes (lane i + lane i+8), then the AVX2 tree:
         // ((v0+v1)+(v2+v3)) + ((v4+v5)+(v6+v7)) over the folded lanes.

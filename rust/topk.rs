@@ -45,6 +45,15 @@ impl TopK {
         }
     }
 
+    /// An empty selection of at most `k` hits that refuses hits scoring below `floor` (a
+    /// guess of the `k`-th best score; if fewer than `k` hits reach it, the selection ends
+    /// with fewer than `k` and the caller must search again without it).
+    pub fn with_floor(k: usize, floor: f32) -> TopK {
+        let mut t = TopK::new(k);
+        t.threshold = t.threshold.max(floor);
+        t
+    }
+
     /// Hits scoring below this can never be among the best `k`.
     #[inline]
     pub fn threshold(&self) -> f32 {

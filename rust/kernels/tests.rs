@@ -348,3 +348,37 @@ proptest! {
         check_against_oracle(Backend::Scalar, &x, rows, cols, &q, nq, dim, k);
     }
 }
+
+#[test]
+fn large_k_guessed_floor_and_its_fallback_match_oracle() {
+    // 8192 rows: the scan guesses each query's floor from a sample of every 16th row
+    // (k = 300 is expected at rank ~19 of the 512 sampled rows).
+    let (rows, cols, k) = (8192usize, 16usize, 300usize);
+    let q = data(3 * cols, 77);
+    let random = data(rows * cols, 78);
+    // Adversarial: the sampled rows (every 16th) are the best rows of query 0, so its guess
+    // is reached by only ~48 rows and the scan must start again without it.
+    let mut skewed = random.clone();
+    for r in (0..rows).step_by(16) {
+        for c in 0..cols {
+            skewed[r * cols + c] = q[c] + 0.01 * random[r * cols + c];
+        }
+    }
+    for backend in available() {
+        for x in [&random, &skewed] {
+            for nq in [1usize, 3] {
+                check_against_oracle(backend, x, rows, cols, &q[..nq * cols], nq, cols, k);
+            }
+            // The batch path and the one-query path agree bitwise here too.
+            let m = Matrix::from_slice(x, rows, cols).unwrap();
+            let kern = Kernels::new(backend).unwrap();
+            let batch = topk_with(kern, Queries::new(&q, cols).unwrap(), &m, 16, k as i64).unwrap();
+            for j in 0..3 {
+                let one = Queries::new(&q[j * cols..(j + 1) * cols], cols).unwrap();
+                let single = topk_with(kern, one, &m, 16, k as i64).unwrap();
+                assert_eq!(&batch.scores[j * k..(j + 1) * k], &single.scores[..]);
+                assert_eq!(&batch.indices[j * k..(j + 1) * k], &single.indices[..]);
+            }
+        }
+    }
+}

@@ -151,10 +151,11 @@ def plan_str(plan: Any) -> str:
 
 
 def plan_table(plan: Any, top: int = 6) -> str:
-    """The ``top`` cheapest feasible plans, the exact plan, and the cheapest infeasible plan of
-    each first width (what the target cost), from ``plan.table``."""
-    rows = sorted(plan.table, key=lambda r: (not r["feasible"], r["cost"]))
+    """The ``top`` feasible plans of least estimated work, every timed plan, the exact plan, and
+    the best infeasible plan of each first width (what the target cost), from ``plan.table``."""
+    rows = sorted(plan.table, key=lambda r: (not r["feasible"], r["work"], r["cost"]))
     shown = [r for r in rows if r["feasible"] and len(r["dims"]) > 1][:top]
+    shown += [r for r in rows if r["time_ms"] is not None and len(r["dims"]) > 1 and r not in shown]
     shown += [r for r in rows if len(r["dims"]) == 1]
     best_miss: dict[int, dict[str, Any]] = {}
     for r in rows:
@@ -175,11 +176,12 @@ def plan_table(plan: Any, top: int = 6) -> str:
                 "yes" if r["feasible"] else "no (best recall at this first width)",
                 f"{r['cost']:,}",
                 f"{plan.exact_cost / r['cost']:.1f}",
+                f"{r['work']:,}",
                 t,
             ]
         )
     header = ["dims", "candidates", "tune recall@k", "feasible", "cost (rows x dims)",
-              "x less than exact", "tune time ms"]  # fmt: skip
+              "x less than exact", "est. work", "tune time ms"]  # fmt: skip
     return h.markdown_table(header, out)
 
 
@@ -371,7 +373,7 @@ def quality_one(
     say()
     say(h.markdown_table(["batch", "funnel ms", "exact topk ms", "exact / funnel"], rows))
     say()
-    say("Plans (cheapest feasible first, then exact, then the best miss per first width):")
+    say("Plans (least estimated work first, then the timed ones, exact, and the best miss per first width; est. work = scanned values + 30 x gathered values, `matryo_fast.funnel.GATHER_WEIGHT`):")
     say()
     say(plan_table(plan))
     say()
@@ -608,7 +610,7 @@ def speed(mf: Any, args: argparse.Namespace, say: Report) -> tuple[list[str], in
         f"speed: recall@{k} on the {len(eval_q)} evaluation queries >= {args.target}: "
         f"{'PASS' if held >= args.target else 'FAIL'} ({held:.4f}; plan {plan_str(plan)})"
     )
-    say("Plans (cheapest feasible first, then exact, then the best miss per first width):")
+    say("Plans (least estimated work first, then the timed ones, exact, and the best miss per first width; est. work = scanned values + 30 x gathered values, `matryo_fast.funnel.GATHER_WEIGHT`):")
     say()
     say(plan_table(plan))
     say()

@@ -247,18 +247,9 @@ fn scan_with(
         k,
         floors.as_deref(),
         range.clone(),
+        1,
     )?;
-    let mut per_query: Vec<Vec<Vec<Hit>>> = vec![Vec::with_capacity(workers.len()); nq];
-    for w in workers {
-        for (j, heap) in w.heaps.into_iter().enumerate() {
-            per_query[j].push(heap.into_vec());
-        }
-    }
-    let mut lists: Vec<Vec<Hit>> = if nq > 1 {
-        pool::install(|| per_query.into_par_iter().map(|p| merge(p, k)).collect())
-    } else {
-        per_query.into_iter().map(|p| merge(p, k)).collect()
-    };
+    let mut lists = merge_workers(workers, nq, k);
     // A guess that fewer than k rows reached was too high: search those queries again.
     let dim = prefix.dim();
     for (j, list) in lists.iter_mut().enumerate() {
@@ -298,24 +289,35 @@ fn guess_floors(
     // About 2.6 times the expected rank: fewer than k rows reach the guess only if the sample
     // holds over twice its share of the top k (for k = 1000 of 10^6, 6 standard deviations).
     let r = (2.0 * expected + 10.0).ceil() as usize;
-    let mut w = Worker::new(kernels, qn, pq, nq, prefix, r, None);
-    w.scan(range.step_by(n / s))?;
+    let workers = run_workers(kernels, qn, pq, nq, prefix, r, None, range, n / s)?;
     Ok(Some(
-        w.heaps
+        merge_workers(workers, nq, r)
             .into_iter()
-            .map(|h| {
-                let best = h.into_vec();
-                if best.len() < r {
-                    f32::NEG_INFINITY
-                } else {
-                    best.iter().map(|h| h.score).fold(f32::INFINITY, f32::min)
-                }
+            .map(|best| match best.get(r - 1) {
+                Some(h) => h.score,
+                None => f32::NEG_INFINITY,
             })
             .collect(),
     ))
 }
 
-/// Runs the scan of `range` on the pool; returns the workers' selections.
+/// Each query's best `k` over the workers' selections, best first.
+fn merge_workers(workers: Vec<Worker<'_>>, nq: usize, k: usize) -> Vec<Vec<Hit>> {
+    let mut per_query: Vec<Vec<Vec<Hit>>> = vec![Vec::with_capacity(workers.len()); nq];
+    for w in workers {
+        for (j, heap) in w.heaps.into_iter().enumerate() {
+            per_query[j].push(heap.into_vec());
+        }
+    }
+    if nq > 1 {
+        pool::install(|| per_query.into_par_iter().map(|p| merge(p, k)).collect())
+    } else {
+        per_query.into_iter().map(|p| merge(p, k)).collect()
+    }
+}
+
+/// Runs the scan of every `step`-th row of `range` on the pool; returns the workers'
+/// selections.
 #[allow(clippy::too_many_arguments)]
 fn run_workers<'a>(
     kernels: &'a Kernels,
@@ -326,17 +328,20 @@ fn run_workers<'a>(
     k: usize,
     floors: Option<&[f32]>,
     range: std::ops::Range<usize>,
+    step: usize,
 ) -> Result<Vec<Worker<'a>>> {
     let threads = pool::current_threads();
+    let count = range.len().div_ceil(step);
     // Several chunks per thread balance the load. Chunks that run one after another on a thread
     // share that thread's selections (rayon's fold), so a large k pays its cold start (every
     // row passes while a selection is not yet full) about once per thread, not once per chunk.
-    let chunk = range.len().div_ceil(threads * 4).max(MIN_CHUNK_ROWS);
-    let starts: Vec<usize> = range.clone().step_by(chunk).collect();
+    let chunk = count.div_ceil(threads * 4).max(MIN_CHUNK_ROWS);
+    let starts: Vec<usize> = (0..count).step_by(chunk).collect();
     let new_worker = || Ok(Worker::new(kernels, qn, pq, nq, prefix, k, floors));
     let run = |w: Result<Worker<'a>>, &start: &usize| -> Result<Worker<'a>> {
         let mut w = w?;
-        w.scan(start..(start + chunk).min(range.end))?;
+        let end = (start + chunk).min(count);
+        w.scan((start..end).map(|i| range.start + i * step))?;
         Ok(w)
     };
     let workers: Vec<Result<Worker<'a>>> = if starts.len() == 1 {

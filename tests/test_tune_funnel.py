@@ -15,6 +15,7 @@ import numpy.typing as npt
 import pytest
 
 import matryo_fast as mf
+from matryo_fast.funnel import GATHER_WEIGHT
 
 F32 = npt.NDArray[np.float32]
 
@@ -100,6 +101,8 @@ def test_table_is_consistent_and_plan_is_its_cheapest_feasible_row(tuned: Any) -
         dims, cands = row["dims"], row["candidates"]
         assert dims[-1] == d and list(dims) == sorted(set(dims))
         assert row["cost"] == n * dims[0] + sum(c * w for c, w in zip(cands, dims[1:], strict=True))
+        gathered = sum(c * w for c, w in zip(cands, dims[1:], strict=True))
+        assert row["work"] == n * dims[0] + GATHER_WEIGHT * gathered
         # every reported recall is what the plan actually achieves
         got = recall(mf.funnel(q, x, k=k, dims=dims, candidates=cands).indices, truth)
         assert got == pytest.approx(row["recall"], abs=1e-12), row
@@ -156,6 +159,9 @@ def test_by_time_sets_time_ms() -> None:
     timed = [r for r in plan.table if r["time_ms"] is not None]
     assert 1 <= len(timed) <= 3
     assert all(r["feasible"] for r in timed)
+    # the timed funnels are the feasible ones of least estimated work
+    funnels = sorted(r["work"] for r in plan.table if r["feasible"] and len(r["dims"]) > 1)
+    assert sorted(r["work"] for r in timed if len(r["dims"]) > 1) == funnels[:2]
     assert (plan.dims, plan.candidates) in [(r["dims"], r["candidates"]) for r in timed]
 
 

@@ -2,9 +2,11 @@
 //! (as memchr's `arch/generic`). Every function here is `#[inline(always)]`, so it is compiled
 //! inside each backend's `#[target_feature]` entry point with that backend's instructions.
 //!
-//! Determinism: the value computed for a (query, row) pair is one accumulator per pair, fed
-//! `LANES` columns at a time in column order, the last partial chunk zero-filled, then reduced
-//! by the backend's `reduce4`. That sequence does not depend on the tile shape, the batch, or
+//! Determinism: the value computed for a (query, row) pair is `LANES` partial sums, lane `l`
+//! fed the columns `l, l + LANES, ...` of each segment in order (the last partial chunk of a
+//! segment zero-filled), then added in the backend's `reduce4` order. Every entry point
+//! computes exactly that sequence (one query row by row or segment by segment, a batch in
+//! transposed panels with the lanes added by `combine`), whatever the batch, the tile shape or
 //! the row's position, so a row's dot product and squared norm are bitwise the same whichever
 //! entry point computed them, and duplicate rows always tie.
 
@@ -31,16 +33,6 @@ macro_rules! entry_points {
         ) {
             // SAFETY: forwarded contract; the features are enabled by this function's attribute.
             unsafe { $crate::kernels::generic::dot_norm_block::<$simd>(q, segs, rows, dots, norms) }
-        }
-
-        /// See [`generic::norm_block`](crate::kernels::generic::norm_block).
-        ///
-        /// # Safety
-        /// As the generic function; the CPU must support the backend's features.
-        $(#[target_feature(enable = $features)])?
-        pub(crate) unsafe fn norm_block(segs: &[$crate::layout::Segment], rows: &[usize], norms: &mut [f32]) {
-            // SAFETY: forwarded contract; the features are enabled by this function's attribute.
-            unsafe { $crate::kernels::generic::norm_block::<$simd>(segs, rows, norms) }
         }
 
         /// See [`generic::pack_panels`](crate::kernels::generic::pack_panels).
@@ -226,67 +218,48 @@ unsafe fn reduce_rows<S: Simd, const R: usize>(acc: &[S::V; R]) -> [f32; R] {
     }
 }
 
-/// Dot products of `Q` queries with `R <= 4` rows over the column segments, and, if `NORM`,
-/// the squared norms of the rows, in one pass over the rows' data.
+/// Dot products of the query `q` with `R <= 4` rows over the column segments, and the squared
+/// norms of the rows, in one pass over the rows' data.
 ///
 /// # Safety
-/// Each `qs[j]` must be readable for the total width of `segs` (queries are dense, column 0 at
-/// `qs[j]`); each `rows[i]` must be a valid row of the matrix `segs` came from; the backend's
-/// target features must be enabled.
+/// `q` must be readable for the total width of `segs` (dense, column 0 at `q`); each `rows[i]`
+/// must be a valid row of the matrix `segs` came from; the backend's target features must be
+/// enabled.
 #[inline(always)]
-unsafe fn tile<S: Simd, const R: usize, const Q: usize, const NORM: bool>(
-    qs: &[*const f32; Q],
+unsafe fn tile<S: Simd, const R: usize>(
+    q: *const f32,
     segs: &[Segment],
     rows: &[usize; R],
-) -> ([[f32; R]; Q], [f32; R]) {
-    // SAFETY: pointer arithmetic stays inside each row's segment run and each query's
-    // columns, as the caller guarantees; see the function's contract.
+) -> ([f32; R], [f32; R]) {
+    // SAFETY: pointer arithmetic stays inside each row's segment run and the query's columns,
+    // as the caller guarantees; see the function's contract.
     unsafe {
-        let mut acc = [[S::zero(); R]; Q];
+        let mut acc = [S::zero(); R];
         let mut nacc = [S::zero(); R];
         for seg in segs {
             let w = seg.width;
             let xp: [*const f32; R] = array::from_fn(|i| seg.row_ptr(rows[i]));
-            let qp: [*const f32; Q] = array::from_fn(|j| qs[j].add(seg.col));
+            let qp = q.add(seg.col);
             let mut c = 0;
-            while c + S::LANES <= w {
-                let xv: [S::V; R] = array::from_fn(|i| S::load(xp[i].add(c)));
-                if NORM {
-                    for i in 0..R {
-                        nacc[i] = S::fma(xv[i], xv[i], nacc[i]);
-                    }
-                }
-                for j in 0..Q {
-                    let qv = S::load(qp[j].add(c));
-                    for i in 0..R {
-                        acc[j][i] = S::fma(qv, xv[i], acc[j][i]);
-                    }
+            while c < w {
+                let (xv, qv): ([S::V; R], S::V) = if c + S::LANES <= w {
+                    (
+                        array::from_fn(|i| S::load(xp[i].add(c))),
+                        S::load(qp.add(c)),
+                    )
+                } else {
+                    let n = w - c;
+                    let xv = array::from_fn(|i| S::load_partial(xp[i].add(c), n));
+                    (xv, S::load_partial(qp.add(c), n))
+                };
+                for i in 0..R {
+                    nacc[i] = S::fma(xv[i], xv[i], nacc[i]);
+                    acc[i] = S::fma(qv, xv[i], acc[i]);
                 }
                 c += S::LANES;
             }
-            if c < w {
-                let n = w - c;
-                let xv: [S::V; R] = array::from_fn(|i| S::load_partial(xp[i].add(c), n));
-                if NORM {
-                    for i in 0..R {
-                        nacc[i] = S::fma(xv[i], xv[i], nacc[i]);
-                    }
-                }
-                for j in 0..Q {
-                    let qv = S::load_partial(qp[j].add(c), n);
-                    for i in 0..R {
-                        acc[j][i] = S::fma(qv, xv[i], acc[j][i]);
-                    }
-                }
-            }
         }
-        let dots = array::from_fn(|j| reduce_rows::<S, R>(&acc[j]));
-        let norms = if NORM {
-            reduce_rows::<S, R>(&nacc)
-        } else {
-            [0.0; R]
-        };
-        (dots, norms)
+        (reduce_rows::<S, R>(&acc), reduce_rows::<S, R>(&nacc))
     }
 }
 
@@ -303,6 +276,18 @@ pub(crate) unsafe fn dot_norm_block<S: Simd>(
     dots: &mut [f32],
     norms: &mut [f32],
 ) {
+    // Several segments and dense rows (a scan of the prefix-blocked layout): walk them segment
+    // by segment. Scattered rows (a funnel's survivors) gain nothing from it (measured), and
+    // one segment is one pass either way.
+    let dense = match (rows.first(), rows.last()) {
+        (Some(&a), Some(&b)) => b >= a && b - a < 4 * rows.len(),
+        _ => false,
+    };
+    if segs.len() > 1 && dense {
+        // SAFETY: forwarded contract.
+        unsafe { dot_norm_by_segment::<S>(q, segs, rows, dots, norms) };
+        return;
+    }
     let n = rows.len();
     let mut i = 0;
     // SAFETY: forwarded contract; the chunking keeps every index below rows.len().
@@ -312,16 +297,16 @@ pub(crate) unsafe fn dot_norm_block<S: Simd>(
                 prefetch_row::<S>(segs, ahead);
             }
             let r: [usize; 4] = array::from_fn(|t| rows[i + t]);
-            let (d, nn) = tile::<S, 4, 1, true>(&[q], segs, &r);
-            dots[i..i + 4].copy_from_slice(&d[0]);
+            let (d, nn) = tile::<S, 4>(q, segs, &r);
+            dots[i..i + 4].copy_from_slice(&d);
             norms[i..i + 4].copy_from_slice(&nn);
             i += 4;
         }
         macro_rules! tail {
             ($r:literal) => {{
                 let r: [usize; $r] = array::from_fn(|t| rows[i + t]);
-                let (d, nn) = tile::<S, $r, 1, true>(&[q], segs, &r);
-                dots[i..i + $r].copy_from_slice(&d[0]);
+                let (d, nn) = tile::<S, $r>(q, segs, &r);
+                dots[i..i + $r].copy_from_slice(&d);
                 norms[i..i + $r].copy_from_slice(&nn);
             }};
         }
@@ -334,37 +319,80 @@ pub(crate) unsafe fn dot_norm_block<S: Simd>(
     }
 }
 
-/// `norms[i] = |x_i|^2` over the segments, for `x_i = rows[i]`.
+/// Rows per pass of [`dot_norm_by_segment`].
+const SEGMENT_PASS_ROWS: usize = 128;
+
+/// Prefetches row `row`'s run in one segment.
+#[inline(always)]
+unsafe fn prefetch_run<S: Simd>(seg: &Segment, row: usize) {
+    // SAFETY: the caller guarantees `row` is valid; prefetches never fault and stay in the run.
+    unsafe {
+        let p = seg.row_ptr(row);
+        for c in (0..seg.width).step_by(16).take(PREFETCH_LINES) {
+            S::prefetch(p.add(c));
+        }
+    }
+}
+
+/// [`dot_norm_block`] for rows made of several segments (the prefix-blocked layout): rows are
+/// taken `SEGMENT_PASS_ROWS` at a time and walked one segment after another, their
+/// accumulators kept between segments. Each pass then reads one sequential stream instead of
+/// one stream per segment (a 768-dim scan of a 64-blocked file: 12). Each lane still sees the same values in the same order, so the result is bitwise that
+/// of [`tile`].
 ///
 /// # Safety
-/// As [`tile`]; `norms` is at least `rows.len()` long.
+/// As [`dot_norm_block`].
 #[inline(always)]
-pub(crate) unsafe fn norm_block<S: Simd>(segs: &[Segment], rows: &[usize], norms: &mut [f32]) {
-    let n = rows.len();
-    let mut i = 0;
-    // SAFETY: forwarded contract; the chunking keeps every index below rows.len().
+unsafe fn dot_norm_by_segment<S: Simd>(
+    q: *const f32,
+    segs: &[Segment],
+    rows: &[usize],
+    dots: &mut [f32],
+    norms: &mut [f32],
+) {
+    let lanes = S::LANES;
+    // SAFETY: every row is valid and every read stays inside its run or the query's columns
+    // (the contract); output indices stay below rows.len().
     unsafe {
-        while i + 4 <= n {
-            for &ahead in rows.iter().skip(i + PREFETCH_ROWS).take(4) {
-                prefetch_row::<S>(segs, ahead);
+        let mut acc = [[S::zero(); 2]; SEGMENT_PASS_ROWS];
+        for (b, block) in rows.chunks(SEGMENT_PASS_ROWS).enumerate() {
+            let m = block.len();
+            acc[..m].fill([S::zero(); 2]);
+            for (s, seg) in segs.iter().enumerate() {
+                let (w, qp) = (seg.width, q.add(seg.col));
+                for (i, &row) in block.iter().enumerate() {
+                    // Prefetch ahead, running into the next segment's first rows at the end.
+                    let ahead = i + PREFETCH_ROWS;
+                    if ahead < m {
+                        prefetch_run::<S>(seg, block[ahead]);
+                    } else if let (Some(next), Some(&r)) = (segs.get(s + 1), block.get(ahead - m)) {
+                        prefetch_run::<S>(next, r);
+                    }
+                    let xp = seg.row_ptr(row);
+                    let [mut d, mut nn] = acc[i];
+                    let mut c = 0;
+                    while c + lanes <= w {
+                        let xv = S::load(xp.add(c));
+                        nn = S::fma(xv, xv, nn);
+                        d = S::fma(S::load(qp.add(c)), xv, d);
+                        c += lanes;
+                    }
+                    if c < w {
+                        let xv = S::load_partial(xp.add(c), w - c);
+                        nn = S::fma(xv, xv, nn);
+                        d = S::fma(S::load_partial(qp.add(c), w - c), xv, d);
+                    }
+                    acc[i] = [d, nn];
+                }
             }
-            let r: [usize; 4] = array::from_fn(|t| rows[i + t]);
-            let (_, nn) = tile::<S, 4, 0, true>(&[], segs, &r);
-            norms[i..i + 4].copy_from_slice(&nn);
-            i += 4;
-        }
-        macro_rules! tail {
-            ($r:literal) => {{
-                let r: [usize; $r] = array::from_fn(|t| rows[i + t]);
-                let (_, nn) = tile::<S, $r, 0, true>(&[], segs, &r);
-                norms[i..i + $r].copy_from_slice(&nn);
-            }};
-        }
-        match n - i {
-            1 => tail!(1),
-            2 => tail!(2),
-            3 => tail!(3),
-            _ => {}
+            for (t, four) in acc[..m].chunks(4).enumerate() {
+                let pick = |i: usize, k: usize| four.get(i).map_or(S::zero(), |a| a[k]);
+                let d = S::reduce4(pick(0, 0), pick(1, 0), pick(2, 0), pick(3, 0));
+                let nn = S::reduce4(pick(0, 1), pick(1, 1), pick(2, 1), pick(3, 1));
+                let at = b * SEGMENT_PASS_ROWS + t * 4;
+                dots[at..at + four.len()].copy_from_slice(&d[..four.len()]);
+                norms[at..at + four.len()].copy_from_slice(&nn[..four.len()]);
+            }
         }
     }
 }
@@ -426,7 +454,7 @@ pub(crate) unsafe fn pack_panels<S: Simd>(
 }
 
 /// `out[g * LANES + r] = |x|^2` for row `r` of panel group `g` (zero rows give `0.0`), bitwise
-/// as [`norm_block`] computes it.
+/// as [`dot_norm_block`] computes it.
 ///
 /// # Safety
 /// `panels` holds `groups` packed groups of `chunks` chunks; `out` is writable for `groups *

@@ -1,8 +1,7 @@
 //! SIMD kernels with run-time CPU dispatch.
 //!
 //! Block operations, each written once in [`generic`] and compiled per backend: fused dot +
-//! squared norm for one query ([`Kernels::dot_norm`]), squared norms alone
-//! ([`Kernels::norms`]), and for batches, rows packed into panels ([`Kernels::pack`]) with
+//! squared norm for one query ([`Kernels::dot_norm`]), and for batches, rows packed into panels ([`Kernels::pack`]) with
 //! their norms ([`Kernels::panel_norms`]) and register-tiled dot products
 //! ([`Kernels::panel_dots`]), bitwise equal to the one-query pass.
 //! The backend is detected once and cached; `MATRYO_FAST_BACKEND` (read once) or [`force`]
@@ -157,7 +156,6 @@ pub fn force(backend: Option<Backend>) -> Result<()> {
 }
 
 type DotNormFn = unsafe fn(*const f32, &[Segment], &[usize], &mut [f32], &mut [f32]);
-type NormFn = unsafe fn(&[Segment], &[usize], &mut [f32]);
 type PackFn = unsafe fn(&[Segment], &[usize], usize, *mut f32);
 type PanelNormFn = unsafe fn(*const f32, usize, usize, *mut f32);
 type PanelDotFn = unsafe fn(*const f32, usize, *const f32, usize, usize, *mut f32, usize);
@@ -167,7 +165,6 @@ type PanelDotFn = unsafe fn(*const f32, usize, *const f32, usize, usize, *mut f3
 pub struct Kernels {
     backend: Backend,
     dot_norm: DotNormFn,
-    norm: NormFn,
     pack: PackFn,
     panel_norm: PanelNormFn,
     panel_dot: PanelDotFn,
@@ -242,7 +239,6 @@ impl Kernels {
                 Kernels {
                     backend,
                     dot_norm: $m::dot_norm_block,
-                    norm: $m::norm_block,
                     pack: $m::pack_panels,
                     panel_norm: $m::panel_norms,
                     panel_dot: $m::panel_dots,
@@ -304,14 +300,6 @@ impl Kernels {
         unsafe { (self.dot_norm)(q.as_ptr(), prefix.segments(), rows, dots, norms) }
     }
 
-    /// `norms[i] = |x|^2` over `prefix` for `x = rows[i]`.
-    pub fn norms(&self, prefix: &Prefix<'_>, rows: &[usize], norms: &mut [f32]) {
-        assert!(norms.len() >= rows.len());
-        Self::check_rows(prefix, rows);
-        // SAFETY: as in `dot_norm`.
-        unsafe { (self.norm)(prefix.segments(), rows, norms) }
-    }
-
     /// The `nq` unit queries `qn` (dense, `nq x prefix.dim()`) laid out for [`Self::panel_dots`]
     /// over `prefix`.
     pub fn panel_queries(&self, prefix: &Prefix<'_>, qn: &[f32], nq: usize) -> PanelQueries {
@@ -357,7 +345,7 @@ impl Kernels {
         );
     }
 
-    /// `norms[i] = |x_i|^2` for the packed rows, bitwise as [`Self::norms`].
+    /// `norms[i] = |x_i|^2` for the packed rows, bitwise as the norms of [`Self::dot_norm`].
     pub fn panel_norms(&self, panels: &Panels, norms: &mut [f32]) {
         self.check_panels(panels);
         assert!(norms.len() >= panels.padded_rows());

@@ -136,7 +136,8 @@ def plan_line(args: argparse.Namespace, plan: Any, tune_s: float, tune_note: str
     """The report line describing a tuned plan."""
     return (
         f"- tuned plan (tune_funnel by={args.tune_by!r}, {len(plan.table)} plans tried, "
-        f"{tune_s:.1f} s, {tune_note}): **{plan_str(plan)}**; "
+        f"{tune_s:.1f} s, {tune_note}): **{plan_str(plan)}**; tuning recall "
+        f"{plan.recall:.4f} +- {plan.recall_se:.4f} (feasible: recall - 2 se >= target); "
         f"reads {plan.speedup:.1f}x less than exact "
         f"(cost {plan.cost:,} vs {plan.exact_cost:,} rows x dims)"
     )

@@ -106,7 +106,8 @@ def test_table_is_consistent_and_plan_is_its_cheapest_feasible_row(tuned: Any) -
         # every reported recall is what the plan actually achieves
         got = recall(mf.funnel(q, x, k=k, dims=dims, candidates=cands).indices, truth)
         assert got == pytest.approx(row["recall"], abs=1e-12), row
-        assert row["feasible"] == (row["recall"] >= target), row
+        assert 0.0 <= row["recall_se"] <= 0.5
+        assert row["feasible"] == (row["recall"] - 2.0 * row["recall_se"] >= target), row
     exact_row = table[keys.index(((d,), ()))]
     assert exact_row["recall"] == 1.0 and exact_row["cost"] == n * d
     cheapest = min(r["cost"] for r in table if r["feasible"])
@@ -191,6 +192,34 @@ def test_bad_target_recall(target: Any) -> None:
 def test_bad_by(by: Any) -> None:
     with pytest.raises(ValueError, match=r"\bby\b"):
         mf.tune_funnel(X, QS, k=5, by=by)
+
+
+@pytest.mark.parametrize("margin", [-0.5, float("nan"), float("inf"), "2"])
+def test_bad_margin(margin: Any) -> None:
+    with pytest.raises(ValueError, match=r"margin_se"):
+        mf.tune_funnel(X, QS, k=5, margin_se=margin)
+
+
+def test_margin_makes_plans_hold_on_other_queries() -> None:
+    """The standard error is over the sample queries; a margin only ever removes plans, and
+    with none feasibility is the bare mean."""
+    x, q = matryoshka_like(4000, 64, 25, 60, 11)
+    bare = mf.tune_funnel(x, q, k=10, target_recall=0.95, margin_se=0.0)
+    safe = mf.tune_funnel(x, q, k=10, target_recall=0.95, margin_se=3.0)
+    truth = mf.topk(q, x, k=10).indices
+    for plan in (bare, safe):
+        per_query = [
+            len(np.intersect1d(f, t)) / 10 for f, t in zip(plan.search(q).indices, truth, strict=True)
+        ]
+        assert plan.recall == pytest.approx(np.mean(per_query), abs=1e-12)
+        assert plan.recall_se == pytest.approx(np.std(per_query, ddof=1) / np.sqrt(len(q)))
+    assert all(r["feasible"] == (r["recall"] >= 0.95) for r in bare.table)
+    feasible_bare = {(r["dims"], r["candidates"]) for r in bare.table if r["feasible"]}
+    for r in safe.table:
+        assert r["feasible"] == (r["recall"] - 3.0 * r["recall_se"] >= 0.95)
+        if r["feasible"] and len(r["dims"]) == 2:
+            assert (r["dims"], r["candidates"]) in feasible_bare
+    assert safe.cost >= bare.cost
 
 
 @pytest.mark.parametrize("widths", [[32], [8, 32], [40], [0], [-4, 8]])

@@ -96,6 +96,7 @@ class FunnelPlan:
         time_ms: Measured median time of the plan on the sample batch (``None`` if not timed).
         exact: True when the chosen plan is exact search: no funnel reached the target, or
             (with ``by="time"``) none was faster than exact search.
+        recall_se: Standard error of ``recall`` over the sample queries.
         table: Every plan tried, as dicts with the same fields.
     """
 
@@ -107,6 +108,7 @@ class FunnelPlan:
     exact_cost: int
     time_ms: float | None = None
     exact: bool = False
+    recall_se: float = 0.0
     table: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)
     corpus: Any = field(default=None, repr=False, compare=False)
 
@@ -149,10 +151,14 @@ class FunnelPlan:
 GATHER_WEIGHT = 30
 
 
-def _recall(found: npt.NDArray[np.int64], truth: npt.NDArray[np.int64]) -> float:
-    """Mean over queries of |found ∩ truth| / |truth| (rows of index arrays)."""
-    hits = [len(np.intersect1d(f, t, assume_unique=True)) / max(len(t), 1) for f, t in zip(found, truth)]
-    return float(np.mean(hits))
+def _recall(found: npt.NDArray[np.int64], truth: npt.NDArray[np.int64]) -> tuple[float, float]:
+    """Mean over queries of |found ∩ truth| / |truth| (rows of index arrays), and its standard
+    error over the queries."""
+    hits = np.array(
+        [len(np.intersect1d(f, t, assume_unique=True)) / max(len(t), 1) for f, t in zip(found, truth)]
+    )
+    se = float(hits.std(ddof=1) / np.sqrt(len(hits))) if len(hits) > 1 else 0.0
+    return float(hits.mean()), se
 
 
 def _default_widths(full: int) -> list[int]:
@@ -189,6 +195,7 @@ def tune_funnel(
     by: str = "cost",
     time_top: int = 5,
     repeats: int = 3,
+    margin_se: float = 2.0,
 ) -> FunnelPlan:
     """Finds the cheapest funnel plan whose measured recall@k reaches ``target_recall``.
 
@@ -209,7 +216,7 @@ def tune_funnel(
         corpus: As :func:`matryo_fast.topk`.
         sample_queries: ``(S, D)`` queries like the ones the plan will serve.
         k: Results per query.
-        target_recall: Mean recall@k to reach, in ``(0, 1]``.
+        target_recall: Mean recall@k to reach, in ``(0, 1]`` (see ``margin_se``).
         widths: First-stage widths to try (default: powers of two from 16 below ``D``, and
             ``D // 2``).
         counts: Shortlist sizes to try (default: ``k`` times 2, 3, 5, ..., 1000, capped at N).
@@ -219,6 +226,10 @@ def tune_funnel(
             feasible plans of least work and exact search on the sample batch, and picks the
             fastest (what a latency-minded user wants; the timing is noisy on a busy machine).
         time_top: How many of the feasible plans get timed (``by="time"``).
+        margin_se: A plan is feasible when its mean recall minus ``margin_se`` standard errors
+            (over the sample queries) reaches the target, so that the plan holds on queries it
+            was not tuned on (measured: plans chosen at a bare 0.99 on 200 tuning queries gave
+            0.9825 to 0.9895 on 200 others). ``0`` compares the mean alone.
         repeats: Timing repeats (median).
 
     Returns:
@@ -230,6 +241,8 @@ def tune_funnel(
     k = _check_int("k", k)
     if not (isinstance(target_recall, (int, float)) and 0.0 < target_recall <= 1.0):
         raise ValueError(f"target_recall must be in (0, 1], got {target_recall!r}")
+    if not (isinstance(margin_se, (int, float)) and 0.0 <= margin_se < float("inf")):
+        raise ValueError(f"margin_se must be a finite number >= 0, got {margin_se!r}")
     if by not in ("cost", "time"):
         raise ValueError(f"by must be 'cost' or 'time', got {by!r}")
     q, _ = _coerce_query(sample_queries)
@@ -260,18 +273,21 @@ def tune_funnel(
     def rank(dims: tuple[int, ...], cands: tuple[int, ...]) -> int:
         return n * dims[0] + weight * sum(c * d for c, d in zip(cands, dims[1:]))
 
-    def add(dims: tuple[int, ...], cands: tuple[int, ...], recall: float) -> dict[str, Any]:
+    def add(
+        dims: tuple[int, ...], cands: tuple[int, ...], measured: tuple[float, float]
+    ) -> dict[str, Any]:
+        recall, se = measured
         row = {
-            "dims": dims, "candidates": cands, "recall": recall,
+            "dims": dims, "candidates": cands, "recall": recall, "recall_se": se,
             "cost": n * dims[0] + sum(c * d for c, d in zip(cands, dims[1:])),
             "work": n * dims[0] + GATHER_WEIGHT * sum(c * d for c, d in zip(cands, dims[1:])),
-            "feasible": recall >= target_recall, "time_ms": None,
+            "feasible": recall - margin_se * se >= target_recall, "time_ms": None,
         }
         table.append(row)
         tried[(dims, cands)] = row
         return row
 
-    add((full,), (), 1.0)
+    add((full,), (), (1.0, 0.0))
     cmax = max(cs) if cs else kk
     shortlists = {w: topk(q, core_corpus, dim=w, k=cmax).indices for w in ws}
     for w in ws:
@@ -328,6 +344,7 @@ def tune_funnel(
         exact_cost=exact_cost,
         time_ms=chosen["time_ms"],
         exact=len(chosen["dims"]) == 1,
+        recall_se=chosen["recall_se"],
         table=table,
         corpus=corpus,
     )

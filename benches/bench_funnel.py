@@ -151,6 +151,12 @@ def plan_str(plan: Any) -> str:
     return f"dims {plan.dims}, candidates {plan.candidates}"
 
 
+PLANS_HEADING = (
+    "Plans (least estimated work first, then the timed ones, exact, and the best miss per first "
+    "width; est. work = scanned values + 30 x gathered values, `matryo_fast.funnel.GATHER_WEIGHT`):"
+)
+
+
 def plan_table(plan: Any, top: int = 6) -> str:
     """The ``top`` feasible plans of least estimated work, every timed plan, the exact plan, and
     the best infeasible plan of each first width (what the target cost), from ``plan.table``."""
@@ -374,7 +380,7 @@ def quality_one(
     say()
     say(h.markdown_table(["batch", "funnel ms", "exact topk ms", "exact / funnel"], rows))
     say()
-    say("Plans (least estimated work first, then the timed ones, exact, and the best miss per first width; est. work = scanned values + 30 x gathered values, `matryo_fast.funnel.GATHER_WEIGHT`):")
+    say(PLANS_HEADING)
     say()
     say(plan_table(plan))
     say()
@@ -611,7 +617,7 @@ def speed(mf: Any, args: argparse.Namespace, say: Report) -> tuple[list[str], in
         f"speed: recall@{k} on the {len(eval_q)} evaluation queries >= {args.target}: "
         f"{'PASS' if held >= args.target else 'FAIL'} ({held:.4f}; plan {plan_str(plan)})"
     )
-    say("Plans (least estimated work first, then the timed ones, exact, and the best miss per first width; est. work = scanned values + 30 x gathered values, `matryo_fast.funnel.GATHER_WEIGHT`):")
+    say(PLANS_HEADING)
     say()
     say(plan_table(plan))
     say()

@@ -231,24 +231,20 @@ fn scan_with(
         return Ok(vec![Vec::new(); nq]);
     }
     let k = k.min(n);
-    // A batch lays its queries out once for the panel kernels.
-    let pq = (nq > 1).then(|| kernels.panel_queries(prefix, qn, nq));
+    let job = Job {
+        kernels,
+        qn,
+        // A batch lays its queries out once for the panel kernels.
+        pq: (nq > 1).then(|| kernels.panel_queries(prefix, qn, nq)),
+        nq,
+        prefix,
+    };
     let floors = if guess {
-        guess_floors(kernels, qn, pq.as_ref(), nq, prefix, k, range.clone())?
+        guess_floors(&job, k, range.clone())?
     } else {
         None
     };
-    let workers = run_workers(
-        kernels,
-        qn,
-        pq.as_ref(),
-        nq,
-        prefix,
-        k,
-        floors.as_deref(),
-        range.clone(),
-        1,
-    )?;
+    let workers = run_workers(&job, k, floors.as_deref(), range.clone(), 1)?;
     let mut lists = merge_workers(workers, nq, k);
     // A guess that fewer than k rows reached was too high: search those queries again.
     let dim = prefix.dim();
@@ -270,11 +266,7 @@ const SAMPLE_ROWS: usize = 16384;
 /// about 20,000 pushes per query instead of about 2,600). The guess is checked: a query that
 /// ends with fewer than `k` hits is searched again without it, so results are always exact.
 fn guess_floors(
-    kernels: &Kernels,
-    qn: &[f32],
-    pq: Option<&PanelQueries>,
-    nq: usize,
-    prefix: &Prefix<'_>,
+    job: &Job<'_>,
     k: usize,
     range: std::ops::Range<usize>,
 ) -> Result<Option<Vec<f32>>> {
@@ -289,9 +281,9 @@ fn guess_floors(
     // About 2.6 times the expected rank: fewer than k rows reach the guess only if the sample
     // holds over twice its share of the top k (for k = 1000 of 10^6, 6 standard deviations).
     let r = (2.0 * expected + 10.0).ceil() as usize;
-    let workers = run_workers(kernels, qn, pq, nq, prefix, r, None, range, n / s)?;
+    let workers = run_workers(job, r, None, range, n / s)?;
     Ok(Some(
-        merge_workers(workers, nq, r)
+        merge_workers(workers, job.nq, r)
             .into_iter()
             .map(|best| match best.get(r - 1) {
                 Some(h) => h.score,
@@ -316,15 +308,21 @@ fn merge_workers(workers: Vec<Worker<'_>>, nq: usize, k: usize) -> Vec<Vec<Hit>>
     }
 }
 
-/// Runs the scan of every `step`-th row of `range` on the pool; returns the workers'
-/// selections.
-#[allow(clippy::too_many_arguments)]
-fn run_workers<'a>(
+/// What every worker of one scan shares.
+struct Job<'a> {
     kernels: &'a Kernels,
+    /// Unit queries, dense `nq x dim`.
     qn: &'a [f32],
-    pq: Option<&'a PanelQueries>,
+    /// The queries laid out for the panel kernels (batches only).
+    pq: Option<PanelQueries>,
     nq: usize,
     prefix: &'a Prefix<'a>,
+}
+
+/// Runs the scan of every `step`-th row of `range` on the pool; returns the workers'
+/// selections.
+fn run_workers<'a>(
+    job: &'a Job<'a>,
     k: usize,
     floors: Option<&[f32]>,
     range: std::ops::Range<usize>,
@@ -337,7 +335,7 @@ fn run_workers<'a>(
     // row passes while a selection is not yet full) about once per thread, not once per chunk.
     let chunk = count.div_ceil(threads * 4).max(MIN_CHUNK_ROWS);
     let starts: Vec<usize> = (0..count).step_by(chunk).collect();
-    let new_worker = || Ok(Worker::new(kernels, qn, pq, nq, prefix, k, floors));
+    let new_worker = || Ok(Worker::new(job, k, floors));
     let run = |w: Result<Worker<'a>>, &start: &usize| -> Result<Worker<'a>> {
         let mut w = w?;
         let end = (start + chunk).min(count);
@@ -368,12 +366,7 @@ const QUERY_GROUP: usize = 4;
 /// One thread's share of a scan: a selection per query and block-sized scratch buffers, reused
 /// for every chunk the thread runs (nothing here grows with the corpus).
 struct Worker<'a> {
-    kernels: &'a Kernels,
-    qn: &'a [f32],
-    /// The queries laid out for the panel kernels (batches only).
-    pq: Option<&'a PanelQueries>,
-    nq: usize,
-    prefix: &'a Prefix<'a>,
+    job: &'a Job<'a>,
     heaps: Vec<TopK>,
     block: usize,
     rows: Vec<usize>,
@@ -386,24 +379,13 @@ struct Worker<'a> {
 }
 
 impl<'a> Worker<'a> {
-    fn new(
-        kernels: &'a Kernels,
-        qn: &'a [f32],
-        pq: Option<&'a PanelQueries>,
-        nq: usize,
-        prefix: &'a Prefix<'a>,
-        k: usize,
-        floors: Option<&[f32]>,
-    ) -> Self {
-        let block = block_rows(prefix.dim(), nq);
+    fn new(job: &'a Job<'a>, k: usize, floors: Option<&[f32]>) -> Self {
+        let nq = job.nq;
+        let block = block_rows(job.prefix.dim(), nq);
         // Outputs of the panel kernels cover whole groups of rows.
-        let padded = block.next_multiple_of(kernels.lanes());
+        let padded = block.next_multiple_of(job.kernels.lanes());
         Worker {
-            kernels,
-            qn,
-            pq,
-            nq,
-            prefix,
+            job,
             heaps: (0..nq)
                 .map(|j| TopK::with_floor(k, floors.map_or(f32::NEG_INFINITY, |f| f[j])))
                 .collect(),
@@ -419,7 +401,14 @@ impl<'a> Worker<'a> {
 
     /// Offers `rows` (in increasing order) to every query's selection.
     fn scan(&mut self, mut rows: impl Iterator<Item = usize>) -> Result<()> {
-        let (kernels, prefix, qn, nq) = (self.kernels, self.prefix, self.qn, self.nq);
+        let Job {
+            kernels,
+            qn,
+            nq,
+            prefix,
+            ..
+        } = *self.job;
+        let pq = self.job.pq.as_ref();
         let stride = self.norms.len();
         let dim = prefix.dim();
         loop {
@@ -429,7 +418,7 @@ impl<'a> Worker<'a> {
             if m == 0 {
                 return Ok(());
             }
-            match self.pq {
+            match pq {
                 None => kernels.dot_norm(qn, prefix, &self.rows, &mut self.dots, &mut self.norms),
                 Some(_) => {
                     kernels.pack(prefix, &self.rows, &mut self.panels);
@@ -445,7 +434,7 @@ impl<'a> Worker<'a> {
             }
             for j0 in (0..nq).step_by(QUERY_GROUP) {
                 let g = (nq - j0).min(QUERY_GROUP);
-                if let Some(pq) = self.pq {
+                if let Some(pq) = pq {
                     kernels.panel_dots(pq, j0, g, &self.panels, &mut self.dots, stride);
                 }
                 for (t, heap) in self.heaps[j0..j0 + g].iter_mut().enumerate() {

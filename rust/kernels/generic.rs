@@ -118,18 +118,7 @@ pub(crate) trait Simd: Sized {
     #[inline(always)]
     unsafe fn combine(parts: &[Self::V]) -> Self::V {
         // SAFETY: the caller runs with the backend's target features enabled.
-        unsafe {
-            let mut buf = [Self::zero(); 16];
-            buf[..parts.len()].copy_from_slice(parts);
-            let mut n = parts.len();
-            while n > 1 {
-                for i in 0..n / 2 {
-                    buf[i] = Self::add(buf[2 * i], buf[2 * i + 1]);
-                }
-                n /= 2;
-            }
-            buf[0]
-        }
+        unsafe { pairwise_sum::<Self>(parts) }
     }
 
     /// Transposes one chunk of a panel: for `l < LANES` and `r < LANES`,
@@ -149,6 +138,27 @@ pub(crate) trait Simd: Sized {
     ) {
         // SAFETY: forwarded contract.
         unsafe { generic_pack_chunk::<Self>(src, nr, col, n, dst, dst_stride) }
+    }
+}
+
+/// `((p0 + p1) + (p2 + p3)) + ...` over `parts` (a power of two, at most 16, long).
+///
+/// # Safety
+/// The backend's target features are enabled.
+#[inline(always)]
+pub(crate) unsafe fn pairwise_sum<S: Simd>(parts: &[S::V]) -> S::V {
+    // SAFETY: the caller runs with the backend's target features enabled.
+    unsafe {
+        let mut buf = [S::zero(); 16];
+        buf[..parts.len()].copy_from_slice(parts);
+        let mut n = parts.len();
+        while n > 1 {
+            for i in 0..n / 2 {
+                buf[i] = S::add(buf[2 * i], buf[2 * i + 1]);
+            }
+            n /= 2;
+        }
+        buf[0]
     }
 }
 

@@ -2,7 +2,7 @@
 
 use core::arch::x86_64::*;
 
-use super::generic::Simd;
+use super::generic::{pairwise_sum, Simd};
 
 #[derive(Clone, Copy)]
 pub(crate) struct Avx512;
@@ -59,15 +59,8 @@ impl Simd for Avx512 {
         // reduce4's order, vertically: fold lane i with lane i + 8, then the pairwise tree.
         // SAFETY: only called inside functions with avx512f enabled; parts has 16 vectors.
         unsafe {
-            let mut f: [__m512; 8] = core::array::from_fn(|i| Self::add(parts[i], parts[i + 8]));
-            let mut n = 8;
-            while n > 1 {
-                for i in 0..n / 2 {
-                    f[i] = Self::add(f[2 * i], f[2 * i + 1]);
-                }
-                n /= 2;
-            }
-            f[0]
+            let f: [__m512; 8] = core::array::from_fn(|i| Self::add(parts[i], parts[i + 8]));
+            pairwise_sum::<Self>(&f)
         }
     }
 

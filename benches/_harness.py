@@ -680,12 +680,16 @@ RESULTS_TITLE = "# matryo-fast benchmark results"
 def write_results(
     path: str | os.PathLike[str], section: str, *, title: str = RESULTS_TITLE
 ) -> None:
-    """Insert ``section`` (markdown starting with ``## ...``) at the top of ``path``, newest first.
+    """Insert ``section`` (markdown starting with ``## ...``) above the newest run in ``path``.
 
-    Earlier runs stay below it.
+    Earlier runs stay below it; text between the title and the first run (notes on the runs)
+    stays on top.
     """
     p = Path(path)
     old = p.read_text() if p.exists() else ""
     body = old.split("\n", 1)[1].lstrip("\n") if old.startswith(title) else old
+    at = 0 if body.startswith("## ") else body.find("\n## ") + 1
+    head, runs = (body, "") if at == 0 and not body.startswith("## ") else (body[:at], body[at:])
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(f"{title}\n\n{section.rstrip()}\n\n{body}".rstrip() + "\n")
+    text = f"{title}\n\n{head.strip()}\n\n" if head.strip() else f"{title}\n\n"
+    p.write_text(f"{text}{section.rstrip()}\n\n{runs}".rstrip() + "\n")

@@ -281,6 +281,10 @@ fn guess_floors(
     // About 2.6 times the expected rank: fewer than k rows reach the guess only if the sample
     // holds over twice its share of the top k (for k = 1000 of 10^6, 6 standard deviations).
     let r = (2.0 * expected + 10.0).ceil() as usize;
+    if r >= s {
+        // k is a large share of the rows: no sample rank gives a useful guess.
+        return Ok(None);
+    }
     let workers = run_workers(job, r, None, range, n / s)?;
     Ok(Some(
         merge_workers(workers, job.nq, r)

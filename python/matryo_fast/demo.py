@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import matryo_fast as mf
+from matryo_fast.funnel import _median_ms
 
 
 def default_data_dir() -> Path:
@@ -66,15 +67,6 @@ def _build_corpus(texts: list[str], out: Path, model_name: str | None) -> Path:
     return out
 
 
-def _median_ms(fn: object, repeats: int = 5) -> float:
-    assert callable(fn)
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(ts))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         got = without_self(res.indices)
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth10)])
         found = np.mean([p in row for p, row in zip(partner, got)])
-        t_batch = _median_ms(lambda d=d: mf.topk(q, corpus, dim=d, k=11))
-        t_one = _median_ms(lambda d=d: mf.topk(q[0], corpus, dim=d, k=11))
+        t_batch, t_one = _median_ms(
+            [lambda d=d: mf.topk(q, corpus, dim=d, k=11), lambda d=d: mf.topk(q[0], corpus, dim=d, k=11)],
+            5,
+        )
         print(f"   {d:>5} {100 * d / full:>8.1f}% {t_batch:>9.2f} {t_one:>10.3f} "
               f"{recall:>18.3f} {found:>18.3f}")
 
@@ -167,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     exact = mf.topk(q, corpus, dim=full, k=10).indices
     got = plan.search(q).indices
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, exact)])
-    t_plan = _median_ms(lambda: plan.search(q))
-    t_exact = _median_ms(lambda: mf.topk(q, corpus, dim=full, k=10))
+    t_plan, t_exact = _median_ms([lambda: plan.search(q), lambda: mf.topk(q, corpus, dim=full, k=10)], 5)
     print(f"   the {len(q)} held-out queries of step 2: recall@10 {recall:.3f}; {t_plan:.2f} ms vs exact "
           f"{t_exact:.2f} ms ({t_exact / t_plan:.1f}x)")
     return 0

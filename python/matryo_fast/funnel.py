@@ -173,14 +173,18 @@ def _default_counts(k: int, n: int) -> list[int]:
     return sorted(c for c in counts if c >= k)
 
 
-def _median_ms(fn: Any, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def _median_ms(fns: Sequence[Any], repeats: int) -> list[float]:
+    """Median time of each call, the calls taken in turn (one round at a time) so that a slow
+    spell of a shared machine slows every one of them alike."""
+    for fn in fns:
+        fn()  # warm-up
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t0) * 1e3)
+    return [float(np.median(ts)) for ts in times]
 
 
 def tune_funnel(
@@ -230,7 +234,7 @@ def tune_funnel(
             (over the sample queries) reaches the target, so that the plan holds on queries it
             was not tuned on (measured: plans chosen at a bare 0.99 on 200 tuning queries gave
             0.9825 to 0.9895 on 200 others). ``0`` compares the mean alone.
-        repeats: Timing repeats (median).
+        repeats: Timing rounds (median); each round times every plan once, in turn.
 
     Returns:
         The chosen :class:`FunnelPlan`, with every plan tried in ``plan.table``.
@@ -329,11 +333,12 @@ def tune_funnel(
     timed = feasible[:time_top] if by == "time" else feasible[:1]
     if by == "time" and all(len(r["dims"]) > 1 for r in timed):
         timed.append(next(r for r in table if len(r["dims"]) == 1))
-    for r in timed:
-        r["time_ms"] = _median_ms(
-            lambda r=r: funnel(q, core_corpus, k=kk, dims=r["dims"], candidates=r["candidates"]),
-            repeats,
-        )
+    calls = [
+        lambda r=r: funnel(q, core_corpus, k=kk, dims=r["dims"], candidates=r["candidates"])
+        for r in timed
+    ]
+    for r, ms in zip(timed, _median_ms(calls, repeats)):
+        r["time_ms"] = ms
     chosen = min(timed, key=lambda r: r["time_ms"]) if by == "time" else feasible[0]
     return FunnelPlan(
         dims=chosen["dims"],

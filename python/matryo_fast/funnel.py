@@ -274,8 +274,9 @@ def tune_funnel(
     # estimated work, where a gathered value costs GATHER_WEIGHT scanned ones.
     weight = 1 if by == "cost" else GATHER_WEIGHT
 
-    def rank(dims: tuple[int, ...], cands: tuple[int, ...]) -> int:
-        return n * dims[0] + weight * sum(c * d for c, d in zip(cands, dims[1:]))
+    def rank(dims: tuple[int, ...], cands: tuple[int, ...], w: int = weight) -> int:
+        """Values scanned by the first stage plus ``w`` times the values gathered later."""
+        return n * dims[0] + w * sum(c * d for c, d in zip(cands, dims[1:]))
 
     def add(
         dims: tuple[int, ...], cands: tuple[int, ...], measured: tuple[float, float]
@@ -283,8 +284,8 @@ def tune_funnel(
         recall, se = measured
         row = {
             "dims": dims, "candidates": cands, "recall": recall, "recall_se": se,
-            "cost": n * dims[0] + sum(c * d for c, d in zip(cands, dims[1:])),
-            "work": n * dims[0] + GATHER_WEIGHT * sum(c * d for c, d in zip(cands, dims[1:])),
+            "cost": rank(dims, cands, 1),
+            "work": rank(dims, cands, GATHER_WEIGHT),
             "feasible": recall - margin_se * se >= target_recall, "time_ms": None,
         }
         table.append(row)

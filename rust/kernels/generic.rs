@@ -495,6 +495,11 @@ pub(crate) unsafe fn panel_norms<S: Simd>(
     }
 }
 
+/// Number of `lanes`-column chunks a row splits into, segment by segment.
+pub(crate) fn chunk_count(segs: &[Segment], lanes: usize) -> usize {
+    segs.iter().map(|s| s.width.div_ceil(lanes)).sum()
+}
+
 /// Lays out unit queries (dense, `dim` columns each) as the panels need them: query `j`'s
 /// chunk `t`, column `l` at `out[j * LANES * chunks + l * chunks + t]` (zero past a segment's
 /// width). Returns the number of chunks.
@@ -505,7 +510,7 @@ pub(crate) fn permute_queries(
     nq: usize,
     out: &mut Vec<f32>,
 ) -> usize {
-    let chunks: usize = segs.iter().map(|s| s.width.div_ceil(lanes)).sum();
+    let chunks = chunk_count(segs, lanes);
     let dim: usize = segs.iter().map(|s| s.width).sum();
     out.clear();
     out.resize(nq * lanes * chunks, 0.0);

@@ -319,11 +319,7 @@ impl Kernels {
     pub fn pack(&self, prefix: &Prefix<'_>, rows: &[usize], panels: &mut Panels) {
         Self::check_rows(prefix, rows);
         let lanes = self.lanes();
-        let chunks: usize = prefix
-            .segments()
-            .iter()
-            .map(|s| s.width.div_ceil(lanes))
-            .sum();
+        let chunks = generic::chunk_count(prefix.segments(), lanes);
         let len = rows.len().div_ceil(lanes) * lanes * chunks * lanes;
         if panels.data.len() < len {
             panels.data.resize(len, 0.0);

@@ -375,11 +375,16 @@ struct Worker<'a> {
     block: usize,
     rows: Vec<usize>,
     norms: Vec<f32>,
+    /// Per row, `1/|x|` (see [`row_scale`]); NaN on the padding of the panels.
     scales: Vec<f32>,
     special: Vec<usize>,
     dots: Vec<f32>,
     /// Batches scan each block packed into panels.
     panels: Panels,
+    /// Batches: the kernel's pass bits, a word per query of a group and group of rows, and
+    /// the thresholds it compares with.
+    masks: Vec<u32>,
+    thr: Vec<f32>,
 }
 
 impl<'a> Worker<'a> {
@@ -387,7 +392,9 @@ impl<'a> Worker<'a> {
         let nq = job.nq;
         let block = block_rows(job.prefix.dim(), nq);
         // Outputs of the panel kernels cover whole groups of rows.
-        let padded = block.next_multiple_of(job.kernels.lanes());
+        let lanes = job.kernels.lanes();
+        let padded = block.next_multiple_of(lanes);
+        let group = nq.min(QUERY_GROUP);
         Worker {
             job,
             heaps: (0..nq)
@@ -396,10 +403,12 @@ impl<'a> Worker<'a> {
             block,
             rows: Vec::with_capacity(block),
             norms: vec![0.0; padded],
-            scales: vec![0.0; block],
+            scales: vec![f32::NAN; padded],
             special: Vec::new(),
-            dots: vec![0.0; padded * nq.min(QUERY_GROUP)],
+            dots: vec![0.0; padded * group],
             panels: Panels::new(),
+            masks: vec![0; padded / lanes * group],
+            thr: vec![0.0; group],
         }
     }
 
@@ -414,6 +423,7 @@ impl<'a> Worker<'a> {
         } = *self.job;
         let pq = self.job.pq.as_ref();
         let stride = self.norms.len();
+        let mask_stride = stride / kernels.lanes();
         let dim = prefix.dim();
         loop {
             self.rows.clear();
@@ -430,21 +440,61 @@ impl<'a> Worker<'a> {
                 }
             }
             self.special.clear();
-            for i in 0..m {
-                self.scales[i] = row_scale(self.norms[i], prefix, self.rows[i])?;
-                if self.scales[i].is_nan() {
-                    self.special.push(i);
+            let norms = &self.norms[..m];
+            // Every norm in range (the usual case): a loop the compiler vectorizes.
+            if norms
+                .iter()
+                .fold(true, |ok, nn| ok & (NN_MIN..=NN_MAX).contains(nn))
+            {
+                for (s, &nn) in self.scales.iter_mut().zip(norms) {
+                    *s = 1.0 / nn.sqrt();
+                }
+            } else {
+                for (i, (s, (&nn, &row))) in self
+                    .scales
+                    .iter_mut()
+                    .zip(norms.iter().zip(&self.rows))
+                    .enumerate()
+                {
+                    *s = row_scale(nn, prefix, row)?;
+                    if s.is_nan() {
+                        self.special.push(i);
+                    }
                 }
             }
+            // The padding of the last group never passes.
+            self.scales[m..].fill(f32::NAN);
             for j0 in (0..nq).step_by(QUERY_GROUP) {
                 let g = (nq - j0).min(QUERY_GROUP);
+                let heaps = &mut self.heaps[j0..j0 + g];
                 if let Some(pq) = pq {
-                    kernels.panel_dots(pq, j0, g, &self.panels, &mut self.dots, stride);
+                    for (t, heap) in self.thr.iter_mut().zip(heaps.iter()) {
+                        *t = heap.threshold();
+                    }
+                    kernels.panel_dots(
+                        pq,
+                        j0,
+                        g,
+                        &self.panels,
+                        &mut self.dots,
+                        stride,
+                        &self.scales,
+                        &self.thr,
+                        &mut self.masks,
+                        mask_stride,
+                    );
                 }
-                for (t, heap) in self.heaps[j0..j0 + g].iter_mut().enumerate() {
+                for (t, heap) in heaps.iter_mut().enumerate() {
                     let q = &qn[(j0 + t) * dim..(j0 + t + 1) * dim];
                     let dots = &self.dots[t * stride..t * stride + m];
-                    select(heap, dots, &self.scales[..m], &self.rows);
+                    let scales = &self.scales[..m];
+                    if pq.is_some() {
+                        let groups = self.panels.groups();
+                        let masks = &self.masks[t * mask_stride..t * mask_stride + groups];
+                        select_marked(heap, dots, scales, &self.rows, masks, kernels.lanes());
+                    } else {
+                        select(heap, dots, scales, &self.rows);
+                    }
                     for &i in &self.special {
                         let row = self.rows[i];
                         heap.push(score(dots[i], self.scales[i], q, prefix, row), row);
@@ -467,18 +517,65 @@ fn select(heap: &mut TopK, dots: &[f32], scales: &[f32], rows: &[usize]) {
     while c < n {
         let w = (n - c).min(8);
         let (d8, s8) = (&dots[c..c + w], &scales[c..c + w]);
-        let mut mask = pass_mask(d8, s8, thr);
-        while mask != 0 {
-            let t = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            let v = d8[t] * s8[t];
-            // The threshold may have risen since the mask was taken.
-            if v >= thr {
-                heap.push(finish(v), rows[c + t]);
-                thr = heap.threshold();
+        let mask = pass_mask(d8, s8, thr);
+        offer(heap, &mut thr, mask, d8, s8, &rows[c..c + w]);
+        c += w;
+    }
+}
+
+/// [`select`] for rows the kernel has already compared with a threshold no higher than the
+/// heap's: bit `t` of `masks[g]` marks row `g * lanes + t`; only marked rows are looked at.
+#[inline]
+fn select_marked(
+    heap: &mut TopK,
+    dots: &[f32],
+    scales: &[f32],
+    rows: &[usize],
+    masks: &[u32],
+    lanes: usize,
+) {
+    let mut thr = heap.threshold();
+    // Nearly all words are zero: test eight at a time.
+    for (c, eight) in masks.chunks(8).enumerate() {
+        if eight.iter().fold(0, |a, &m| a | m) == 0 {
+            continue;
+        }
+        for (t, &mask) in eight.iter().enumerate() {
+            if mask != 0 {
+                let g = c * 8 + t;
+                let r = g * lanes..(g * lanes + lanes).min(rows.len());
+                offer(
+                    heap,
+                    &mut thr,
+                    mask,
+                    &dots[r.clone()],
+                    &scales[r.clone()],
+                    &rows[r],
+                );
             }
         }
-        c += w;
+    }
+}
+
+/// Pushes the rows whose bit is set in `mask` and whose score still reaches the threshold
+/// `thr` (which may have risen since the mask was taken), keeping `thr` up to date.
+#[inline(always)]
+fn offer(
+    heap: &mut TopK,
+    thr: &mut f32,
+    mut mask: u32,
+    dots: &[f32],
+    scales: &[f32],
+    rows: &[usize],
+) {
+    while mask != 0 {
+        let t = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        let v = dots[t] * scales[t];
+        if v >= *thr {
+            heap.push(finish(v), rows[t]);
+            *thr = heap.threshold();
+        }
     }
 }
 

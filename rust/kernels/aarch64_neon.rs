@@ -58,6 +58,17 @@ impl Simd for Neon {
     }
 
     #[inline(always)]
+    unsafe fn pass_mask(dots: float32x4_t, scales: float32x4_t, thr: float32x4_t) -> u32 {
+        // Lane l's all-ones compare result, masked to bit l, summed across the lanes.
+        // SAFETY: NEON is part of the aarch64 baseline; BITS holds 4 words.
+        unsafe {
+            const BITS: [u32; 4] = [1, 2, 4, 8];
+            let ge = vcgeq_f32(vmulq_f32(dots, scales), thr);
+            vaddvq_u32(vandq_u32(ge, vld1q_u32(BITS.as_ptr())))
+        }
+    }
+
+    #[inline(always)]
     unsafe fn reduce4(a: float32x4_t, b: float32x4_t, c: float32x4_t, d: float32x4_t) -> [f32; 4] {
         // Lane order, for each input v: (v0+v1)+(v2+v3).
         // SAFETY: NEON is part of the aarch64 baseline; the store writes 4 floats into 4.

@@ -65,6 +65,7 @@ macro_rules! entry_points {
         /// # Safety
         /// As the generic function; the CPU must support the backend's features.
         $(#[target_feature(enable = $features)])?
+        #[allow(clippy::too_many_arguments)]
         pub(crate) unsafe fn panel_dots(
             qs: *const f32,
             nq: usize,
@@ -73,11 +74,12 @@ macro_rules! entry_points {
             chunks: usize,
             out: *mut f32,
             out_stride: usize,
+            sel: $crate::kernels::generic::Select,
         ) {
             // SAFETY: forwarded contract; the features are enabled by this function's attribute.
             unsafe {
                 $crate::kernels::generic::panel_dots::<$simd>(
-                    qs, nq, panels, groups, chunks, out, out_stride,
+                    qs, nq, panels, groups, chunks, out, out_stride, sel,
                 )
             }
         }
@@ -110,6 +112,9 @@ pub(crate) trait Simd: Sized {
     unsafe fn store(p: *mut f32, v: Self::V);
     /// `a + b` per lane.
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// Bit `l` set where `dots[l] * scales[l] >= thr[l]` (the float32 product, compared
+    /// ordered: false for NaN), for the `LANES` lanes.
+    unsafe fn pass_mask(dots: Self::V, scales: Self::V, thr: Self::V) -> u32;
 
     /// Lane `i` of the result is `reduce4`'s sum of the values `parts[0][i], .., parts[LANES-1][i]`
     /// in `reduce4`'s order (`parts.len() == LANES`): the horizontal reduction done vertically,
@@ -530,16 +535,34 @@ pub(crate) fn permute_queries(
     chunks
 }
 
+/// Where [`panel_dots`] marks the rows worth a look: `masks[j * mask_stride + g]` gets bit `r`
+/// set where `dot(j, row g * LANES + r) * scales[g * LANES + r] >= thr[j]` (as
+/// [`Simd::pass_mask`]). A scan passes its selections' thresholds and the rows' `1/|x|`, so
+/// that the (query, row) pairs that lose, nearly all of them, cost no work after the kernel.
+#[derive(Clone, Copy)]
+pub(crate) struct Select {
+    /// One float per packed row (padding included).
+    pub scales: *const f32,
+    /// One float per query of the call.
+    pub thr: *const f32,
+    pub masks: *mut u32,
+    pub mask_stride: usize,
+}
+
 /// `Q` queries against `G` panel groups: `outs[j] + g * LANES` receives the dot products of
-/// query `j` with group `g`'s rows. At most 4 x 2: 8 accumulators, 2 panel vectors and the
-/// broadcasts fit AVX2's 16 registers with room to spare (a spilled accumulator would put a
-/// store-to-load round trip into the FMA chain).
+/// query `j` with group `g`'s rows, and `masks[j] + g` their bits (see [`Select`]); `scales`
+/// points at the first group's scales, `thr[j]` at query `j`'s threshold. At most 4 x 2:
+/// 8 accumulators, 2 panel vectors and the broadcasts fit AVX2's 16 registers with room to
+/// spare (a spilled accumulator would put a store-to-load round trip into the FMA chain).
 #[inline(always)]
 unsafe fn panel_tile<S: Simd, const Q: usize, const G: usize>(
     qs: &[*const f32; Q],
     ps: &[*const f32; G],
     chunks: usize,
     outs: &[*mut f32; Q],
+    scales: *const f32,
+    thr: &[*const f32; Q],
+    masks: &[*mut u32; Q],
 ) {
     let lanes = S::LANES;
     // SAFETY: reads stay inside each query's and each group's block, writes inside each
@@ -566,25 +589,33 @@ unsafe fn panel_tile<S: Simd, const Q: usize, const G: usize>(
                 }
             }
         }
-        for (pj, &out) in parts.iter().zip(outs) {
+        let sv: [S::V; G] = array::from_fn(|g| S::load(scales.add(g * lanes)));
+        for (j, pj) in parts.iter().enumerate() {
+            let t = S::splat(thr[j]);
             for (g, pjg) in pj.iter().enumerate() {
                 // The first `lanes` parts were written in the loop above (lanes <= 16), and
                 // MaybeUninit<V> has V's layout.
                 let done = std::slice::from_raw_parts(pjg.as_ptr().cast::<S::V>(), lanes);
-                S::store(out.add(g * lanes), S::combine(done));
+                let dot = S::combine(done);
+                S::store(outs[j].add(g * lanes), dot);
+                masks[j].add(g).write(S::pass_mask(dot, sv[g], t));
             }
         }
     }
 }
 
 /// `out[j * out_stride + g * LANES + r] = q_j . x` for row `r` of panel group `g`, for the
-/// `nq` queries laid out by [`permute_queries`] at `qs`; bitwise as [`dot_norm_block`].
+/// `nq` queries laid out by [`permute_queries`] at `qs`; bitwise as [`dot_norm_block`]. Also
+/// writes the masks of `sel` (see [`Select`]).
 ///
 /// # Safety
 /// `qs` holds `nq` permuted queries of `chunks` chunks; `panels` holds `groups` groups of
 /// `chunks` chunks; `out` is writable at `j * out_stride + [0, groups * LANES)` for `j < nq`;
-/// the backend's target features are enabled.
+/// `sel.scales` is readable for `groups * LANES` floats, `sel.thr` for `nq`, and `sel.masks`
+/// writable at `j * sel.mask_stride + [0, groups)` for `j < nq`; the backend's target
+/// features are enabled.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn panel_dots<S: Simd>(
     qs: *const f32,
     nq: usize,
@@ -593,6 +624,7 @@ pub(crate) unsafe fn panel_dots<S: Simd>(
     chunks: usize,
     out: *mut f32,
     out_stride: usize,
+    sel: Select,
 ) {
     let lanes = S::LANES;
     let group_len = lanes * chunks * lanes;
@@ -612,7 +644,11 @@ pub(crate) unsafe fn panel_dots<S: Simd>(
                             array::from_fn(|t| panels.add((g + t) * group_len));
                         let op: [*mut f32; $q] =
                             array::from_fn(|t| out.add((j + t) * out_stride + g * lanes));
-                        panel_tile::<S, $q, $g>(&qp, &pp, chunks, &op);
+                        let th: [*const f32; $q] = array::from_fn(|t| sel.thr.add(j + t));
+                        let mp: [*mut u32; $q] =
+                            array::from_fn(|t| sel.masks.add((j + t) * sel.mask_stride + g));
+                        let sc = sel.scales.add(g * lanes);
+                        panel_tile::<S, $q, $g>(&qp, &pp, chunks, &op, sc, &th, &mp);
                     }};
                 }
                 match (qn, gn) {

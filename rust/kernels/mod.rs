@@ -158,7 +158,8 @@ pub fn force(backend: Option<Backend>) -> Result<()> {
 type DotNormFn = unsafe fn(*const f32, &[Segment], &[usize], &mut [f32], &mut [f32]);
 type PackFn = unsafe fn(&[Segment], &[usize], usize, *mut f32);
 type PanelNormFn = unsafe fn(*const f32, usize, usize, *mut f32);
-type PanelDotFn = unsafe fn(*const f32, usize, *const f32, usize, usize, *mut f32, usize);
+type PanelDotFn =
+    unsafe fn(*const f32, usize, *const f32, usize, usize, *mut f32, usize, generic::Select);
 
 /// The block operations of one backend, behind safe, checked wrappers.
 #[derive(Clone, Copy)]
@@ -196,7 +197,8 @@ impl Panels {
         self.groups() * self.lanes
     }
 
-    fn groups(&self) -> usize {
+    /// Groups of `lanes` rows (the last one padded).
+    pub fn groups(&self) -> usize {
         if self.lanes == 0 {
             0
         } else {
@@ -359,7 +361,12 @@ impl Kernels {
 
     /// `out[t * out_stride + i] = q_(j0 + t) . x_i` for `t < nq` and the packed rows `i`
     /// (padding rows up to [`Panels::padded_rows`] are written too), bitwise as the dots of
-    /// [`Self::dot_norm`].
+    /// [`Self::dot_norm`]. With them, a bit per (query, row): bit `r` of
+    /// `masks[t * mask_stride + g]` is set where `out[t * out_stride + i] * scales[i] >=
+    /// thr[t]` for `i = g * lanes + r` (the float32 product; false when it is NaN), so that a
+    /// scan looks only at the rows that pass its selection's threshold. Padding rows need a
+    /// NaN scale to stay unmarked.
+    #[allow(clippy::too_many_arguments)]
     pub fn panel_dots(
         &self,
         queries: &PanelQueries,
@@ -368,6 +375,10 @@ impl Kernels {
         panels: &Panels,
         out: &mut [f32],
         out_stride: usize,
+        scales: &[f32],
+        thr: &[f32],
+        masks: &mut [u32],
+        mask_stride: usize,
     ) {
         self.check_panels(panels);
         assert_eq!(
@@ -381,10 +392,20 @@ impl Kernels {
         assert!(j0 + nq <= queries.nq, "query range out of bounds");
         assert!(out_stride >= panels.padded_rows());
         assert!(nq == 0 || out.len() >= (nq - 1) * out_stride + panels.padded_rows());
+        assert!(scales.len() >= panels.padded_rows() && thr.len() >= nq);
+        assert!(mask_stride >= panels.groups());
+        assert!(nq == 0 || masks.len() >= (nq - 1) * mask_stride + panels.groups());
         let per_query = queries.lanes * queries.chunks;
+        let sel = generic::Select {
+            scales: scales.as_ptr(),
+            thr: thr.as_ptr(),
+            masks: masks.as_mut_ptr(),
+            mask_stride,
+        };
         // SAFETY: queries j0..j0+nq exist (checked) with `chunks` chunks each; the panels
         // hold `groups` groups of the same chunks and lanes (checked); each output row t < nq
-        // has padded_rows floats at t * out_stride (checked).
+        // has padded_rows floats at t * out_stride, `scales` padded_rows floats, `thr` nq, and
+        // each mask row t < nq `groups` words at t * mask_stride (all checked).
         unsafe {
             (self.panel_dot)(
                 queries.data.as_ptr().add(j0 * per_query),
@@ -394,6 +415,7 @@ impl Kernels {
                 panels.chunks,
                 out.as_mut_ptr(),
                 out_stride,
+                sel,
             )
         }
     }

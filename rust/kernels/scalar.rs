@@ -50,6 +50,11 @@ impl Simd for Scalar {
     }
 
     #[inline(always)]
+    unsafe fn pass_mask(dots: f32, scales: f32, thr: f32) -> u32 {
+        u32::from(dots * scales >= thr)
+    }
+
+    #[inline(always)]
     unsafe fn reduce4(a: f32, b: f32, c: f32, d: f32) -> [f32; 4] {
         [a, b, c, d]
     }

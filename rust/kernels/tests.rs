@@ -81,7 +81,33 @@ fn every_backend_matches_scalar_on_blocks() {
                         // Every query count from j0 to the end, so every tile shape runs.
                         let cnt = nq - j0;
                         let mut out = vec![f32::NAN; cnt * stride];
-                        kern.panel_dots(&pq, j0, cnt, &panels, &mut out, stride);
+                        // Scales: mixed signs and magnitudes, a NaN (a row scored elsewhere)
+                        // and NaN padding; thresholds: none, a middling one, and +inf.
+                        let scales: Vec<f32> = (0..stride)
+                            .map(|i| match i {
+                                _ if i >= rows => f32::NAN,
+                                2 => f32::NAN,
+                                _ => 0.5 + (i % 3) as f32 - (i % 2) as f32 * 1.25,
+                            })
+                            .collect();
+                        let thr: Vec<f32> = (0..cnt)
+                            .map(|t| [f32::NEG_INFINITY, 0.0, 1e-3, f32::INFINITY][t % 4])
+                            .collect();
+                        let groups = stride / kern.lanes();
+                        let mask_stride = groups + 1;
+                        let mut masks = vec![u32::MAX; cnt * mask_stride];
+                        kern.panel_dots(
+                            &pq,
+                            j0,
+                            cnt,
+                            &panels,
+                            &mut out,
+                            stride,
+                            &scales,
+                            &thr,
+                            &mut masks,
+                            mask_stride,
+                        );
                         for t in 0..cnt {
                             let j = j0 + t;
                             let mut dj = vec![0.0; rows];
@@ -92,6 +118,13 @@ fn every_backend_matches_scalar_on_blocks() {
                                 &dj[..],
                                 "{backend}: query {j} panel dots differ from the fused pass"
                             );
+                            for i in 0..stride {
+                                let bit = masks[t * mask_stride + i / kern.lanes()]
+                                    >> (i % kern.lanes())
+                                    & 1;
+                                let want = i < rows && dj[i] * scales[i] >= thr[t];
+                                assert_eq!(bit == 1, want, "{backend}: query {j} row {i} mask");
+                            }
                         }
                     }
                 }

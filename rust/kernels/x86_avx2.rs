@@ -62,6 +62,15 @@ impl Simd for Avx2 {
     }
 
     #[inline(always)]
+    unsafe fn pass_mask(dots: __m256, scales: __m256, thr: __m256) -> u32 {
+        // SAFETY: only called inside functions with avx2 enabled.
+        unsafe {
+            let v = _mm256_mul_ps(dots, scales);
+            _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(v, thr)) as u32
+        }
+    }
+
+    #[inline(always)]
     unsafe fn pack_chunk(
         src: &[*const f32; 16],
         nr: usize,

@@ -55,6 +55,17 @@ impl Simd for Avx512 {
     }
 
     #[inline(always)]
+    unsafe fn pass_mask(dots: __m512, scales: __m512, thr: __m512) -> u32 {
+        // SAFETY: only called inside functions with avx512f enabled.
+        unsafe {
+            u32::from(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(
+                _mm512_mul_ps(dots, scales),
+                thr,
+            ))
+        }
+    }
+
+    #[inline(always)]
     unsafe fn combine(parts: &[__m512]) -> __m512 {
         // reduce4's order, vertically: fold lane i with lane i + 8, then the pairwise tree.
         // SAFETY: only called inside functions with avx512f enabled; parts has 16 vectors.

@@ -4,8 +4,9 @@ Used by ``bench_topk.py`` and meant for ``bench_funnel.py``:
 
 * :func:`ensure_corpus` / :func:`make_queries`: the seeded synthetic Matryoshka-like corpus, a
   ``.npy`` file written in chunks (never 2x RAM) and reused when present, and queries near it.
-* :func:`time_call`: one untimed warm-up (with peak anonymous memory sampled by a separate
-  process), then the median and min of ``time.perf_counter`` over repeats, fewer for slow calls.
+* :func:`time_call`: a pause, one untimed warm-up (with peak anonymous memory sampled by a
+  separate process), then the median and min of ``time.perf_counter`` over repeats, fewer for
+  slow calls and more for fast ones.
 * :func:`exact_topk_f64`, :func:`cosine_f64`, :func:`check_topk`: a float64 oracle and a top-k
   comparison that allows swaps only among near-equal scores.
 * :func:`measure_bandwidth`, :func:`measure_sgemm`: the floors' denominators, measured here.
@@ -173,9 +174,7 @@ def topk_from_scores(scores: F32, k: int) -> tuple[I64, F32]:
     part = np.argpartition(scores, n - k, axis=1)[:, n - k :]
     sc = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -sc), axis=-1)
-    return np.take_along_axis(part, order, axis=1).astype(np.int64), np.take_along_axis(
-        sc, order, axis=1
-    )
+    return np.take_along_axis(part, order, axis=1).astype(np.int64), np.take_along_axis(sc, order, axis=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,6 +270,16 @@ class Timing:
     times_s: list[float] = field(default_factory=list)
 
 
+PAUSE_S = 0.5
+"""Sleep before a method's warm-up: a BLAS or OpenMP pool keeps its idle threads spinning for a
+while after a call (OpenBLAS about 0.1 s), which would take CPU time from the next method."""
+FAST_S = 2.0
+"""A method's timed runs take at least about this long: a fast call gets up to
+``MORE_RUNS x repeats`` runs, so that its median is not decided by a few runs on a noisy
+machine."""
+MORE_RUNS = 4
+
+
 def time_call(
     fn: Callable[[], Any],
     repeats: int,
@@ -278,13 +287,16 @@ def time_call(
     slow_s: float = 2.0,
     budget_s: float = 10.0,
     memory: bool = True,
+    pause_s: float = PAUSE_S,
 ) -> Timing:
-    """Median and min wall time of ``fn()`` after one untimed warm-up.
+    """Median and min wall time of ``fn()`` after a ``pause_s`` sleep and one untimed warm-up.
 
     The warm-up also measures the peak anonymous-memory growth (``memory=True``). When the
     warm-up takes longer than ``slow_s``, at most ``budget_s / warmup`` timed runs are made
-    (at least one); ``Timing.reduced`` says so.
+    (at least one); ``Timing.reduced`` says so. A fast call gets ``FAST_S / warmup`` runs
+    instead of ``repeats`` when that is more, at most ``MORE_RUNS x repeats``.
     """
+    time.sleep(pause_s)
     gc.collect()
     if memory:
         with AnonPeak() as mem:
@@ -300,6 +312,8 @@ def time_call(
     runs = repeats
     if warm > slow_s:
         runs = max(1, min(repeats, int(budget_s // warm)))
+    elif repeats > 0:
+        runs = max(repeats, min(MORE_RUNS * repeats, int(FAST_S / max(warm, 1e-9))))
     times = []
     for _ in range(runs):
         gc.collect()
@@ -442,9 +456,7 @@ def exact_topk_f64(
     return np.take_along_axis(best_i, order, axis=1), np.take_along_axis(best_s, order, axis=1)
 
 
-def cosine_f64(
-    corpus: F32, query: F32, dim: int, idx: Sequence[int] | I64
-) -> npt.NDArray[np.float64]:
+def cosine_f64(corpus: F32, query: F32, dim: int, idx: Sequence[int] | I64) -> npt.NDArray[np.float64]:
     """float64 cosine of ``query[:dim]`` with the listed rows' prefixes (zero norm scores 0)."""
     idx = np.asarray(idx, dtype=np.int64)
     order = np.argsort(idx)
@@ -535,9 +547,7 @@ def check_topk(
     return Check(bad, ref.shape[0], swaps, worst, detail)
 
 
-def check_contract(
-    idx: I64, scores: F32, corpus: F32, queries: F32, dim: int, *, tol: float = 1e-5
-) -> str:
+def check_contract(idx: I64, scores: F32, corpus: F32, queries: F32, dim: int, *, tol: float = 1e-5) -> str:
     """The numeric contract of one result: order (score desc, ties index asc) and score accuracy."""
     idx = np.asarray(idx).reshape(len(queries), -1)
     scores = np.asarray(scores).reshape(len(queries), -1)
@@ -554,14 +564,11 @@ def check_contract(
     if (tie & (np.diff(idx, axis=1) < 0)).any():
         problems.append("equal scores not in ascending index order")
     err = max(
-        float(np.abs(cosine_f64(corpus, queries[b], dim, idx[b]) - s[b]).max())
-        for b in range(len(queries))
+        float(np.abs(cosine_f64(corpus, queries[b], dim, idx[b]) - s[b]).max()) for b in range(len(queries))
     )
     if err > tol:
         problems.append(f"max |score - float64 cosine| = {err:.1e} > {tol:.0e}")
-    return ("ok" if not problems else "**" + "; ".join(problems) + "**") + (
-        f" (max |score - f64| {err:.1e})"
-    )
+    return ("ok" if not problems else "**" + "; ".join(problems) + "**") + (f" (max |score - f64| {err:.1e})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -615,8 +622,7 @@ def numpy_blas_kernel() -> str:
     npdir = Path(np.__file__).parent.parent
     for info in threadpool_info():
         if info.get("user_api") == "blas" and (
-            str(npdir / "numpy.libs") in info.get("filepath", "")
-            or "numpy" in info.get("filepath", "")
+            str(npdir / "numpy.libs") in info.get("filepath", "") or "numpy" in info.get("filepath", "")
         ):
             return (
                 f"{info.get('internal_api')} {info.get('version')}, "
@@ -666,9 +672,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
     sep = (
         "|"
-        + "|".join(
-            ("-" * (w + 1) + ":") if i in right else ("-" * (w + 2)) for i, w in enumerate(widths)
-        )
+        + "|".join(("-" * (w + 1) + ":") if i in right else ("-" * (w + 2)) for i, w in enumerate(widths))
         + "|"
     )
     return "\n".join([line(header), sep, *(line(r) for r in rows)])
@@ -677,9 +681,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 RESULTS_TITLE = "# matryo-fast benchmark results"
 
 
-def write_results(
-    path: str | os.PathLike[str], section: str, *, title: str = RESULTS_TITLE
-) -> None:
+def write_results(path: str | os.PathLike[str], section: str, *, title: str = RESULTS_TITLE) -> None:
     """Insert ``section`` (markdown starting with ``## ...``) above the newest run in ``path``.
 
     Earlier runs stay below it; text between the title and the first run (notes on the runs)

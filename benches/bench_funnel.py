@@ -305,9 +305,7 @@ MODEL_ROOTS = ("build", "runs")  # where `matryo reproduce --output-dir ...` usu
 def find_matryoshka_models() -> list[Path]:
     """Matryoshka-trained models written by ``matryo reproduce`` under build/ or runs/."""
     found = {
-        p.parent.resolve()
-        for root in MODEL_ROOTS
-        for p in (REPO / root).glob("**/matryoshka/modules.json")
+        p.parent.resolve() for root in MODEL_ROOTS for p in (REPO / root).glob("**/matryoshka/modules.json")
     }
     return sorted(found)
 
@@ -366,9 +364,7 @@ def quality_one(
         q = eval_q[:b]
         qq = q[0] if b == 1 else q
         tf = h.time_call(lambda qq=qq: plan.search(qq, corpus), args.repeats, memory=False)
-        te = h.time_call(
-            lambda qq=qq: mf.topk(qq, corpus, dim=full, k=k), args.repeats, memory=False
-        )
+        te = h.time_call(lambda qq=qq: mf.topk(qq, corpus, dim=full, k=k), args.repeats, memory=False)
         rows.append(
             [
                 str(len(q)),
@@ -523,8 +519,7 @@ def speed(mf: Any, args: argparse.Namespace, say: Report) -> tuple[list[str], in
         methods.append(
             (
                 "mf_stage1",
-                f"stage 1 alone: topk dim={plan.dims[0]} k={plan.candidates[0]} "
-                "(no re-rank; for reading)",
+                f"stage 1 alone: topk dim={plan.dims[0]} k={plan.candidates[0]} (no re-rank; for reading)",
                 freads,
                 mk_stage1,
             )  # fmt: skip
@@ -623,8 +618,11 @@ def speed(mf: Any, args: argparse.Namespace, say: Report) -> tuple[list[str], in
     say()
     say(
         "- **timing**: time.perf_counter around one call; median (and min) of the timed runs "
-        f"after one untimed warm-up; a warm-up slower than {args.slow_s:g} s gets fewer runs "
-        f"({args.budget_s:g} s / warm-up, at least 1; `*` in runs). Batch 1 passes a 1-D query. "
+        f"after a {h.PAUSE_S:g} s pause (a BLAS or OpenMP pool keeps its idle threads spinning "
+        "for a while after a call, which would tax the next method) and one untimed warm-up; "
+        f"a warm-up slower than {args.slow_s:g} s gets fewer runs ({args.budget_s:g} s / "
+        f"warm-up, at least 1; `*` in runs), a fast one more ({h.FAST_S:g} s / warm-up, at "
+        f"most {h.MORE_RUNS} x --repeats {args.repeats}). Batch 1 passes a 1-D query. "
         "**x funnel** = method time / funnel time. **peak anon MB**: RssAnon growth during the "
         "warm-up (see bench_topk.py). FAISS runs `faiss.knn` (what `IndexFlatIP.search` runs, "
         "without the index's own copy) on a normalized contiguous full-width float32 copy built "

@@ -101,9 +101,7 @@ def _need_memory(nbytes: float, what: str) -> None:
 
     avail = psutil.virtual_memory().available
     if nbytes * 1.25 > avail:
-        raise NotAvailable(
-            f"{what} needs ~{nbytes / 1e9:.1f} GB, only {avail / 1e9:.1f} GB available"
-        )
+        raise NotAvailable(f"{what} needs ~{nbytes / 1e9:.1f} GB, only {avail / 1e9:.1f} GB available")
 
 
 def _prepared(ctx: Ctx) -> np.ndarray:
@@ -426,9 +424,7 @@ def run_case(
     for m in methods:
         try:
             run = m.make(ctx)
-            timing = h.time_call(
-                lambda r=run: r(q), args.repeats, slow_s=args.slow_s, budget_s=args.budget_s
-            )
+            timing = h.time_call(lambda r=run: r(q), args.repeats, slow_s=args.slow_s, budget_s=args.budget_s)
             results[m.name] = (m, timing, "")
         except NotAvailable as e:
             results[m.name] = (m, None, f"n/a: {e}")
@@ -534,11 +530,7 @@ def floor_notes(
                     f"batch 1, dim {dim}: within 1.3x of the bandwidth floor: "
                     f"{'PASS' if ok else 'FAIL'} ({mf_t.median_s / floor:.2f}x)"
                 )
-            peers = [
-                (nm, r[1])
-                for nm, r in results.items()
-                if nm in NO_PREPARED_COPY and r[1] is not None
-            ]
+            peers = [(nm, r[1]) for nm, r in results.items() if nm in NO_PREPARED_COPY and r[1] is not None]
             if peers:
                 best_nm, best_t = min(peers, key=lambda p: p[1].median_s)
                 ok = mf_t.median_s < best_t.median_s
@@ -582,8 +574,10 @@ def floor_notes(
 
 METHOD_NOTES = [
     "- **timing**: time.perf_counter around one call; median (and min) of the timed runs after "
-    "one untimed warm-up per method and case; a warm-up slower than SLOW s gets fewer runs "
-    "(BUDGET s / warm-up, at least 1; `*` in the runs column).",
+    "a PAUSE s pause (a BLAS or OpenMP pool keeps its idle threads spinning for a while after a "
+    "call, which would tax the next method) and one untimed warm-up per method and case; a "
+    "warm-up slower than SLOW s gets fewer runs (BUDGET s / warm-up, at least 1; `*` in the "
+    "runs column), a fast one more (FAST s / warm-up, at most MORE x --repeats).",
     "- **peak anon MB** (1e6 B): growth of RssAnon (anonymous memory, not the mapped file's "
     "pages) during the warm-up call over its value just before, sampled every ~1 ms from "
     "/proc/PID/status by a separate process (a lower bound: shorter spikes can be missed).",
@@ -610,8 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as e:
         mf = None
         print(
-            f"WARNING: matryo_fast is not importable ({e}); "
-            "the first method that runs is the baseline",
+            f"WARNING: matryo_fast is not importable ({e}); the first method that runs is the baseline",
             file=sys.stderr,
         )
     for mod in ("torch", "faiss", "usearch.index"):
@@ -628,9 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     if mf is not None:
         env["matryo_fast backends"] = str(mf.backends())
     env["threads"] = "; ".join(thread_notes)
-    env["data"] = (
-        f"{path} ({n} x {args.cols} float32, {x.nbytes / 1e9:.2f} GB), {h.DATA_DESCRIPTION}"
-    )
+    env["data"] = f"{path} ({n} x {args.cols} float32, {x.nbytes / 1e9:.2f} GB), {h.DATA_DESCRIPTION}"
 
     print("measuring bandwidth and sgemm rate ...", flush=True)
     if args.bandwidth_gbs is None:
@@ -659,6 +650,9 @@ def main(argv: list[str] | None = None) -> int:
         say(
             line.replace("SLOW", f"{args.slow_s:g}")
             .replace("BUDGET", f"{args.budget_s:g}")
+            .replace("PAUSE", f"{h.PAUSE_S:g}")
+            .replace("FAST", f"{h.FAST_S:g}")
+            .replace("MORE", f"{h.MORE_RUNS}")
             .replace("TOL", f"{args.tol:g}")
         )
     say()
@@ -687,17 +681,14 @@ def main(argv: list[str] | None = None) -> int:
             except NotAvailable as e:
                 prepared = e
         print(
-            f"dim {dim}: float64 oracle, prefix norms and prepared copy in "
-            f"{time.perf_counter() - t0:.1f} s",
+            f"dim {dim}: float64 oracle, prefix norms and prepared copy in {time.perf_counter() - t0:.1f} s",
             flush=True,
         )
         for batch in args.batches:
             q = queries[:batch]
             ctx = Ctx(x, str(path), dim, args.k, batch, args.threads, mf_corpus, norms, prepared)
             results = run_case(ctx, methods, q, args)
-            base_name = next(
-                (nm for nm in [BASELINE, *results] if nm in results and results[nm][1]), None
-            )
+            base_name = next((nm for nm in [BASELINE, *results] if nm in results and results[nm][1]), None)
             rows, bad = table_rows(results, base_name, oracle_idx, ctx, q, args.tol)
             failures += bad
             notes, case_goals = floor_notes(results, ctx, args, bw_gbs, sg_gflops)

@@ -141,6 +141,34 @@ pub(crate) fn row_scale(nn: f32, prefix: &Prefix<'_>, row: usize) -> Result<f32>
     Ok(if zero { 0.0 } else { f32::NAN })
 }
 
+/// [`row_scale`] for every row of a block: `scales[i]` for `norms[i]` of `rows[i]`; the rows
+/// whose scale is NaN (to score exactly) are appended to `special`. When every norm is in
+/// range (the usual case) this is one loop the compiler vectorizes.
+fn row_scales(
+    norms: &[f32],
+    rows: &[usize],
+    prefix: &Prefix<'_>,
+    scales: &mut [f32],
+    special: &mut Vec<usize>,
+) -> Result<()> {
+    if norms
+        .iter()
+        .fold(true, |ok, nn| ok & (NN_MIN..=NN_MAX).contains(nn))
+    {
+        for (s, &nn) in scales.iter_mut().zip(norms) {
+            *s = 1.0 / nn.sqrt();
+        }
+        return Ok(());
+    }
+    for (i, (s, (&nn, &row))) in scales.iter_mut().zip(norms.iter().zip(rows)).enumerate() {
+        *s = row_scale(nn, prefix, row)?;
+        if s.is_nan() {
+            special.push(i);
+        }
+    }
+    Ok(())
+}
+
 /// The cosine of a dot product with a unit query and the row's scale from [`row_scale`].
 #[inline]
 pub(crate) fn score(dot: f32, scale: f32, q: &[f32], prefix: &Prefix<'_>, row: usize) -> f32 {
@@ -440,28 +468,13 @@ impl<'a> Worker<'a> {
                 }
             }
             self.special.clear();
-            let norms = &self.norms[..m];
-            // Every norm in range (the usual case): a loop the compiler vectorizes.
-            if norms
-                .iter()
-                .fold(true, |ok, nn| ok & (NN_MIN..=NN_MAX).contains(nn))
-            {
-                for (s, &nn) in self.scales.iter_mut().zip(norms) {
-                    *s = 1.0 / nn.sqrt();
-                }
-            } else {
-                for (i, (s, (&nn, &row))) in self
-                    .scales
-                    .iter_mut()
-                    .zip(norms.iter().zip(&self.rows))
-                    .enumerate()
-                {
-                    *s = row_scale(nn, prefix, row)?;
-                    if s.is_nan() {
-                        self.special.push(i);
-                    }
-                }
-            }
+            row_scales(
+                &self.norms[..m],
+                &self.rows,
+                prefix,
+                &mut self.scales,
+                &mut self.special,
+            )?;
             // The padding of the last group never passes.
             self.scales[m..].fill(f32::NAN);
             for j0 in (0..nq).step_by(QUERY_GROUP) {

@@ -409,8 +409,9 @@ struct Worker<'a> {
     dots: Vec<f32>,
     /// Batches scan each block packed into panels.
     panels: Panels,
-    /// Batches: the kernel's pass bits, a word per query of a group and group of rows, and
-    /// the thresholds it compares with.
+    /// The pass bits (see [`select`]), a word per query of a group and group of rows, and the
+    /// thresholds they were taken with: the panel kernel's for a batch, `pass_masks`' for one
+    /// query.
     masks: Vec<u32>,
     thr: Vec<f32>,
 }
@@ -477,13 +478,14 @@ impl<'a> Worker<'a> {
             )?;
             // The padding of the last group never passes.
             self.scales[m..].fill(f32::NAN);
+            let (lanes, groups) = (kernels.lanes(), m.div_ceil(kernels.lanes()));
             for j0 in (0..nq).step_by(QUERY_GROUP) {
                 let g = (nq - j0).min(QUERY_GROUP);
                 let heaps = &mut self.heaps[j0..j0 + g];
+                for (t, heap) in self.thr.iter_mut().zip(heaps.iter()) {
+                    *t = heap.threshold();
+                }
                 if let Some(pq) = pq {
-                    for (t, heap) in self.thr.iter_mut().zip(heaps.iter()) {
-                        *t = heap.threshold();
-                    }
                     kernels.panel_dots(
                         pq,
                         j0,
@@ -496,18 +498,22 @@ impl<'a> Worker<'a> {
                         &mut self.masks,
                         mask_stride,
                     );
+                } else {
+                    // One query: its rows are marked here, as the panel kernel marks a batch's.
+                    let n = groups * lanes;
+                    kernels.pass_masks(
+                        &self.dots[..n],
+                        &self.scales[..n],
+                        self.thr[0],
+                        &mut self.masks[..groups],
+                    );
                 }
                 for (t, heap) in heaps.iter_mut().enumerate() {
                     let q = &qn[(j0 + t) * dim..(j0 + t + 1) * dim];
                     let dots = &self.dots[t * stride..t * stride + m];
                     let scales = &self.scales[..m];
-                    if pq.is_some() {
-                        let groups = self.panels.groups();
-                        let masks = &self.masks[t * mask_stride..t * mask_stride + groups];
-                        select_marked(heap, dots, scales, &self.rows, masks, kernels.lanes());
-                    } else {
-                        select(heap, dots, scales, &self.rows);
-                    }
+                    let masks = &self.masks[t * mask_stride..t * mask_stride + groups];
+                    select(heap, dots, scales, &self.rows, masks, lanes);
                     for &i in &self.special {
                         let row = self.rows[i];
                         heap.push(score(dots[i], self.scales[i], q, prefix, row), row);
@@ -518,28 +524,12 @@ impl<'a> Worker<'a> {
     }
 }
 
-/// Offers rows `rows[i]` with scores `dots[i] * scales[i]` to `heap`. Rows whose scale is NaN
-/// (scored exactly elsewhere) never pass the comparison. Most rows lose to the heap's
-/// threshold: eight at a time are compared into a bit mask, and only the rows whose bit is set
-/// are looked at (no branch per row, which large shortlists would mispredict).
+/// Offers rows `rows[i]` with scores `dots[i] * scales[i]` to `heap`, looking only at the rows
+/// the kernel marked (compared with a threshold no higher than the heap's): bit `t` of
+/// `masks[g]` marks row `g * lanes + t`. Most rows lose to the threshold, and rows whose scale
+/// is NaN (scored exactly elsewhere) never pass, so nearly all words are zero.
 #[inline]
-fn select(heap: &mut TopK, dots: &[f32], scales: &[f32], rows: &[usize]) {
-    let n = dots.len().min(scales.len());
-    let mut thr = heap.threshold();
-    let mut c = 0;
-    while c < n {
-        let w = (n - c).min(8);
-        let (d8, s8) = (&dots[c..c + w], &scales[c..c + w]);
-        let mask = pass_mask(d8, s8, thr);
-        offer(heap, &mut thr, mask, d8, s8, &rows[c..c + w]);
-        c += w;
-    }
-}
-
-/// [`select`] for rows the kernel has already compared with a threshold no higher than the
-/// heap's: bit `t` of `masks[g]` marks row `g * lanes + t`; only marked rows are looked at.
-#[inline]
-fn select_marked(
+fn select(
     heap: &mut TopK,
     dots: &[f32],
     scales: &[f32],
@@ -590,30 +580,4 @@ fn offer(
             *thr = heap.threshold();
         }
     }
-}
-
-/// Bit `t` set where `d[t] * s[t] >= thr` (false for NaN), for up to 8 values.
-#[inline(always)]
-fn pass_mask(d: &[f32], s: &[f32], thr: f32) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    if d.len() == 8 && s.len() == 8 {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE is part of the x86-64 baseline; both slices hold 8 floats, so the four
-        // unaligned 4-float loads stay inside them.
-        return unsafe {
-            let t = _mm_set1_ps(thr);
-            let lo = _mm_mul_ps(_mm_loadu_ps(d.as_ptr()), _mm_loadu_ps(s.as_ptr()));
-            let hi = _mm_mul_ps(
-                _mm_loadu_ps(d.as_ptr().add(4)),
-                _mm_loadu_ps(s.as_ptr().add(4)),
-            );
-            let lo = _mm_movemask_ps(_mm_cmpge_ps(lo, t)) as u32;
-            let hi = _mm_movemask_ps(_mm_cmpge_ps(hi, t)) as u32;
-            lo | (hi << 4)
-        };
-    }
-    d.iter()
-        .zip(s)
-        .enumerate()
-        .fold(0u32, |m, (t, (&d, &s))| m | (u32::from(d * s >= thr) << t))
 }

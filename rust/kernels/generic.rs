@@ -60,6 +60,22 @@ macro_rules! entry_points {
             unsafe { $crate::kernels::generic::panel_norms::<$simd>(panels, groups, chunks, out) }
         }
 
+        /// See [`generic::pass_masks`](crate::kernels::generic::pass_masks).
+        ///
+        /// # Safety
+        /// As the generic function; the CPU must support the backend's features.
+        $(#[target_feature(enable = $features)])?
+        pub(crate) unsafe fn pass_masks(
+            dots: *const f32,
+            scales: *const f32,
+            groups: usize,
+            thr: f32,
+            masks: *mut u32,
+        ) {
+            // SAFETY: forwarded contract; the features are enabled by this function's attribute.
+            unsafe { $crate::kernels::generic::pass_masks::<$simd>(dots, scales, groups, thr, masks) }
+        }
+
         /// See [`generic::panel_dots`](crate::kernels::generic::panel_dots).
         ///
         /// # Safety
@@ -547,6 +563,32 @@ pub(crate) struct Select {
     pub thr: *const f32,
     pub masks: *mut u32,
     pub mask_stride: usize,
+}
+
+/// One query's marks (see [`Select`]) for rows scored elsewhere: `masks[g]` gets bit `r` set
+/// where `dots[g * LANES + r] * scales[g * LANES + r] >= thr`, as [`Simd::pass_mask`].
+///
+/// # Safety
+/// `dots` and `scales` are readable for `groups * LANES` floats, `masks` writable for
+/// `groups` words; the backend's target features are enabled.
+#[inline(always)]
+pub(crate) unsafe fn pass_masks<S: Simd>(
+    dots: *const f32,
+    scales: *const f32,
+    groups: usize,
+    thr: f32,
+    masks: *mut u32,
+) {
+    let lanes = S::LANES;
+    // SAFETY: every index stays below groups * LANES (reads) or groups (writes): the contract.
+    unsafe {
+        let t = S::splat(&thr);
+        for g in 0..groups {
+            let d = S::load(dots.add(g * lanes));
+            let s = S::load(scales.add(g * lanes));
+            masks.add(g).write(S::pass_mask(d, s, t));
+        }
+    }
 }
 
 /// `Q` queries against `G` panel groups: `outs[j] + g * LANES` receives the dot products of

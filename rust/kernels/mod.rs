@@ -158,6 +158,7 @@ pub fn force(backend: Option<Backend>) -> Result<()> {
 type DotNormFn = unsafe fn(*const f32, &[Segment], &[usize], &mut [f32], &mut [f32]);
 type PackFn = unsafe fn(&[Segment], &[usize], usize, *mut f32);
 type PanelNormFn = unsafe fn(*const f32, usize, usize, *mut f32);
+type PassMaskFn = unsafe fn(*const f32, *const f32, usize, f32, *mut u32);
 type PanelDotFn =
     unsafe fn(*const f32, usize, *const f32, usize, usize, *mut f32, usize, generic::Select);
 
@@ -169,6 +170,7 @@ pub struct Kernels {
     pack: PackFn,
     panel_norm: PanelNormFn,
     panel_dot: PanelDotFn,
+    pass_mask: PassMaskFn,
 }
 
 /// Rows packed for a batch by [`Kernels::pack`] (see `generic.rs` for the layout). The buffer
@@ -244,6 +246,7 @@ impl Kernels {
                     pack: $m::pack_panels,
                     panel_norm: $m::panel_norms,
                     panel_dot: $m::panel_dots,
+                    pass_mask: $m::pass_masks,
                 }
             };
         }
@@ -314,6 +317,29 @@ impl Kernels {
             lanes,
             chunks,
             nq,
+        }
+    }
+
+    /// One query's marks for rows scored by [`Self::dot_norm`]: bit `r` of `masks[g]` is set
+    /// where `dots[i] * scales[i] >= thr` for `i = g * lanes + r` (the float32 product; false
+    /// when it is NaN), as [`Self::panel_dots`] marks a batch's rows. `dots` and `scales` cover
+    /// `masks.len()` whole groups of [`Self::lanes`] rows.
+    pub fn pass_masks(&self, dots: &[f32], scales: &[f32], thr: f32, masks: &mut [u32]) {
+        let n = masks.len() * self.lanes();
+        assert!(
+            dots.len() >= n && scales.len() >= n,
+            "dots or scales shorter than the masks"
+        );
+        // SAFETY: dots and scales hold masks.len() * lanes floats (checked), masks its own
+        // length; `new` checked the CPU features.
+        unsafe {
+            (self.pass_mask)(
+                dots.as_ptr(),
+                scales.as_ptr(),
+                masks.len(),
+                thr,
+                masks.as_mut_ptr(),
+            )
         }
     }
 

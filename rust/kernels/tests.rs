@@ -125,6 +125,18 @@ fn every_backend_matches_scalar_on_blocks() {
                                 let want = i < rows && dj[i] * scales[i] >= thr[t];
                                 assert_eq!(bit == 1, want, "{backend}: query {j} row {i} mask");
                             }
+                            // One query's marks, from the fused pass's dots: the same bits.
+                            let mut dp = dj.clone();
+                            dp.resize(stride, f32::NAN);
+                            let mut one = vec![u32::MAX; groups];
+                            kern.pass_masks(&dp, &scales, thr[t], &mut one);
+                            for g in 0..groups {
+                                assert_eq!(
+                                    one[g],
+                                    masks[t * mask_stride + g],
+                                    "{backend}: query {j} group {g} pass_masks"
+                                );
+                            }
                         }
                     }
                 }

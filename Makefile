@@ -72,6 +72,10 @@ bench: install ## side-by-side benchmark vs numpy, torch, FAISS, usearch (N=1M x
 	$(BIN)/pip install -q $(call deps,bench)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benches/bench_topk.py --out benches/RESULTS.md
 
+.PHONY: bench-kernel
+bench-kernel: ## the batch kernel alone on one core: multiply-adds per second per prefix width
+	cargo run --release --quiet --example kernel_throughput
+
 .PHONY: bench-funnel
 bench-funnel: install ## funnel quality on real embeddings and speed on N=1M x 768
 	$(BIN)/pip install -q $(call deps,bench)

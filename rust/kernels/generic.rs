@@ -15,8 +15,8 @@ use std::mem::MaybeUninit;
 
 use crate::layout::Segment;
 
-/// The three entry points of a backend: wrappers that instantiate the generic algorithm for
-/// the backend's vector type `$simd`, compiled with the CPU features `$features` if given.
+/// The entry points of a backend: wrappers that instantiate the generic algorithm for the
+/// backend's vector type `$simd`, compiled with the CPU features `$features` if given.
 macro_rules! entry_points {
     ($simd:ty $(, $features:literal)?) => {
         /// See [`generic::dot_norm_block`](crate::kernels::generic::dot_norm_block).

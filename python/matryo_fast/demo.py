@@ -67,8 +67,6 @@ def _build_corpus(texts: list[str], out: Path, model_name: str | None) -> Path:
     return out
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     """Runs the demo; returns the exit code."""
     p = argparse.ArgumentParser(prog="matryo demo", description=__doc__.split("\n\n")[0])

@@ -219,22 +219,12 @@ const PREFETCH_ROWS: usize = 8;
 /// hardware prefetchers).
 const PREFETCH_LINES: usize = 16;
 
-/// Prefetches the prefix of `row`.
+/// Prefetches the prefix of `row`: its run in every segment (see [`prefetch_run`]).
 #[inline(always)]
 unsafe fn prefetch_row<S: Simd>(segs: &[Segment], row: usize) {
-    // SAFETY: the caller guarantees `row` is a valid row; prefetches never fault, and every
-    // address stays within the row's segment runs.
-    unsafe {
-        for seg in segs {
-            let p = seg.row_ptr(row);
-            let mut c = 0;
-            let mut lines = 0;
-            while c < seg.width && lines < PREFETCH_LINES {
-                S::prefetch(p.add(c));
-                c += 16;
-                lines += 1;
-            }
-        }
+    for seg in segs {
+        // SAFETY: the caller guarantees `row` is a valid row.
+        unsafe { prefetch_run::<S>(seg, row) };
     }
 }
 
@@ -368,8 +358,8 @@ unsafe fn prefetch_run<S: Simd>(seg: &Segment, row: usize) {
 /// [`dot_norm_block`] for rows made of several segments (the prefix-blocked layout): rows are
 /// taken `SEGMENT_PASS_ROWS` at a time and walked one segment after another, their
 /// accumulators kept between segments. Each pass then reads one sequential stream instead of
-/// one stream per segment (a 768-dim scan of a 64-blocked file: 12). Each lane still sees the same values in the same order, so the result is bitwise that
-/// of [`tile`].
+/// one stream per segment (a 768-dim scan of a 64-blocked file: 12). Each lane still sees the
+/// same values in the same order, so the result is bitwise that of [`tile`].
 ///
 /// # Safety
 /// As [`dot_norm_block`].

@@ -1,11 +1,11 @@
 //! SIMD kernels with run-time CPU dispatch.
 //!
 //! Block operations, each written once in [`generic`] and compiled per backend: fused dot +
-//! squared norm for one query ([`Kernels::dot_norm`]), and for batches, rows packed into panels ([`Kernels::pack`]) with
-//! their norms ([`Kernels::panel_norms`]) and register-tiled dot products
-//! ([`Kernels::panel_dots`]), bitwise equal to the one-query pass; the panel kernel also marks
-//! the rows that pass each query's selection threshold, and [`Kernels::pass_masks`] marks one
-//! query's rows the same way.
+//! squared norm for one query ([`Kernels::dot_norm`]), and for batches, rows packed into
+//! panels ([`Kernels::pack`]) with their norms ([`Kernels::panel_norms`]) and register-tiled
+//! dot products ([`Kernels::panel_dots`]), bitwise equal to the one-query pass; the panel
+//! kernel also marks the rows that pass each query's selection threshold, and
+//! [`Kernels::pass_masks`] marks one query's rows the same way.
 //! The backend is detected once and cached; `MATRYO_FAST_BACKEND` (read once) or [`force`]
 //! chooses another. [`scalar`] is the reference every other backend is tested against.
 

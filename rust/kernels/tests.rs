@@ -8,9 +8,10 @@ use crate::funnel::funnel_with;
 use crate::layout::Matrix;
 use crate::search::{topk_with, Queries};
 
-/// Dims around every lane width (1, 4, 8, 16) and some odd ones.
-const DIMS: [usize; 18] = [
-    1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 97,
+/// Dims around every lane width (1, 4, 8, 16) and some odd ones; 32, 64 and 128 are 8 chunks
+/// (the panel kernel's unrolled case) for 4, 8 and 16 lanes.
+const DIMS: [usize; 19] = [
+    1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 97, 128,
 ];
 
 fn data(n: usize, seed: u64) -> Vec<f32> {

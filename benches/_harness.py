@@ -6,7 +6,8 @@ Used by ``bench_topk.py`` and meant for ``bench_funnel.py``:
   ``.npy`` file written in chunks (never 2x RAM) and reused when present, and queries near it.
 * :func:`time_call`: a pause, one untimed warm-up (with peak anonymous memory sampled by a
   separate process), then the median and min of ``time.perf_counter`` over repeats, fewer for
-  slow calls and more for fast ones.
+  slow calls and more for fast ones; :func:`time_rounds` does the same for several methods
+  with their runs interleaved in rounds.
 * :func:`exact_topk_f64`, :func:`cosine_f64`, :func:`check_topk`: a float64 oracle and a top-k
   comparison that allows swaps only among near-equal scores.
 * :func:`measure_bandwidth`, :func:`measure_sgemm`: the floors' denominators, measured here.
@@ -258,7 +259,7 @@ class AnonPeak:
 
 @dataclass
 class Timing:
-    """Result of :func:`time_call` (seconds, MB)."""
+    """Result of :func:`time_call` or :func:`time_rounds` (seconds, MB)."""
 
     median_s: float
     min_s: float
@@ -296,40 +297,97 @@ def time_call(
     (at least one); ``Timing.reduced`` says so. A fast call gets ``FAST_S / warmup`` runs
     instead of ``repeats`` when that is more, at most ``MORE_RUNS x repeats``.
     """
-    time.sleep(pause_s)
-    gc.collect()
-    if memory:
-        with AnonPeak() as mem:
-            t0 = time.perf_counter()
-            result = fn()
-            warm = time.perf_counter() - t0
-        peak: float | None = mem.delta_mb
-    else:
-        t0 = time.perf_counter()
-        result = fn()
-        warm = time.perf_counter() - t0
-        peak = None
-    runs = repeats
-    if warm > slow_s:
-        runs = max(1, min(repeats, int(budget_s // warm)))
-    elif repeats > 0:
-        runs = max(repeats, min(MORE_RUNS * repeats, int(FAST_S / max(warm, 1e-9))))
-    times = []
-    for _ in range(runs):
+    got = time_rounds({"": fn}, repeats, slow_s=slow_s, budget_s=budget_s, memory=memory, pause_s=pause_s)[""]
+    if isinstance(got, BaseException):
+        raise got
+    return got
+
+
+def time_rounds(
+    fns: dict[str, Callable[[], Any]],
+    repeats: int,
+    *,
+    slow_s: float = 2.0,
+    budget_s: float = 10.0,
+    memory: bool = True,
+    pause_s: float = PAUSE_S,
+) -> dict[str, Timing | Exception]:
+    """:func:`time_call` for several methods at once, their timed runs interleaved.
+
+    Each method is warmed up in turn (a ``pause_s`` sleep, one untimed call) and gets its
+    number of runs as :func:`time_call` decides. The runs are then made in ``repeats`` rounds;
+    in each round every method makes its share of its runs, back to back (spread evenly, a
+    slow method's few runs in the first rounds), so a noisy spell of a shared machine falls on
+    all methods alike instead of on the one being timed then. A ``pause_s`` sleep comes before
+    each method's turn (one pool's spinning threads would tax the next method), not between
+    the runs of one turn. A method that raises gets its exception as its result and is left
+    out of the later rounds.
+    """
+    got: dict[str, Timing | Exception] = {}
+    plan: dict[str, tuple[int, float, float | None, Any]] = {}
+    last = None  # the method that ran last
+    for name, fn in fns.items():
+        time.sleep(pause_s)
         gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return Timing(
-        median_s=statistics.median(times),
-        min_s=min(times),
-        runs=runs,
-        warmup_s=warm,
-        peak_anon_mb=peak,
-        reduced=runs < repeats,
-        result=result,
-        times_s=times,
-    )
+        last = name
+        try:
+            if memory:
+                with AnonPeak() as mem:
+                    t0 = time.perf_counter()
+                    result = fn()
+                    warm = time.perf_counter() - t0
+                peak: float | None = mem.delta_mb
+            else:
+                t0 = time.perf_counter()
+                result = fn()
+                warm = time.perf_counter() - t0
+                peak = None
+        except Exception as e:  # noqa: BLE001 - a failing method is reported by the caller
+            got[name] = e
+            continue
+        runs = repeats
+        if warm > slow_s:
+            runs = max(1, min(repeats, int(budget_s // warm)))
+        elif repeats > 0:
+            runs = max(repeats, min(MORE_RUNS * repeats, int(FAST_S / max(warm, 1e-9))))
+        plan[name] = (runs, warm, peak, result)
+    rounds = max(1, repeats)
+    times: dict[str, list[float]] = {name: [] for name in plan}
+    for r in range(rounds):
+        for name in plan:
+            if name in got:
+                continue
+            runs = plan[name][0]
+            # Spread evenly over the rounds, the remainder first: `runs` in all.
+            turn = math.ceil(runs * (r + 1) / rounds) - math.ceil(runs * r / rounds)
+            if turn <= 0:
+                continue
+            if last != name:
+                time.sleep(pause_s)
+            last = name
+            try:
+                for _ in range(turn):
+                    gc.collect()
+                    t0 = time.perf_counter()
+                    fns[name]()
+                    times[name].append(time.perf_counter() - t0)
+            except Exception as e:  # noqa: BLE001 - as above
+                got[name] = e
+    for name, (runs, warm, peak, result) in plan.items():
+        if name in got:
+            continue
+        ts = times[name]
+        got[name] = Timing(
+            median_s=statistics.median(ts),
+            min_s=min(ts),
+            runs=len(ts),
+            warmup_s=warm,
+            peak_anon_mb=peak,
+            reduced=runs < repeats,
+            result=result,
+            times_s=ts,
+        )
+    return {name: got[name] for name in fns}
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -363,8 +364,17 @@ def quality_one(
     for b in args.batches:
         q = eval_q[:b]
         qq = q[0] if b == 1 else q
-        tf = h.time_call(lambda qq=qq: plan.search(qq, corpus), args.repeats, memory=False)
-        te = h.time_call(lambda qq=qq: mf.topk(qq, corpus, dim=full, k=k), args.repeats, memory=False)
+        got = h.time_rounds(
+            {
+                "funnel": lambda qq=qq: plan.search(qq, corpus),
+                "exact": lambda qq=qq: mf.topk(qq, corpus, dim=full, k=k),
+            },
+            args.repeats,
+            memory=False,
+        )
+        for failed in (v for v in got.values() if isinstance(v, Exception)):
+            raise failed
+        tf, te = got["funnel"], got["exact"]
         rows.append(
             [
                 str(len(q)),
@@ -530,20 +540,24 @@ def speed(mf: Any, args: argparse.Namespace, say: Report) -> tuple[list[str], in
         q = eval_q[:b]
         ctx = bt.Ctx(x, str(path), full, k, b, args.threads, corpus, norms, prepared)
         res: dict[str, tuple[h.Timing | None, str]] = {}
+        runs: dict[str, Callable[[], Any]] = {}
         for name, _label, _reads, make in methods:
             try:
                 run = make(ctx)
-                timing = h.time_call(
-                    lambda r=run, q=q: r(q),
-                    args.repeats,
-                    slow_s=args.slow_s,
-                    budget_s=args.budget_s,
-                )
-                res[name] = (timing, "")
+                runs[name] = lambda r=run, q=q: r(q)
             except bt.NotAvailable as e:
                 res[name] = (None, f"n/a: {e}")
             except Exception as e:  # noqa: BLE001 - a peer failing is reported, not fatal
                 res[name] = (None, f"n/a: {type(e).__name__}: {str(e)[:100]}")
+        timed = h.time_rounds(runs, args.repeats, slow_s=args.slow_s, budget_s=args.budget_s)
+        for name, got in timed.items():
+            if isinstance(got, bt.NotAvailable):
+                res[name] = (None, f"n/a: {got}")
+            elif isinstance(got, Exception):
+                res[name] = (None, f"n/a: {type(got).__name__}: {str(got)[:100]}")
+            else:
+                res[name] = (got, "")
+        for name, _label, _reads, _make in methods:
             got_t = res[name][0]
             shown = f"{h.fmt_ms(got_t.median_s)} ms" if got_t else res[name][1]
             print(f"  batch {b} {name}: {shown}", flush=True)
@@ -618,11 +632,15 @@ def speed(mf: Any, args: argparse.Namespace, say: Report) -> tuple[list[str], in
     say()
     say(
         "- **timing**: time.perf_counter around one call; median (and min) of the timed runs "
-        f"after a {h.PAUSE_S:g} s pause (a BLAS or OpenMP pool keeps its idle threads spinning "
-        "for a while after a call, which would tax the next method) and one untimed warm-up; "
+        "after one untimed warm-up; "
         f"a warm-up slower than {args.slow_s:g} s gets fewer runs ({args.budget_s:g} s / "
         f"warm-up, at least 1; `*` in runs), a fast one more ({h.FAST_S:g} s / warm-up, at "
-        f"most {h.MORE_RUNS} x --repeats {args.repeats}). Batch 1 passes a 1-D query. "
+        f"most {h.MORE_RUNS} x --repeats {args.repeats}). The methods of a batch are timed in "
+        f"{args.repeats} interleaved rounds (`_harness.time_rounds`): each round runs every "
+        "method's share of its runs, so a noisy spell of this shared machine falls on all of "
+        f"them alike; a {h.PAUSE_S:g} s pause comes before each method's turn (a BLAS or "
+        "OpenMP pool keeps its idle threads spinning for a while after a call, which would tax "
+        "the next method). Batch 1 passes a 1-D query. "
         "**x funnel** = method time / funnel time. **peak anon MB**: RssAnon growth during the "
         "warm-up (see bench_topk.py). FAISS runs `faiss.knn` (what `IndexFlatIP.search` runs, "
         "without the index's own copy) on a normalized contiguous full-width float32 copy built "

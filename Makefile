@@ -79,7 +79,7 @@ bench-kernel: ## the batch kernel alone on one core: multiply-adds per second pe
 .PHONY: bench-funnel
 bench-funnel: install ## funnel quality on real embeddings and speed on N=1M x 768
 	$(BIN)/pip install -q $(call deps,bench)
-	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benches/bench_funnel.py --tune-by time --blocked --out benches/RESULTS.md
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benches/bench_funnel.py --tune-by time --blocked --split-at 64 --out benches/RESULTS.md
 
 .PHONY: clean
 clean: ## remove build outputs (keeps .venv)

@@ -94,8 +94,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--blocked",
         action="store_true",
         help="speed part: the funnel searches a prefix-blocked copy of the data file "
-        "(mf.save_prefix_blocked, block 64, cached next to it); exact topk and FAISS keep "
-        "the row-major file and the prepared copy",
+        "(mf.save_prefix_blocked, block 64 or --split-at, cached next to it); exact topk and "
+        "FAISS keep the row-major file and the prepared copy",
+    )
+    ap.add_argument(
+        "--split-at",
+        type=ints,
+        default=None,
+        help="with --blocked: the copy's blocks end at these columns (save_prefix_blocked's "
+        "split_at) instead of every 64",
     )
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument(
@@ -451,11 +458,18 @@ def speed(mf: Any, args: argparse.Namespace, say: Report) -> tuple[list[str], in
     corpus = mf.open_corpus(path)
     fcorpus, freads = corpus, "Corpus (Rust mmap)"
     if args.blocked:
-        bpath = Path(str(path)[: -len(".npy")] + ".b64.mfb")
+        how: dict[str, Any] = {"block": 64}
+        tag, what = "b64", "block 64"
+        if args.split_at:
+            how = {"split_at": args.split_at}
+            tag = "s" + "-".join(map(str, args.split_at))
+            what = "split at " + ", ".join(map(str, args.split_at))
+        bpath = Path(str(path)[: -len(".npy")] + f".{tag}.mfb")
         if not bpath.exists():
             print(f"speed: writing the prefix-blocked copy {bpath} ...", flush=True)
-            mf.save_prefix_blocked(bpath, path, block=64)
-        fcorpus, freads = mf.open_corpus(bpath), "prefix-blocked copy (Rust mmap)"
+            mf.save_prefix_blocked(bpath, path, **how)
+        fcorpus = mf.open_corpus(bpath)
+        freads = f"prefix-blocked copy, {what} (Rust mmap)"
     # Evaluation queries are bench_topk's (seed + 1), so its timed batches are the same queries;
     # the funnel is tuned on another draw (seed + 2).
     eval_q, _ = h.make_queries(x, max(args.eval_queries, *args.batches), args.seed + 1)

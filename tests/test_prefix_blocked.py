@@ -19,10 +19,29 @@ def _data(rows: int = 3001, cols: int = 100) -> np.ndarray:
     return x
 
 
-@pytest.mark.parametrize("block", [16, 32, 64])
-def test_blocked_equals_row_major_bitwise(block: int, tmp_path: Path, backend: str) -> None:
+def _header_widths(path: Path) -> list[int]:
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[12:16], "little")
+    return [int.from_bytes(raw[32 + 8 * i : 40 + 8 * i], "little") for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("how", "widths"),
+    [
+        ({"block": 16}, [16] * 6 + [4]),
+        ({"block": 32}, [32, 32, 32, 4]),
+        ({}, [64, 36]),
+        ({"split_at": (16,)}, [16, 84]),
+        ({"split_at": [32, np.int64(64)]}, [32, 32, 36]),
+        ({"split_at": ()}, [100]),
+    ],
+)
+def test_blocked_equals_row_major_bitwise(
+    how: dict[str, object], widths: list[int], tmp_path: Path, backend: str
+) -> None:
     x = _data()
-    path = mf.save_prefix_blocked(tmp_path / "b.mfb", x, block=block)
+    path = mf.save_prefix_blocked(tmp_path / "b.mfb", x, **how)  # type: ignore[arg-type]
+    assert _header_widths(path) == widths
     corpus = mf.open_corpus(path)
     assert corpus.shape == x.shape and corpus.layout == "prefix-blocked"
     q = np.vstack([x[7], np.random.default_rng(2).standard_normal((4, 100))]).astype(np.float32)
@@ -50,6 +69,11 @@ def test_sources_and_errors(tmp_path: Path) -> None:
         mf.save_prefix_blocked(tmp_path / "out.mfb", x)
     with pytest.raises(ValueError, match="multiple of 16"):
         mf.save_prefix_blocked(tmp_path / "c.mfb", x, block=12)
+    for split in ((12,), (32, 16), (16, 16), (0,), (48,), (16.0,), ("16",), 16):
+        with pytest.raises(ValueError, match="split_at must be strictly increasing multiples of 16"):
+            mf.save_prefix_blocked(tmp_path / "c.mfb", x, split_at=split)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not both"):
+        mf.save_prefix_blocked(tmp_path / "c.mfb", x, block=16, split_at=(16,))
     bad = x.copy()
     bad[17, 3] = np.nan
     with pytest.raises(ValueError, match="row 17"):

@@ -16,8 +16,10 @@ into place only when complete, and an existing file is never replaced unless
 
 from __future__ import annotations
 
+import operator
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -181,7 +183,8 @@ def save_prefix_blocked(
     path: str | os.PathLike[str],
     source: Any,
     *,
-    block: int = 64,
+    block: int | None = None,
+    split_at: Sequence[int] | None = None,
     overwrite: bool = False,
     batch_rows: int = 65536,
 ) -> Path:
@@ -190,12 +193,22 @@ def save_prefix_blocked(
     instead of a strided slice of every row. :func:`matryo_fast.open_corpus` maps it, and
     every search gives bitwise the same results as on the row-major data.
 
+    For a funnel, ``split_at=(w,)`` with ``w`` its first width is usually the better layout:
+    the first stage scans one contiguous block, and each later stage reads a surviving row
+    from two places (its first ``w`` columns and the rest of the row) instead of one per
+    block, which matters because those reads are scattered (each touches its own memory
+    pages). A scan at a width between ``w`` and ``D`` then reads the second block strided.
+
     Args:
         path: The file to create.
         source: ``(N, D)`` float array (any float dtype; a memmap is read block by block), a
             ``.npy`` path, or a row-major :class:`matryo_fast.Corpus`.
-        block: Block width: a multiple of 16 (the widest SIMD lane count), so that the
-            accumulation order, and hence every score, is the same as on row-major data.
+        block: Block width, 64 by default: a multiple of 16 (the widest SIMD lane count), so
+            that the accumulation order, and hence every score, is the same as on row-major
+            data.
+        split_at: Instead of ``block``: the columns where blocks end, strictly increasing
+            multiples of 16 between 0 and ``D``; ``(64, 256)`` stores ``[0, 64)``,
+            ``[64, 256)`` and ``[256, D)``.
         overwrite: Replace an existing file once the new one is complete.
         batch_rows: Rows converted at a time.
 
@@ -203,8 +216,9 @@ def save_prefix_blocked(
         The path written.
 
     Raises:
-        ValueError: ``block`` is not a positive multiple of 16, the source is not 2-D, or it
-            has NaN/Inf (the message names the row).
+        ValueError: ``block`` is not a positive multiple of 16, ``split_at`` is not as above,
+            both are given, the source is not 2-D, or it has NaN/Inf (the message names the
+            row).
         FileExistsError: ``path`` exists and ``overwrite`` is false.
     """
     from matryo_fast.search import Corpus
@@ -218,15 +232,33 @@ def save_prefix_blocked(
         raise ValueError(f"source must be 2-D (N, D), got shape {a.shape}")
     if a.dtype.kind != "f":
         raise TypeError(f"source must be floating point, got dtype {a.dtype}")
+    if block is not None and split_at is not None:
+        raise ValueError("pass block or split_at, not both")
+    if block is None:
+        block = 64
     if isinstance(block, bool) or not isinstance(block, int) or block < 16 or block % 16:
         raise ValueError(f"block must be a positive multiple of 16, got {block!r}")
     rows, cols = a.shape
     if cols == 0:
         raise ValueError("source has no columns")
+    if split_at is None:
+        widths = [min(block, cols - c) for c in range(0, cols, block)]
+    else:
+        why = (
+            f"split_at must be strictly increasing multiples of 16 between 0 and the {cols} "
+            f"columns, got {split_at!r}"
+        )
+        try:
+            ends = [operator.index(e) for e in split_at]
+        except TypeError:
+            raise ValueError(why) from None
+        if any(e % 16 or not 0 < e < cols for e in ends) or ends != sorted(set(ends)):
+            raise ValueError(why)
+        cuts = [0, *ends, cols]
+        widths = [hi - lo for lo, hi in zip(cuts, cuts[1:])]
     target = Path(path)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-    widths = [min(block, cols - c) for c in range(0, cols, block)]
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     tmp = Path(tmp_name)
     try:

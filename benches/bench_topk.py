@@ -419,22 +419,32 @@ def set_threads(n: int) -> list[str]:
 def run_case(
     ctx: Ctx, methods: list[Method], q: np.ndarray, args: argparse.Namespace
 ) -> dict[str, tuple[Method, h.Timing | None, str]]:
-    """Time every method on one (dim, batch) case; a method that cannot run gets a reason."""
+    """Time every method on one (dim, batch) case, in interleaved rounds
+    (:func:`_harness.time_rounds`); a method that cannot run gets a reason."""
     results: dict[str, tuple[Method, h.Timing | None, str]] = {}
+    runs: dict[str, Callable[[], Any]] = {}
+
+    def failed(m: Method, e: Exception) -> tuple[Method, None, str]:
+        if isinstance(e, NotAvailable):
+            return (m, None, f"n/a: {e}")
+        msg = str(e).splitlines()[0][:100] if str(e) else ""
+        return (m, None, f"n/a: {type(e).__name__}: {msg}")
+
     for m in methods:
         try:
             run = m.make(ctx)
-            timing = h.time_call(lambda r=run: r(q), args.repeats, slow_s=args.slow_s, budget_s=args.budget_s)
-            results[m.name] = (m, timing, "")
-        except NotAvailable as e:
-            results[m.name] = (m, None, f"n/a: {e}")
+            runs[m.name] = lambda r=run: r(q)
         except Exception as e:  # noqa: BLE001 - a peer failing is reported, not fatal
-            msg = str(e).splitlines()[0][:100] if str(e) else ""
-            results[m.name] = (m, None, f"n/a: {type(e).__name__}: {msg}")
+            results[m.name] = failed(m, e)
+    timed = h.time_rounds(runs, args.repeats, slow_s=args.slow_s, budget_s=args.budget_s)
+    by_name = {m.name: m for m in methods}
+    for name, got in timed.items():
+        results[name] = failed(by_name[name], got) if isinstance(got, Exception) else (by_name[name], got, "")
+    for m in methods:
         t = results[m.name][1]
         shown = f"{h.fmt_ms(t.median_s)} ms" if t else results[m.name][2]
         print(f"  dim {ctx.dim} batch {ctx.batch} {m.name}: {shown}", flush=True)
-    return results
+    return {m.name: results[m.name] for m in methods}
 
 
 def table_rows(
@@ -574,10 +584,13 @@ def floor_notes(
 
 METHOD_NOTES = [
     "- **timing**: time.perf_counter around one call; median (and min) of the timed runs after "
-    "a PAUSE s pause (a BLAS or OpenMP pool keeps its idle threads spinning for a while after a "
-    "call, which would tax the next method) and one untimed warm-up per method and case; a "
-    "warm-up slower than SLOW s gets fewer runs (BUDGET s / warm-up, at least 1; `*` in the "
-    "runs column), a fast one more (FAST s / warm-up, at most MORE x --repeats).",
+    "one untimed warm-up per method and case; a warm-up slower than SLOW s gets fewer runs "
+    "(BUDGET s / warm-up, at least 1; `*` in the runs column), a fast one more (FAST s / "
+    "warm-up, at most MORE x --repeats). A case's methods are timed in --repeats interleaved "
+    "rounds (`_harness.time_rounds`: each round runs every method's share of its runs), so a "
+    "noisy spell of the shared machine falls on all of them alike; a PAUSE s pause comes before "
+    "each method's turn (a BLAS or OpenMP pool keeps its idle threads spinning for a while after "
+    "a call, which would tax the next method).",
     "- **peak anon MB** (1e6 B): growth of RssAnon (anonymous memory, not the mapped file's "
     "pages) during the warm-up call over its value just before, sampled every ~1 ms from "
     "/proc/PID/status by a separate process (a lower bound: shorter spikes can be missed).",

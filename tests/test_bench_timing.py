@@ -1,0 +1,61 @@
+"""The benchmarks' timer (benches/_harness.py): interleaved rounds time what they say."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benches"))
+
+import _harness as h  # noqa: E402
+
+
+def test_time_rounds_interleaves_counts_and_reports_failures() -> None:
+    calls: list[str] = []
+
+    def method(name: str, seconds: float) -> Callable[[], str]:
+        def run() -> str:
+            calls.append(name)
+            time.sleep(seconds)
+            return name
+
+        return run
+
+    def broken() -> None:
+        calls.append("b")
+        raise ValueError("boom")
+
+    got = h.time_rounds(
+        {"f": method("f", 0.0), "s": method("s", 0.25), "b": broken},
+        3,
+        slow_s=0.2,
+        budget_s=0.6,
+        memory=False,
+        pause_s=0.0,
+    )
+    fast, slow, bad = got["f"], got["s"], got["b"]
+    assert isinstance(fast, h.Timing) and isinstance(slow, h.Timing)
+    # A fast call gets MORE_RUNS x repeats runs, a slow one budget / warm-up (here 2, fewer than
+    # the 3 asked for): spread over the 3 rounds, the remainder first.
+    assert (fast.runs, fast.reduced, len(fast.times_s)) == (h.MORE_RUNS * 3, False, 12)
+    assert (slow.runs, slow.reduced, len(slow.times_s)) == (2, True, 2)
+    assert isinstance(bad, ValueError)
+    # Warm-ups in order, then the rounds; the failing method is not called again.
+    assert "".join(calls) == "fsb" + "ffffs" + "ffffs" + "ffff"
+    assert fast.result == "f" and slow.result == "s"
+    assert min(slow.times_s) >= 0.25 and slow.median_s >= 0.25
+    assert slow.min_s == min(slow.times_s)
+
+
+def test_time_call_is_the_one_method_case() -> None:
+    n = 0
+
+    def run() -> int:
+        nonlocal n
+        n += 1
+        return n
+
+    t = h.time_call(run, 2, memory=False, pause_s=0.0)
+    assert t.result == 1 and t.runs == h.MORE_RUNS * 2 and n == 1 + t.runs

@@ -18,6 +18,7 @@ The benchmarks put ``benches/`` on ``sys.path`` by being run as scripts, so ``im
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
@@ -330,18 +331,12 @@ def time_rounds(
         time.sleep(pause_s)
         gc.collect()
         last = name
+        probe = AnonPeak() if memory else None
         try:
-            if memory:
-                with AnonPeak() as mem:
-                    t0 = time.perf_counter()
-                    result = fn()
-                    warm = time.perf_counter() - t0
-                peak: float | None = mem.delta_mb
-            else:
+            with probe or contextlib.nullcontext():
                 t0 = time.perf_counter()
                 result = fn()
                 warm = time.perf_counter() - t0
-                peak = None
         except Exception as e:  # noqa: BLE001 - a failing method is reported by the caller
             got[name] = e
             continue
@@ -350,7 +345,7 @@ def time_rounds(
             runs = max(1, min(repeats, int(budget_s // warm)))
         elif repeats > 0:
             runs = max(repeats, min(MORE_RUNS * repeats, int(FAST_S / max(warm, 1e-9))))
-        plan[name] = (runs, warm, peak, result)
+        plan[name] = (runs, warm, probe.delta_mb if probe else None, result)
     rounds = max(1, repeats)
     times: dict[str, list[float]] = {name: [] for name in plan}
     for r in range(rounds):

@@ -450,13 +450,6 @@ def quality(mf: Any, args: argparse.Namespace, say: Report) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def not_run(e: Exception) -> str:
-    """Why a method has no timing, for its table row."""
-    if isinstance(e, bt.NotAvailable):
-        return f"n/a: {e}"
-    return f"n/a: {type(e).__name__}: {str(e)[:100]}"
-
-
 def speed(mf: Any, args: argparse.Namespace, say: Report) -> tuple[list[str], int]:
     path = h.ensure_corpus(args.data_dir, args.rows, args.cols, args.seed, log=print)
     x = np.load(path, mmap_mode="r")
@@ -567,10 +560,10 @@ def speed(mf: Any, args: argparse.Namespace, say: Report) -> tuple[list[str], in
                 run = make(ctx)
                 runs[name] = lambda r=run, q=q: r(q)
             except Exception as e:  # noqa: BLE001 - a peer failing is reported, not fatal
-                res[name] = (None, not_run(e))
+                res[name] = (None, bt.not_run(e))
         timed = h.time_rounds(runs, args.repeats, slow_s=args.slow_s, budget_s=args.budget_s)
         for name, got in timed.items():
-            res[name] = (None, not_run(got)) if isinstance(got, Exception) else (got, "")
+            res[name] = (None, bt.not_run(got)) if isinstance(got, Exception) else (got, "")
         for name, _label, _reads, _make in methods:
             got_t = res[name][0]
             shown = f"{h.fmt_ms(got_t.median_s)} ms" if got_t else res[name][1]

@@ -416,6 +416,14 @@ def set_threads(n: int) -> list[str]:
     return done
 
 
+def not_run(e: Exception) -> str:
+    """Why a method has no timing, for its table row (also used by bench_funnel.py)."""
+    if isinstance(e, NotAvailable):
+        return f"n/a: {e}"
+    msg = str(e).splitlines()[0][:100] if str(e) else ""
+    return f"n/a: {type(e).__name__}: {msg}"
+
+
 def run_case(
     ctx: Ctx, methods: list[Method], q: np.ndarray, args: argparse.Namespace
 ) -> dict[str, tuple[Method, h.Timing | None, str]]:
@@ -425,10 +433,7 @@ def run_case(
     runs: dict[str, Callable[[], Any]] = {}
 
     def failed(m: Method, e: Exception) -> tuple[Method, None, str]:
-        if isinstance(e, NotAvailable):
-            return (m, None, f"n/a: {e}")
-        msg = str(e).splitlines()[0][:100] if str(e) else ""
-        return (m, None, f"n/a: {type(e).__name__}: {msg}")
+        return (m, None, not_run(e))
 
     for m in methods:
         try:

@@ -234,15 +234,15 @@ def save_prefix_blocked(
         raise TypeError(f"source must be floating point, got dtype {a.dtype}")
     if block is not None and split_at is not None:
         raise ValueError("pass block or split_at, not both")
-    if block is None:
-        block = 64
-    if isinstance(block, bool) or not isinstance(block, int) or block < 16 or block % 16:
-        raise ValueError(f"block must be a positive multiple of 16, got {block!r}")
+    if split_at is None:
+        width = 64 if block is None else block
+        if isinstance(width, bool) or not isinstance(width, int) or width < 16 or width % 16:
+            raise ValueError(f"block must be a positive multiple of 16, got {width!r}")
     rows, cols = a.shape
     if cols == 0:
         raise ValueError("source has no columns")
     if split_at is None:
-        widths = [min(block, cols - c) for c in range(0, cols, block)]
+        widths = [min(width, cols - c) for c in range(0, cols, width)]
     else:
         why = (
             f"split_at must be strictly increasing multiples of 16 between 0 and the {cols} "

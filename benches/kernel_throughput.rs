@@ -1,13 +1,13 @@
-//! The batch kernel alone, on one core, on cache-resident panels: multiply-adds per second at
-//! several prefix widths (`make bench-kernel`). It shows how close `panel_dots` comes to the
+//! The batch kernel alone, on one core, on cache-resident rows: query multiply-adds per second at
+//! several prefix widths (`make bench-kernel`). It shows how close `batch_dots` comes to the
 //! core's FMA peak; no peer, no memory traffic, nothing to compare across machines.
 //!
-//! Each width packs one block of rows, the size a scan uses (48 Ki floats), and times 64 queries
-//! against it; the best of 60 rounds of ~20 M multiply-adds is reported (the host is shared).
+//! Each width times 64 queries against one block of rows, the size a scan uses (16 Ki floats);
+//! the best of 60 rounds of ~20 M multiply-adds is reported (the host is shared).
 
 use std::time::Instant;
 
-use matryo_fast::kernels::Panels;
+use matryo_fast::kernels::{BatchQueries, RowCopy};
 use matryo_fast::{Kernels, Matrix};
 
 /// `n` finite values in [-1, 1] (the kernel's speed does not depend on them).
@@ -20,8 +20,8 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 struct Width {
     dim: usize,
     rows: usize,
-    panels: Panels,
-    queries: matryo_fast::kernels::PanelQueries,
+    x: Vec<f32>,
+    queries: BatchQueries,
     reps: usize,
     best: f64,
 }
@@ -32,40 +32,44 @@ fn main() -> matryo_fast::Result<()> {
     let nq = 64;
     let mut widths = Vec::new();
     for dim in [64usize, 128, 256, 768] {
-        let rows = (48 * 1024 / dim).max(16);
+        let rows = (16 * 1024 / dim).max(16);
         let x = values(rows * dim, 1);
         let m = Matrix::from_slice(&x, rows, dim)?;
-        let p = m.prefix(dim);
-        let idx: Vec<usize> = (0..rows).collect();
-        let mut panels = Panels::new();
-        kernels.pack(&p, &idx, &mut panels);
-        let queries = kernels.panel_queries(&p, &values(nq * dim, 2), nq);
+        let queries = kernels.batch_queries(&m.prefix(dim), &values(nq * dim, 2), nq);
         let reps = 20_000_000 / (rows * dim * nq) + 1;
-        let best = f64::MAX;
         widths.push(Width {
             dim,
             rows,
-            panels,
+            x,
             queries,
             reps,
-            best,
+            best: f64::MAX,
         });
     }
     // Rounds over every width, so that a noisy spell of the host touches them all alike.
     for _ in 0..60 {
         for w in &mut widths {
-            let stride = w.panels.padded_rows();
-            let groups = w.panels.groups();
-            let mut out = vec![0.0f32; nq * stride];
-            let scales = vec![1.0f32; stride];
-            // No row passes an infinite threshold: the kernel alone is timed.
-            let thr = vec![f32::INFINITY; nq];
-            let mut masks = vec![0u32; nq * groups];
+            let m = Matrix::from_slice(&w.x, w.rows, w.dim)?;
+            let p = m.prefix(w.dim);
+            let idx: Vec<usize> = (0..w.rows).collect();
+            let mut copy = RowCopy::default();
+            let mut out = vec![0.0f32; w.rows * w.queries.padded()];
+            let (mut norms, mut scales) = (vec![0.0f32; w.rows], vec![0.0f32; w.rows]);
+            // No pair passes an infinite threshold: the kernel alone is timed.
+            let thr = vec![f32::INFINITY; w.queries.padded()];
+            let mut masks = vec![0u32; w.rows * w.queries.groups()];
             let t0 = Instant::now();
             for _ in 0..w.reps {
-                kernels.panel_dots(
-                    &w.queries, 0, nq, &w.panels, &mut out, stride, &scales, &thr, &mut masks,
-                    groups,
+                kernels.batch_dots(
+                    &w.queries,
+                    &p,
+                    &idx,
+                    &mut copy,
+                    &mut out,
+                    &mut norms,
+                    &mut scales,
+                    &thr,
+                    &mut masks,
                 );
             }
             w.best = w.best.min(t0.elapsed().as_secs_f64());

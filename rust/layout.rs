@@ -32,6 +32,16 @@ impl Segment {
         // readable for every row < rows; the caller promises row < rows.
         unsafe { self.base.offset(row as isize * self.stride) }
     }
+
+    /// Row 0's run (the base of [`Self::row_ptr`]).
+    pub(crate) fn base(&self) -> *const f32 {
+        self.base
+    }
+
+    /// Elements from one row's run to the next.
+    pub(crate) fn stride(&self) -> isize {
+        self.stride
+    }
 }
 
 // SAFETY: a Segment is a read-only view into memory that the owning Matrix's lifetime keeps

@@ -6,15 +6,12 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::kernels::{Kernels, PanelQueries, Panels};
+use crate::kernels::generic::{scale_of, NN_MAX, NN_MIN};
+use crate::kernels::{BatchQueries, Kernels, RowCopy};
 use crate::layout::{Matrix, Prefix};
 use crate::pool;
 use crate::topk::{merge, Hit, TopK};
 
-/// Squared norms outside `[NN_MIN, NN_MAX]` may have lost precision to float32 under- or
-/// overflow; such rows are scored again exactly in float64.
-const NN_MIN: f32 = 1e-30;
-const NN_MAX: f32 = 1e30;
 /// Rows per chunk at least (smaller chunks cost more in scheduling than they gain).
 const MIN_CHUNK_ROWS: usize = 4096;
 
@@ -125,8 +122,9 @@ impl<'a> Queries<'a> {
 /// all-zero row, NaN for a row to score exactly in float64; NaN/Inf in the row is an error.
 #[inline]
 pub(crate) fn row_scale(nn: f32, prefix: &Prefix<'_>, row: usize) -> Result<f32> {
-    if (NN_MIN..=NN_MAX).contains(&nn) {
-        return Ok(1.0 / nn.sqrt());
+    let scale = scale_of(nn);
+    if !scale.is_nan() {
+        return Ok(scale);
     }
     let mut zero = true;
     for v in prefix.row_values(row) {
@@ -156,7 +154,7 @@ fn row_scales(
         .fold(true, |ok, nn| ok & (NN_MIN..=NN_MAX).contains(nn))
     {
         for (s, &nn) in scales.iter_mut().zip(norms) {
-            *s = 1.0 / nn.sqrt();
+            *s = scale_of(nn);
         }
         return Ok(());
     }
@@ -262,8 +260,8 @@ fn scan_with(
     let job = Job {
         kernels,
         qn,
-        // A batch lays its queries out once for the panel kernels.
-        pq: (nq > 1).then(|| kernels.panel_queries(prefix, qn, nq)),
+        // A batch lays its queries out once for the batch kernel.
+        bq: (nq > 1).then(|| kernels.batch_queries(prefix, qn, nq)),
         nq,
         prefix,
     };
@@ -345,8 +343,8 @@ struct Job<'a> {
     kernels: &'a Kernels,
     /// Unit queries, dense `nq x dim`.
     qn: &'a [f32],
-    /// The queries laid out for the panel kernels (batches only).
-    pq: Option<PanelQueries>,
+    /// The queries laid out for the batch kernel (batches only).
+    bq: Option<BatchQueries>,
     nq: usize,
     prefix: &'a Prefix<'a>,
 }
@@ -383,17 +381,15 @@ fn run_workers<'a>(
 }
 
 /// Rows per block: with one query, enough to amortize the loop and the prefetch warm-up; with
-/// a batch, a block must stay in L2 (~256 KiB) while every tile of queries passes over it.
+/// a batch, a block's rows and its dot products (a row of them per row) stay in L2 (~512 KiB)
+/// between the kernel and the selection.
 fn block_rows(dim: usize, nq: usize) -> usize {
     if nq == 1 {
         2048
     } else {
-        ((48 * 1024) / dim.max(1)).clamp(16, 1024)
+        (16384 / dim.max(1)).clamp(16, 256)
     }
 }
-
-/// Queries whose dot products are computed together (the kernels' register tile is 4 wide).
-const QUERY_GROUP: usize = 4;
 
 /// One thread's share of a scan: a selection per query and block-sized scratch buffers, reused
 /// for every chunk the thread runs (nothing here grows with the corpus).
@@ -403,30 +399,33 @@ struct Worker<'a> {
     block: usize,
     rows: Vec<usize>,
     norms: Vec<f32>,
-    /// Per row, `1/|x|` (see [`row_scale`]); NaN on the padding of the panels.
+    /// Per row, `1/|x|` (see [`row_scale`]); NaN on the padding of the last group of rows.
     scales: Vec<f32>,
     special: Vec<usize>,
+    /// One query: a dot product per row. A batch: a row of dot products per row.
     dots: Vec<f32>,
-    /// Batches scan each block packed into panels.
-    panels: Panels,
-    /// The pass bits (see [`select`]), a word per query of a group and group of rows, and the
-    /// thresholds they were taken with: the panel kernel's for a batch, `pass_masks`' for one
-    /// query.
+    /// The pass bits (see [`select`] and [`select_batch`]) and the thresholds they were taken
+    /// with.
     masks: Vec<u32>,
     thr: Vec<f32>,
+    /// A batch's scratch: the kernel's row copies.
+    copy: RowCopy,
 }
 
 impl<'a> Worker<'a> {
     fn new(job: &'a Job<'a>, k: usize, floors: Option<&[f32]>) -> Self {
-        let nq = job.nq;
-        let block = block_rows(job.prefix.dim(), nq);
-        // Outputs of the panel kernels cover whole groups of rows.
+        let block = block_rows(job.prefix.dim(), job.nq);
+        // One query's outputs cover whole groups of `lanes` rows.
         let lanes = job.kernels.lanes();
         let padded = block.next_multiple_of(lanes);
-        let group = nq.min(QUERY_GROUP);
+        let (dots, masks, thr) = match &job.bq {
+            None => (padded, padded / lanes, 1),
+            // Missing queries of the last group never pass.
+            Some(bq) => (block * bq.padded(), block * bq.groups(), bq.padded()),
+        };
         Worker {
             job,
-            heaps: (0..nq)
+            heaps: (0..job.nq)
                 .map(|j| TopK::with_floor(k, floors.map_or(f32::NEG_INFINITY, |f| f[j])))
                 .collect(),
             block,
@@ -434,15 +433,73 @@ impl<'a> Worker<'a> {
             norms: vec![0.0; padded],
             scales: vec![f32::NAN; padded],
             special: Vec::new(),
-            dots: vec![0.0; padded * group],
-            panels: Panels::new(),
-            masks: vec![0; padded / lanes * group],
-            thr: vec![0.0; group],
+            dots: vec![0.0; dots],
+            masks: vec![0; masks],
+            thr: vec![f32::INFINITY; thr],
+            copy: RowCopy::default(),
         }
     }
 
     /// Offers `rows` (in increasing order) to every query's selection.
     fn scan(&mut self, mut rows: impl Iterator<Item = usize>) -> Result<()> {
+        loop {
+            self.rows.clear();
+            self.rows.extend(rows.by_ref().take(self.block));
+            if self.rows.is_empty() {
+                return Ok(());
+            }
+            match &self.job.bq {
+                None => self.scan_one()?,
+                Some(bq) => self.scan_batch(bq)?,
+            }
+        }
+    }
+
+    /// One query over the block's rows: the fused dot + norm pass, then the rows that pass.
+    fn scan_one(&mut self) -> Result<()> {
+        let Job {
+            kernels,
+            qn,
+            prefix,
+            ..
+        } = *self.job;
+        let m = self.rows.len();
+        kernels.dot_norm(qn, prefix, &self.rows, &mut self.dots, &mut self.norms);
+        self.special.clear();
+        row_scales(
+            &self.norms[..m],
+            &self.rows,
+            prefix,
+            &mut self.scales,
+            &mut self.special,
+        )?;
+        // The rows are marked here, as the batch kernel marks a batch's pairs.
+        let heap = &mut self.heaps[0];
+        let (lanes, groups) = (kernels.lanes(), m.div_ceil(kernels.lanes()));
+        let n = groups * lanes;
+        // The padding of the last group never passes.
+        self.scales[m..n].fill(f32::NAN);
+        let masks = &mut self.masks[..groups];
+        kernels.pass_masks(&self.dots[..n], &self.scales[..n], heap.threshold(), masks);
+        select(
+            heap,
+            &self.dots[..m],
+            &self.scales[..m],
+            &self.rows,
+            masks,
+            lanes,
+        );
+        for &i in &self.special {
+            let row = self.rows[i];
+            heap.push(score(self.dots[i], self.scales[i], qn, prefix, row), row);
+        }
+        Ok(())
+    }
+
+    /// A batch over the block's rows: the batch kernel (dots, norms and marks in one pass over
+    /// the rows), then the marked pairs, then the rows whose norm is out of float32's safe
+    /// range, every query scoring them apart.
+    fn scan_batch(&mut self, bq: &BatchQueries) -> Result<()> {
         let Job {
             kernels,
             qn,
@@ -450,74 +507,85 @@ impl<'a> Worker<'a> {
             prefix,
             ..
         } = *self.job;
-        let pq = self.job.pq.as_ref();
-        let stride = self.norms.len();
-        let mask_stride = stride / kernels.lanes();
-        let dim = prefix.dim();
-        loop {
-            self.rows.clear();
-            self.rows.extend(rows.by_ref().take(self.block));
-            let m = self.rows.len();
-            if m == 0 {
-                return Ok(());
+        let (m, dim) = (self.rows.len(), prefix.dim());
+        for (t, heap) in self.thr.iter_mut().zip(&self.heaps) {
+            *t = heap.threshold();
+        }
+        kernels.batch_dots(
+            bq,
+            prefix,
+            &self.rows,
+            &mut self.copy,
+            &mut self.dots,
+            &mut self.norms[..m],
+            &mut self.scales[..m],
+            &self.thr,
+            &mut self.masks,
+        );
+        // The kernel gave these rows a NaN scale, so none of their pairs is marked.
+        self.special.clear();
+        for i in 0..m {
+            if self.scales[i].is_nan() {
+                self.scales[i] = row_scale(self.norms[i], prefix, self.rows[i])?;
+                self.special.push(i);
             }
-            match pq {
-                None => kernels.dot_norm(qn, prefix, &self.rows, &mut self.dots, &mut self.norms),
-                Some(_) => {
-                    kernels.pack(prefix, &self.rows, &mut self.panels);
-                    kernels.panel_norms(&self.panels, &mut self.norms);
-                }
+        }
+        let (padded, groups) = (bq.padded(), bq.groups());
+        select_batch(
+            &mut self.heaps,
+            &self.dots,
+            padded,
+            &self.scales[..m],
+            &self.rows,
+            &self.masks[..m * groups],
+            groups,
+            kernels.lanes(),
+        );
+        for &i in &self.special {
+            let row = self.rows[i];
+            for (j, heap) in self.heaps.iter_mut().enumerate().take(nq) {
+                let q = &qn[j * dim..(j + 1) * dim];
+                let s = score(self.dots[i * padded + j], self.scales[i], q, prefix, row);
+                heap.push(s, row);
             }
-            self.special.clear();
-            row_scales(
-                &self.norms[..m],
-                &self.rows,
-                prefix,
-                &mut self.scales,
-                &mut self.special,
-            )?;
-            // The padding of the last group never passes.
-            self.scales[m..].fill(f32::NAN);
-            let (lanes, groups) = (kernels.lanes(), m.div_ceil(kernels.lanes()));
-            for j0 in (0..nq).step_by(QUERY_GROUP) {
-                let g = (nq - j0).min(QUERY_GROUP);
-                let heaps = &mut self.heaps[j0..j0 + g];
-                for (t, heap) in self.thr.iter_mut().zip(heaps.iter()) {
-                    *t = heap.threshold();
-                }
-                if let Some(pq) = pq {
-                    kernels.panel_dots(
-                        pq,
-                        j0,
-                        g,
-                        &self.panels,
-                        &mut self.dots,
-                        stride,
-                        &self.scales,
-                        &self.thr,
-                        &mut self.masks,
-                        mask_stride,
-                    );
-                } else {
-                    // One query: its rows are marked here, as the panel kernel marks a batch's.
-                    let n = groups * lanes;
-                    kernels.pass_masks(
-                        &self.dots[..n],
-                        &self.scales[..n],
-                        self.thr[0],
-                        &mut self.masks[..groups],
-                    );
-                }
-                for (t, heap) in heaps.iter_mut().enumerate() {
-                    let q = &qn[(j0 + t) * dim..(j0 + t + 1) * dim];
-                    let dots = &self.dots[t * stride..t * stride + m];
-                    let scales = &self.scales[..m];
-                    let masks = &self.masks[t * mask_stride..t * mask_stride + groups];
-                    select(heap, dots, scales, &self.rows, masks, lanes);
-                    for &i in &self.special {
-                        let row = self.rows[i];
-                        heap.push(score(dots[i], self.scales[i], q, prefix, row), row);
-                    }
+        }
+        Ok(())
+    }
+}
+
+/// A batch's [`select`]: offers row `rows[i]` with score `dots[i * padded + j] * scales[i]` to
+/// query `j`'s heap for every bit `b` of `masks[i * groups + h]` (`j = h * lanes + b`), each
+/// checked again against the heap's threshold, which may have risen since the kernel took it.
+/// Nearly every row's words are all zero.
+#[allow(clippy::too_many_arguments)]
+fn select_batch(
+    heaps: &mut [TopK],
+    dots: &[f32],
+    padded: usize,
+    scales: &[f32],
+    rows: &[usize],
+    masks: &[u32],
+    groups: usize,
+    lanes: usize,
+) {
+    for (i, (words, (&row, &scale))) in masks
+        .chunks_exact(groups)
+        .zip(rows.iter().zip(scales))
+        .enumerate()
+    {
+        if words.iter().fold(0, |a, &w| a | w) == 0 {
+            continue;
+        }
+        let dots = &dots[i * padded..(i + 1) * padded];
+        for (h, &word) in words.iter().enumerate() {
+            let mut mask = word;
+            while mask != 0 {
+                let j = h * lanes + mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                let v = dots[j] * scale;
+                let heap = &mut heaps[j];
+                if v >= heap.threshold() {
+                    heap.push(finish(v), row);
                 }
             }
         }

@@ -1,11 +1,10 @@
 //! SIMD kernels with run-time CPU dispatch.
 //!
 //! Block operations, each written once in [`generic`] and compiled per backend: fused dot +
-//! squared norm for one query ([`Kernels::dot_norm`]), and for batches, rows packed into
-//! panels ([`Kernels::pack`]) with their norms ([`Kernels::panel_norms`]) and register-tiled
-//! dot products ([`Kernels::panel_dots`]), bitwise equal to the one-query pass; the panel
-//! kernel also marks the rows that pass each query's selection threshold, and
-//! [`Kernels::pass_masks`] marks one query's rows the same way.
+//! squared norm for one query ([`Kernels::dot_norm`]), and for batches, register-tiled dot
+//! products with the queries in lanes ([`Kernels::batch_dots`]), bitwise equal to the
+//! one-query pass; the batch kernel also marks the (row, query) pairs that pass each query's
+//! selection threshold, and [`Kernels::pass_masks`] marks one query's rows the same way.
 //! The backend is detected once and cached; `MATRYO_FAST_BACKEND` (read once) or [`force`]
 //! chooses another. [`scalar`] is the reference every other backend is tested against.
 
@@ -158,69 +157,42 @@ pub fn force(backend: Option<Backend>) -> Result<()> {
 }
 
 type DotNormFn = unsafe fn(*const f32, &[Segment], &[usize], &mut [f32], &mut [f32]);
-type PackFn = unsafe fn(&[Segment], &[usize], usize, *mut f32);
-type PanelNormFn = unsafe fn(*const f32, usize, usize, *mut f32);
 type PassMaskFn = unsafe fn(*const f32, *const f32, usize, f32, *mut u32);
-type PanelDotFn =
-    unsafe fn(*const f32, usize, *const f32, usize, usize, *mut f32, usize, generic::Select);
+type BatchDotFn = unsafe fn(
+    *const f32,
+    usize,
+    usize,
+    *const f32,
+    isize,
+    &[usize],
+    *mut f32,
+    usize,
+    generic::Select,
+);
 
 /// The block operations of one backend, behind safe, checked wrappers.
 #[derive(Clone, Copy)]
 pub struct Kernels {
     backend: Backend,
     dot_norm: DotNormFn,
-    pack: PackFn,
-    panel_norm: PanelNormFn,
-    panel_dot: PanelDotFn,
+    batch_dot: BatchDotFn,
     pass_mask: PassMaskFn,
 }
 
-/// Rows packed for a batch by [`Kernels::pack`] (see `generic.rs` for the layout). The buffer
-/// is reused from block to block.
-#[derive(Clone, Debug, Default)]
-pub struct Panels {
-    data: Vec<f32>,
-    lanes: usize,
-    chunks: usize,
-    rows: usize,
-}
-
-impl Panels {
-    /// An empty buffer.
-    pub fn new() -> Panels {
-        Panels::default()
-    }
-
-    /// Rows packed.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Rows rounded up to whole groups: the length the outputs need.
-    pub fn padded_rows(&self) -> usize {
-        self.groups() * self.lanes
-    }
-
-    /// Groups of `lanes` rows (the last one padded).
-    pub fn groups(&self) -> usize {
-        if self.lanes == 0 {
-            0
-        } else {
-            self.rows.div_ceil(self.lanes)
-        }
-    }
-}
-
-/// Unit queries laid out for [`Kernels::panel_dots`] by [`Kernels::panel_queries`].
+/// Unit queries laid out for [`Kernels::batch_dots`] by [`Kernels::batch_queries`], in groups
+/// of [`Kernels::lanes`] (the last one padded with zero queries).
 #[derive(Clone, Debug)]
-pub struct PanelQueries {
+pub struct BatchQueries {
+    /// The layout starts at `data[start]`, on a 64-byte boundary: a vector load that crosses
+    /// a cache line costs two (measured: the 64-dim kernel ran 15% slower 16 bytes off).
     data: Vec<f32>,
+    start: usize,
     lanes: usize,
     chunks: usize,
     nq: usize,
 }
 
-impl PanelQueries {
+impl BatchQueries {
     /// Number of queries.
     pub fn len(&self) -> usize {
         self.nq
@@ -230,6 +202,25 @@ impl PanelQueries {
     pub fn is_empty(&self) -> bool {
         self.nq == 0
     }
+
+    /// Groups of `lanes` queries.
+    pub fn groups(&self) -> usize {
+        self.nq.div_ceil(self.lanes)
+    }
+
+    /// Queries rounded up to whole groups: a row's outputs and thresholds.
+    pub fn padded(&self) -> usize {
+        self.groups() * self.lanes
+    }
+}
+
+/// Scratch of [`Kernels::batch_dots`], reused from block to block: rows copied into whole
+/// chunks when the prefix is not one run of whole chunks (a blocked file, or a width that is
+/// not a multiple of the lanes).
+#[derive(Clone, Debug, Default)]
+pub struct RowCopy {
+    data: Vec<f32>,
+    idx: Vec<usize>,
 }
 
 impl Kernels {
@@ -245,9 +236,7 @@ impl Kernels {
                 Kernels {
                     backend,
                     dot_norm: $m::dot_norm_block,
-                    pack: $m::pack_panels,
-                    panel_norm: $m::panel_norms,
-                    panel_dot: $m::panel_dots,
+                    batch_dot: $m::batch_dots,
                     pass_mask: $m::pass_masks,
                 }
             };
@@ -273,7 +262,7 @@ impl Kernels {
         self.backend
     }
 
-    /// Floats per vector (rows per panel group).
+    /// Floats per vector (queries per group of a batch).
     pub fn lanes(&self) -> usize {
         match self.backend {
             Backend::Scalar => 1,
@@ -307,15 +296,26 @@ impl Kernels {
         unsafe { (self.dot_norm)(q.as_ptr(), prefix.segments(), rows, dots, norms) }
     }
 
-    /// The `nq` unit queries `qn` (dense, `nq x prefix.dim()`) laid out for [`Self::panel_dots`]
+    /// The `nq` unit queries `qn` (dense, `nq x prefix.dim()`) laid out for [`Self::batch_dots`]
     /// over `prefix`.
-    pub fn panel_queries(&self, prefix: &Prefix<'_>, qn: &[f32], nq: usize) -> PanelQueries {
+    pub fn batch_queries(&self, prefix: &Prefix<'_>, qn: &[f32], nq: usize) -> BatchQueries {
         assert_eq!(qn.len(), nq * prefix.dim(), "queries are not nq x dim");
-        let mut data = Vec::new();
         let lanes = self.lanes();
-        let chunks = generic::permute_queries(prefix.segments(), lanes, qn, nq, &mut data);
-        PanelQueries {
+        let chunks = generic::chunk_count(prefix.segments(), lanes);
+        let len = nq.div_ceil(lanes) * lanes * chunks * lanes;
+        // 16 floats of slack hold any shift to a 64-byte boundary.
+        let mut data = vec![0.0; len + 16];
+        let start = data.as_ptr().align_offset(64).min(16);
+        generic::permute_queries(
+            prefix.segments(),
+            lanes,
+            qn,
+            nq,
+            &mut data[start..start + len],
+        );
+        BatchQueries {
             data,
+            start,
             lanes,
             chunks,
             nq,
@@ -324,7 +324,7 @@ impl Kernels {
 
     /// One query's marks for rows scored by [`Self::dot_norm`]: bit `r` of `masks[g]` is set
     /// where `dots[i] * scales[i] >= thr` for `i = g * lanes + r` (the float32 product; false
-    /// when it is NaN), as [`Self::panel_dots`] marks a batch's rows. `dots` and `scales` cover
+    /// when it is NaN), as [`Self::batch_dots`] marks a batch's pairs. `dots` and `scales` cover
     /// `masks.len()` whole groups of [`Self::lanes`] rows.
     pub fn pass_masks(&self, dots: &[f32], scales: &[f32], thr: f32, masks: &mut [u32]) {
         let n = masks.len() * self.lanes();
@@ -345,104 +345,94 @@ impl Kernels {
         }
     }
 
-    /// Packs the prefixes of `rows` into `panels` (reusing its buffer).
-    pub fn pack(&self, prefix: &Prefix<'_>, rows: &[usize], panels: &mut Panels) {
-        Self::check_rows(prefix, rows);
-        let lanes = self.lanes();
-        let chunks = generic::chunk_count(prefix.segments(), lanes);
-        let len = rows.len().div_ceil(lanes) * lanes * chunks * lanes;
-        if panels.data.len() < len {
-            panels.data.resize(len, 0.0);
-        }
-        panels.lanes = lanes;
-        panels.chunks = chunks;
-        panels.rows = rows.len();
-        // SAFETY: every row is in range, so its segment runs are readable (Matrix contract);
-        // `chunks` is computed from the same segments; the buffer holds `len` floats, the
-        // size the contract asks for; `new` checked the CPU features.
-        unsafe { (self.pack)(prefix.segments(), rows, chunks, panels.data.as_mut_ptr()) }
-    }
-
-    fn check_panels(&self, panels: &Panels) {
-        assert_eq!(
-            panels.lanes,
-            self.lanes(),
-            "panels packed by another backend"
-        );
-    }
-
-    /// `norms[i] = |x_i|^2` for the packed rows, bitwise as the norms of [`Self::dot_norm`].
-    pub fn panel_norms(&self, panels: &Panels, norms: &mut [f32]) {
-        self.check_panels(panels);
-        assert!(norms.len() >= panels.padded_rows());
-        // SAFETY: the panels hold `groups` packed groups of `chunks` chunks (set by `pack`
-        // with this backend's lanes, checked above); `norms` holds groups * lanes floats.
-        unsafe {
-            (self.panel_norm)(
-                panels.data.as_ptr(),
-                panels.groups(),
-                panels.chunks,
-                norms.as_mut_ptr(),
-            )
-        }
-    }
-
-    /// `out[t * out_stride + i] = q_(j0 + t) . x_i` for `t < nq` and the packed rows `i`
-    /// (padding rows up to [`Panels::padded_rows`] are written too), bitwise as the dots of
-    /// [`Self::dot_norm`]. With them, a bit per (query, row): bit `r` of
-    /// `masks[t * mask_stride + g]` is set where `out[t * out_stride + i] * scales[i] >=
-    /// thr[t]` for `i = g * lanes + r` (the float32 product; false when it is NaN), so that a
-    /// scan looks only at the rows that pass its selection's threshold. Padding rows need a
-    /// NaN scale to stay unmarked.
+    /// `out[i * P + j] = x_i . q_j` over `prefix` for `x_i = rows[i]` and the queries `q_j`,
+    /// where `P` is [`BatchQueries::padded`] (the missing queries of the last group give 0),
+    /// and `norms[i] = |x_i|^2`, both bitwise as [`Self::dot_norm`] computes them, with
+    /// `scales[i]` the row's `1/|x_i|`, or NaN when its squared norm is outside the range that
+    /// float32 keeps exact enough (see [`generic::scale_of`]). With them, a bit per (row,
+    /// query): bit `b` of `masks[i * G + h]` (`G` = [`BatchQueries::groups`]) is set where
+    /// `out[i * P + j] * scales[i] >= thr[j]` for `j = h * lanes + b` (the float32 product;
+    /// false when it is NaN), so that a scan looks only at the pairs that pass its selections'
+    /// thresholds.
     #[allow(clippy::too_many_arguments)]
-    pub fn panel_dots(
+    pub fn batch_dots(
         &self,
-        queries: &PanelQueries,
-        j0: usize,
-        nq: usize,
-        panels: &Panels,
+        queries: &BatchQueries,
+        prefix: &Prefix<'_>,
+        rows: &[usize],
+        copy: &mut RowCopy,
         out: &mut [f32],
-        out_stride: usize,
-        scales: &[f32],
+        norms: &mut [f32],
+        scales: &mut [f32],
         thr: &[f32],
         masks: &mut [u32],
-        mask_stride: usize,
     ) {
-        self.check_panels(panels);
-        assert_eq!(
-            queries.lanes, panels.lanes,
-            "queries laid out for another backend"
+        Self::check_rows(prefix, rows);
+        let lanes = self.lanes();
+        let segs = prefix.segments();
+        let chunks = generic::chunk_count(segs, lanes);
+        assert_eq!(queries.lanes, lanes, "queries laid out for another backend");
+        assert_eq!(queries.chunks, chunks, "queries and rows differ in width");
+        let (m, padded, groups) = (rows.len(), queries.padded(), queries.groups());
+        assert!(
+            out.len() >= m * padded,
+            "outputs shorter than rows x queries"
         );
-        assert_eq!(
-            queries.chunks, panels.chunks,
-            "queries and rows differ in width"
+        assert!(
+            masks.len() >= m * groups,
+            "masks shorter than rows x groups"
         );
-        assert!(j0 + nq <= queries.nq, "query range out of bounds");
-        assert!(out_stride >= panels.padded_rows());
-        assert!(nq == 0 || out.len() >= (nq - 1) * out_stride + panels.padded_rows());
-        assert!(scales.len() >= panels.padded_rows() && thr.len() >= nq);
-        assert!(mask_stride >= panels.groups());
-        assert!(nq == 0 || masks.len() >= (nq - 1) * mask_stride + panels.groups());
-        let per_query = queries.lanes * queries.chunks;
+        assert!(
+            scales.len() >= m && thr.len() >= padded,
+            "scales or thresholds too short"
+        );
+        let (base, stride, idx): (*const f32, isize, &[usize]) = match segs {
+            // One run of whole chunks (a row-major matrix, or the first block of a file split
+            // there): the kernel reads the rows where they are.
+            [seg] if seg.width % lanes == 0 => (seg.base(), seg.stride(), rows),
+            _ => {
+                let w = chunks * lanes;
+                copy.data.clear();
+                copy.data.resize(m * w, 0.0);
+                for (dst, &row) in copy.data.chunks_exact_mut(w).zip(rows) {
+                    let mut at = 0;
+                    for seg in segs {
+                        // SAFETY: row is in range (checked), so its run in every segment is
+                        // readable for `width` floats (Matrix contract).
+                        let run =
+                            unsafe { std::slice::from_raw_parts(seg.row_ptr(row), seg.width) };
+                        dst[at..at + seg.width].copy_from_slice(run);
+                        at += seg.width.next_multiple_of(lanes);
+                    }
+                }
+                copy.idx.clear();
+                copy.idx.extend(0..m);
+                (copy.data.as_ptr(), w as isize, &copy.idx)
+            }
+        };
         let sel = generic::Select {
-            scales: scales.as_ptr(),
+            norms: norms.as_mut_ptr(),
+            scales: scales.as_mut_ptr(),
             thr: thr.as_ptr(),
             masks: masks.as_mut_ptr(),
-            mask_stride,
+            mask_stride: groups,
         };
-        // SAFETY: queries j0..j0+nq exist (checked) with `chunks` chunks each; the panels
-        // hold `groups` groups of the same chunks and lanes (checked); each output row t < nq
-        // has padded_rows floats at t * out_stride, `scales` padded_rows floats, `thr` nq, and
-        // each mask row t < nq `groups` words at t * mask_stride (all checked).
+        // SAFETY: the queries hold `groups` groups of `chunks` chunks for this backend (checked);
+        // each row `base + idx[i] * stride` has `chunks * lanes` readable floats: in the first
+        // case the rows are in range and their one run is `chunks * lanes` wide, in the second
+        // each is a copy of that length; `out`, `masks`, `scales` and `thr` hold what the
+        // kernel writes and reads for `m` rows, as do `norms` and `scales` (checked); `new`
+        // checked the CPU features.
         unsafe {
-            (self.panel_dot)(
-                queries.data.as_ptr().add(j0 * per_query),
-                nq,
-                panels.data.as_ptr(),
-                panels.groups(),
-                panels.chunks,
+            (self.batch_dot)(
+                queries.data[queries.start..].as_ptr(),
+                groups,
+                chunks,
+                base,
+                stride,
+                idx,
                 out.as_mut_ptr(),
-                out_stride,
+                padded,
                 sel,
             )
         }

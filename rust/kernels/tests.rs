@@ -3,15 +3,16 @@
 
 use proptest::prelude::*;
 
-use super::{available, Backend, Kernels, Panels};
+use super::{available, Backend, Kernels, RowCopy};
 use crate::funnel::funnel_with;
 use crate::layout::Matrix;
 use crate::search::{topk_with, Queries};
 
 /// Dims around every lane width (1, 4, 8, 16) and some odd ones; 32, 64 and 128 are 8 chunks
-/// (the panel kernel's unrolled case) for 4, 8 and 16 lanes.
-const DIMS: [usize; 19] = [
-    1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 97, 128,
+/// (the batch kernel's unrolled case) for 4, 8 and 16 lanes; 128 and 257 are more than one
+/// piece of 16 chunks for 1 and 4 lanes, 257 for 8 and 16 too.
+const DIMS: [usize; 20] = [
+    1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 97, 128, 257,
 ];
 
 fn data(n: usize, seed: u64) -> Vec<f32> {
@@ -45,12 +46,21 @@ fn every_backend_matches_scalar_on_blocks() {
         let kern = Kernels::new(backend).unwrap();
         for &cols in &DIMS {
             for rows in [1usize, 3, 4, 5, 8, 13] {
-                let x = data(rows * (cols + 3), cols as u64 * 31 + rows as u64);
+                let mut x = data(rows * (cols + 3), cols as u64 * 31 + rows as u64);
+                // Row 2 all zero and row 4 tiny (squared norm below 1e-30): NaN scales, for
+                // rows that the batch kernel must leave unmarked.
+                for c in 0..cols + 3 {
+                    if rows > 4 {
+                        x[2 * (cols + 3) + c] = 0.0;
+                        x[4 * (cols + 3) + c] *= 1e-20;
+                    }
+                }
                 // Strided rows: each row has 3 extra columns after the prefix, never read.
                 let m = Matrix::from_slice(&x, rows, cols + 3).unwrap();
                 for dim in [cols, (cols / 2).max(1)] {
                     let p = m.prefix(dim);
-                    let nq = 5;
+                    // Enough queries for three groups of 16 lanes.
+                    let nq = 50;
                     let q = data(nq * dim, 7 + dim as u64);
                     let idx: Vec<usize> = (0..rows).rev().collect();
                     let (mut d1, mut n1, mut d0, mut n0) = (
@@ -70,77 +80,128 @@ fn every_backend_matches_scalar_on_blocks() {
                         );
                         assert!(close(n1[i], n0[i], dim as f32), "{backend} norm dim {dim}");
                     }
-                    // The panel kernels agree bitwise with the fused pass.
-                    let mut panels = Panels::new();
-                    kern.pack(&p, &idx, &mut panels);
-                    let stride = panels.padded_rows();
-                    let mut n3 = vec![0.0; stride];
-                    kern.panel_norms(&panels, &mut n3);
-                    assert_eq!(&n3[..rows], &n1[..], "{backend}: panel norms differ");
-                    let pq = kern.panel_queries(&p, &q, nq);
-                    for j0 in 0..nq {
-                        // Every query count from j0 to the end, so every tile shape runs.
-                        let cnt = nq - j0;
-                        let mut out = vec![f32::NAN; cnt * stride];
-                        // Scales: mixed signs and magnitudes, a NaN (a row scored elsewhere)
-                        // and NaN padding; thresholds: none, a middling one, and +inf.
-                        let scales: Vec<f32> = (0..stride)
-                            .map(|i| match i {
-                                _ if i >= rows => f32::NAN,
-                                2 => f32::NAN,
-                                _ => 0.5 + (i % 3) as f32 - (i % 2) as f32 * 1.25,
-                            })
-                            .collect();
-                        let thr: Vec<f32> = (0..cnt)
-                            .map(|t| [f32::NEG_INFINITY, 0.0, 1e-3, f32::INFINITY][t % 4])
-                            .collect();
-                        let groups = stride / kern.lanes();
-                        let mask_stride = groups + 1;
-                        let mut masks = vec![u32::MAX; cnt * mask_stride];
-                        kern.panel_dots(
-                            &pq,
-                            j0,
-                            cnt,
-                            &panels,
-                            &mut out,
-                            stride,
-                            &scales,
-                            &thr,
-                            &mut masks,
-                            mask_stride,
-                        );
-                        for t in 0..cnt {
-                            let j = j0 + t;
-                            let mut dj = vec![0.0; rows];
-                            let mut nj = vec![0.0; rows];
-                            kern.dot_norm(&q[j * dim..(j + 1) * dim], &p, &idx, &mut dj, &mut nj);
-                            assert_eq!(
-                                &out[t * stride..t * stride + rows],
-                                &dj[..],
-                                "{backend}: query {j} panel dots differ from the fused pass"
-                            );
-                            for i in 0..stride {
-                                let bit = masks[t * mask_stride + i / kern.lanes()]
-                                    >> (i % kern.lanes())
-                                    & 1;
-                                let want = i < rows && dj[i] * scales[i] >= thr[t];
-                                assert_eq!(bit == 1, want, "{backend}: query {j} row {i} mask");
-                            }
-                            // One query's marks, from the fused pass's dots: the same bits.
-                            let mut dp = dj.clone();
-                            dp.resize(stride, f32::NAN);
-                            let mut one = vec![u32::MAX; groups];
-                            kern.pass_masks(&dp, &scales, thr[t], &mut one);
-                            for g in 0..groups {
-                                assert_eq!(
-                                    one[g],
-                                    masks[t * mask_stride + g],
-                                    "{backend}: query {j} group {g} pass_masks"
-                                );
-                            }
-                        }
-                    }
+                    check_batch_dots(&kern, &p, &idx, &q, nq);
                 }
+            }
+        }
+    }
+}
+
+/// The batch kernel agrees bitwise with the fused pass, and marks exactly the pairs that pass,
+/// for query counts up to `nq` around the group sizes (so every tile shape and a padded last
+/// group run); and `pass_masks` marks one query's rows as the batch kernel marks them.
+fn check_batch_dots(
+    kern: &Kernels,
+    p: &crate::layout::Prefix<'_>,
+    idx: &[usize],
+    q: &[f32],
+    nq: usize,
+) {
+    let (backend, lanes, dim, rows) = (kern.backend(), kern.lanes(), p.dim(), idx.len());
+    let mut fused_norms = vec![0.0; rows];
+    let fused: Vec<Vec<f32>> = (0..nq)
+        .map(|j| {
+            let mut dj = vec![0.0; rows];
+            kern.dot_norm(
+                &q[j * dim..(j + 1) * dim],
+                p,
+                idx,
+                &mut dj,
+                &mut fused_norms,
+            );
+            dj
+        })
+        .collect();
+    let mut counts = vec![
+        1,
+        2,
+        lanes - 1,
+        lanes,
+        lanes + 1,
+        2 * lanes + 1,
+        3 * lanes + 2,
+        nq,
+    ];
+    counts.retain(|&c| c >= 1 && c <= nq);
+    counts.dedup();
+    for cnt in counts {
+        let bq = kern.batch_queries(p, &q[..cnt * dim], cnt);
+        let (padded, groups) = (bq.padded(), bq.groups());
+        // Thresholds: none, a middling one, a small one and +inf, and +inf for the missing
+        // queries.
+        let thr: Vec<f32> = (0..padded)
+            .map(|j| match j {
+                _ if j >= cnt => f32::INFINITY,
+                _ => [f32::NEG_INFINITY, 0.0, 1e-3, f32::INFINITY][j % 4],
+            })
+            .collect();
+        let mut out = vec![f32::NAN; rows * padded];
+        let (mut norms, mut scales) = (vec![f32::NAN; rows], vec![f32::NAN; rows]);
+        let mut masks = vec![u32::MAX; rows * groups];
+        let mut copy = RowCopy::default();
+        kern.batch_dots(
+            &bq,
+            p,
+            idx,
+            &mut copy,
+            &mut out,
+            &mut norms,
+            &mut scales,
+            &thr,
+            &mut masks,
+        );
+        for i in 0..rows {
+            let nn = fused_norms[i];
+            assert_eq!(
+                norms[i].to_bits(),
+                nn.to_bits(),
+                "{backend}: row {i} batch norm"
+            );
+            let want = if (1e-30..=1e30).contains(&nn) {
+                1.0 / nn.sqrt()
+            } else {
+                f32::NAN
+            };
+            assert_eq!(
+                scales[i].to_bits(),
+                want.to_bits(),
+                "{backend}: row {i} scale"
+            );
+        }
+        let bit = |i: usize, j: usize| masks[i * groups + j / lanes] >> (j % lanes) & 1 == 1;
+        for j in 0..padded {
+            if j >= cnt {
+                assert!(
+                    (0..rows).all(|i| !bit(i, j)),
+                    "{backend}: missing query {j} marked"
+                );
+                continue;
+            }
+            let dj = &fused[j];
+            for i in 0..rows {
+                assert_eq!(
+                    out[i * padded + j].to_bits(),
+                    dj[i].to_bits(),
+                    "{backend}: query {j} of {cnt}, row {i}: batch dot differs from the fused pass"
+                );
+                let want = dj[i] * scales[i] >= thr[j];
+                assert_eq!(bit(i, j), want, "{backend}: query {j} row {i} mask");
+            }
+            // One query's marks, from the fused pass's dots: the same bits.
+            let row_groups = rows.div_ceil(lanes);
+            let mut dp = dj.clone();
+            dp.resize(row_groups * lanes, f32::NAN);
+            let mut sp = scales.clone();
+            sp.resize(row_groups * lanes, f32::NAN);
+            let mut one = vec![u32::MAX; row_groups];
+            kern.pass_masks(&dp, &sp, thr[j], &mut one);
+            for i in 0..row_groups * lanes {
+                let b = one[i / lanes] >> (i % lanes) & 1 == 1;
+                assert_eq!(
+                    b,
+                    i < rows && bit(i, j),
+                    "{backend}: query {j} row {i} pass_masks"
+                );
             }
         }
     }
@@ -309,17 +370,22 @@ fn extreme_magnitudes_use_exact_path_and_nan_rows_error() {
     for v in &mut x[cols..2 * cols] {
         *v *= 1e20; // squared norm overflows float32
     }
-    let q = data(cols, 4);
+    let q = data(3 * cols, 4);
     for backend in available() {
-        check_against_oracle(backend, &x, 6, cols, &q, 1, cols, 6);
+        // One query and a batch: both score these rows apart, exactly.
+        check_against_oracle(backend, &x, 6, cols, &q[..cols], 1, cols, 6);
+        check_against_oracle(backend, &x, 6, cols, &q, 3, cols, 6);
         let mut bad = x.clone();
         bad[4 * cols + 7] = f32::NAN;
         let m = Matrix::from_slice(&bad, 6, cols).unwrap();
         let kern = Kernels::new(backend).unwrap();
-        let e = topk_with(kern, Queries::new(&q, cols).unwrap(), &m, cols as i64, 2).unwrap_err();
-        assert!(e.to_string().contains("row 4"), "{e}");
-        // Not scanned: fine.
-        assert!(topk_with(kern, Queries::new(&q, cols).unwrap(), &m, 7, 2).is_ok());
+        for nq in [1, 3] {
+            let qs = Queries::new(&q[..nq * cols], cols).unwrap();
+            let e = topk_with(kern, qs, &m, cols as i64, 2).unwrap_err();
+            assert!(e.to_string().contains("row 4"), "{e}");
+            // Not scanned: fine.
+            assert!(topk_with(kern, qs, &m, 7, 2).is_ok());
+        }
     }
 }
 
@@ -462,6 +528,9 @@ fn segment_by_segment_walk_equals_row_by_row_bitwise() {
                 kern.dot_norm(&q, &p, &far, &mut d1, &mut n1);
                 assert_eq!((d[i], n[i]), (d1[0], n1[0]), "{backend} dim {dim} row {i}");
             }
+            // A batch over the runs (copied into whole chunks) agrees too.
+            let qs = data(20 * dim, 10);
+            check_batch_dots(&kern, &p, &dense, &qs, 20);
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use core::arch::x86_64::*;
 
-use super::generic::{generic_pack_chunk, Simd};
+use super::generic::Simd;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Avx2;
@@ -67,64 +67,6 @@ impl Simd for Avx2 {
         unsafe {
             let v = _mm256_mul_ps(dots, scales);
             _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(v, thr)) as u32
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn pack_chunk(
-        src: &[*const f32; 16],
-        nr: usize,
-        col: usize,
-        n: usize,
-        dst: *mut f32,
-        dst_stride: usize,
-    ) {
-        if nr < 8 {
-            // SAFETY: forwarded contract (the portable version handles missing rows).
-            unsafe { generic_pack_chunk::<Avx2>(src, nr, col, n, dst, dst_stride) };
-            return;
-        }
-        // An 8 x 8 transpose in registers (values are moved, never changed).
-        // SAFETY: all 8 rows exist (nr == 8); each reads n <= 8 floats at src[r] + col
-        // (a masked load when n < 8, which reads only the first n); the 8 stores write
-        // dst + l * dst_stride + [0, 8) for l < 8, as the contract allows.
-        unsafe {
-            let r: [__m256; 8] = core::array::from_fn(|i| {
-                if n == 8 {
-                    Self::load(src[i].add(col))
-                } else {
-                    Self::load_partial(src[i].add(col), n)
-                }
-            });
-            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-            let cols = [
-                _mm256_permute2f128_ps::<0x20>(u0, u4),
-                _mm256_permute2f128_ps::<0x20>(u1, u5),
-                _mm256_permute2f128_ps::<0x20>(u2, u6),
-                _mm256_permute2f128_ps::<0x20>(u3, u7),
-                _mm256_permute2f128_ps::<0x31>(u0, u4),
-                _mm256_permute2f128_ps::<0x31>(u1, u5),
-                _mm256_permute2f128_ps::<0x31>(u2, u6),
-                _mm256_permute2f128_ps::<0x31>(u3, u7),
-            ];
-            for (l, v) in cols.into_iter().enumerate() {
-                Self::store(dst.add(l * dst_stride), v);
-            }
         }
     }
 

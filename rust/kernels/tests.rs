@@ -207,6 +207,25 @@ fn check_batch_dots(
     }
 }
 
+#[test]
+fn batch_kernel_over_several_query_sets_matches_fused_pass() {
+    // At 2100 dims a group of queries is too large for more than two groups to share a pass
+    // over the rows (8 lanes: 263 chunks, 66 Ki floats a group), so 50 queries take several
+    // passes, each reading the norms and scales that the first one wrote.
+    let (rows, cols, nq) = (9usize, 2100usize, 50usize);
+    let x = data(rows * cols, 41);
+    let m = Matrix::from_slice(&x, rows, cols).unwrap();
+    let q = data(nq * cols, 42);
+    let idx: Vec<usize> = (0..rows).rev().collect();
+    for backend in available() {
+        let kern = Kernels::new(backend).unwrap();
+        for dim in [cols, cols - 1] {
+            let qd: Vec<f32> = q.chunks(cols).flat_map(|r| r[..dim].to_vec()).collect();
+            check_batch_dots(&kern, &m.prefix(dim), &idx, &qd, nq);
+        }
+    }
+}
+
 /// Independent float64 oracle: (score, row) sorted by score desc, row asc.
 fn oracle(q: &[f32], x: &[f32], cols: usize, dim: usize, k: usize) -> Vec<(f64, usize)> {
     let qn: f64 = q[..dim]

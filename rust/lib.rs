@@ -10,8 +10,8 @@
 //!   to unit norm in float64 and rounded to float32 once; the dot product and the row's squared
 //!   norm are accumulated in float32 with fused multiply-add, `LANES` partial sums per
 //!   (query, row) pair (lane `l` takes columns `l, l + LANES, ...`), added in a fixed tree
-//!   order (batches compute the same sums in a transposed layout and add them in the same
-//!   order, so their values are bitwise the same); the score is `dot * (1 / sqrt(|x|^2))`,
+//!   order (batches compute the same sums with the queries in the vector lanes and add them in
+//!   the same order, so their values are bitwise the same); the score is `dot * (1 / sqrt(|x|^2))`,
 //!   clamped to `[-1, 1]`. Expect agreement with a float64 computation to about `1e-6 * sqrt(dim)`.
 //! - **Zero and extreme rows.** A zero-norm prefix (query or row) scores exactly `0.0`. A row
 //!   whose float32 squared norm is outside `[1e-30, 1e30]` (where float32 squares may under- or

@@ -383,9 +383,10 @@ impl Kernels {
             "masks shorter than rows x groups"
         );
         assert!(
-            scales.len() >= m && thr.len() >= padded,
-            "scales or thresholds too short"
+            norms.len() >= m && scales.len() >= m,
+            "norms or scales shorter than the rows"
         );
+        assert!(thr.len() >= padded, "fewer thresholds than queries");
         let (base, stride, idx): (*const f32, isize, &[usize]) = match segs {
             // One run of whole chunks (a row-major matrix, or the first block of a file split
             // there): the kernel reads the rows where they are.
@@ -420,9 +421,8 @@ impl Kernels {
         // SAFETY: the queries hold `groups` groups of `chunks` chunks for this backend (checked);
         // each row `base + idx[i] * stride` has `chunks * lanes` readable floats: in the first
         // case the rows are in range and their one run is `chunks * lanes` wide, in the second
-        // each is a copy of that length; `out`, `masks`, `scales` and `thr` hold what the
-        // kernel writes and reads for `m` rows, as do `norms` and `scales` (checked); `new`
-        // checked the CPU features.
+        // each is a copy of that length; `out`, `masks`, `norms`, `scales` and `thr` hold what
+        // the kernel writes and reads for `m` rows (checked); `new` checked the CPU features.
         unsafe {
             (self.batch_dot)(
                 queries.data[queries.start..].as_ptr(),

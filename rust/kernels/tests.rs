@@ -208,6 +208,49 @@ fn check_batch_dots(
 }
 
 #[test]
+fn batch_dots_refuses_short_buffers() {
+    // The safe wrapper checks every buffer the kernel writes or reads: one too short panics
+    // (instead of writing out of bounds).
+    let (rows, cols, nq) = (5usize, 16usize, 3usize);
+    let x = data(rows * cols, 51);
+    let m = Matrix::from_slice(&x, rows, cols).unwrap();
+    let p = m.prefix(cols);
+    let idx: Vec<usize> = (0..rows).collect();
+    for backend in available() {
+        let kern = Kernels::new(backend).unwrap();
+        let bq = kern.batch_queries(&p, &data(nq * cols, 52), nq);
+        let (padded, groups) = (bq.padded(), bq.groups());
+        // Which buffer is one element short: none, out, norms, scales, thr, masks.
+        for short in 0..6 {
+            let len = |i: usize, n: usize| if short == i { n - 1 } else { n };
+            let mut out = vec![0.0; len(1, rows * padded)];
+            let mut norms = vec![0.0; len(2, rows)];
+            let mut scales = vec![0.0; len(3, rows)];
+            let thr = vec![0.0; len(4, padded)];
+            let mut masks = vec![0; len(5, rows * groups)];
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                kern.batch_dots(
+                    &bq,
+                    &p,
+                    &idx,
+                    &mut RowCopy::default(),
+                    &mut out,
+                    &mut norms,
+                    &mut scales,
+                    &thr,
+                    &mut masks,
+                )
+            }));
+            assert_eq!(
+                run.is_ok(),
+                short == 0,
+                "{backend}: buffer {short} one short"
+            );
+        }
+    }
+}
+
+#[test]
 fn batch_kernel_over_several_query_sets_matches_fused_pass() {
     // At 2100 dims a group of queries is too large for more than two groups to share a pass
     // over the rows (8 lanes: 263 chunks, 66 Ki floats a group), so 50 queries take several

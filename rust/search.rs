@@ -503,7 +503,6 @@ impl<'a> Worker<'a> {
         let Job {
             kernels,
             qn,
-            nq,
             prefix,
             ..
         } = *self.job;
@@ -543,7 +542,7 @@ impl<'a> Worker<'a> {
         );
         for &i in &self.special {
             let row = self.rows[i];
-            for (j, heap) in self.heaps.iter_mut().enumerate().take(nq) {
+            for (j, heap) in self.heaps.iter_mut().enumerate() {
                 let q = &qn[j * dim..(j + 1) * dim];
                 let s = score(self.dots[i * padded + j], self.scales[i], q, prefix, row);
                 heap.push(s, row);

@@ -56,24 +56,9 @@ macro_rules! entry_points {
         /// # Safety
         /// As the generic function; the CPU must support the backend's features.
         $(#[target_feature(enable = $features)])?
-        #[allow(clippy::too_many_arguments)]
-        pub(crate) unsafe fn batch_dots(
-            qs: *const f32,
-            groups: usize,
-            chunks: usize,
-            base: *const f32,
-            stride: isize,
-            idx: &[usize],
-            out: *mut f32,
-            out_stride: usize,
-            sel: $crate::kernels::generic::Select,
-        ) {
+        pub(crate) unsafe fn batch_dots(b: $crate::kernels::generic::Batch<'_>) {
             // SAFETY: forwarded contract; the features are enabled by this function's attribute.
-            unsafe {
-                $crate::kernels::generic::batch_dots::<$simd>(
-                    qs, groups, chunks, base, stride, idx, out, out_stride, sel,
-                )
-            }
+            unsafe { $crate::kernels::generic::batch_dots::<$simd>(b) }
         }
     };
 }
@@ -417,13 +402,26 @@ pub(crate) fn scale_of(nn: f32) -> f32 {
     }
 }
 
-/// Where [`batch_dots`] puts each row's squared norm and scale ([`scale_of`]) and marks the
-/// (row, query) pairs worth a look: `masks[i * mask_stride + h]` gets bit `b` set where
-/// `dot(row i, query h * LANES + b) * scales[i] >= thr[h * LANES + b]` (as
+/// One call of [`batch_dots`]: the queries, the rows, and where each row's results go. Besides
+/// the dot products, the kernel writes each row's squared norm and scale ([`scale_of`]) and
+/// marks the (row, query) pairs worth a look: `masks[i * mask_stride + h]` gets bit `b` set
+/// where `dot(row i, query h * LANES + b) * scales[i] >= thr[h * LANES + b]` (as
 /// [`Simd::pass_mask`]). A scan passes its selections' thresholds, so that the pairs that
 /// lose, nearly all of them, cost no work after the kernel; rows with a NaN scale never pass.
 #[derive(Clone, Copy)]
-pub(crate) struct Select {
+pub(crate) struct Batch<'a> {
+    /// `groups` groups of queries of `chunks` chunks, laid out by [`permute_queries`].
+    pub qs: *const f32,
+    pub groups: usize,
+    pub chunks: usize,
+    /// Row `i` is `chunks * LANES` values at `base + idx[i] * stride` (zero past each
+    /// segment's width, as `tile` reads them).
+    pub base: *const f32,
+    pub stride: isize,
+    pub idx: &'a [usize],
+    /// Row `i`'s dot products at `out + i * out_stride`, one per query.
+    pub out: *mut f32,
+    pub out_stride: usize,
     /// One float per row (written).
     pub norms: *mut f32,
     /// One float per row (written).
@@ -461,7 +459,7 @@ pub(crate) unsafe fn pass_masks<S: Simd>(
 }
 
 /// `R` rows against `H` query groups: `outs[r] + h * LANES` receives the dot products of row
-/// `r` with group `h`'s queries, and `masks[r] + h` their bits (see [`Select`]); `xs[r]` points
+/// `r` with group `h`'s queries, and `masks[r] + h` their bits (see [`Batch`]); `xs[r]` points
 /// at row `r`'s `chunks * LANES` values, `qs[h]` at group `h`, `thr[h]` at its thresholds. At
 /// most 4 x 2: 8 accumulators, 2 query vectors and a broadcast fit AVX2's 16 registers with
 /// room to spare (a prototype measured on Zen 3, 64 dims: 4 x 2 43.8 G multiply-adds/s, 2 x 4
@@ -521,38 +519,25 @@ unsafe fn batch_tile<S: Simd, const R: usize, const H: usize, const C: usize>(
     }
 }
 
-/// `out[i * out_stride + j] = x_i . q_j` for the rows `x_i` (`chunks * LANES` values at
-/// `base + idx[i] * stride`, zero past each segment's width as `tile` reads them) and the
-/// queries of the `groups` groups laid out by [`permute_queries`] at `qs`; bitwise as
-/// [`dot_norm_block`]. Also writes the rows' norms and scales and the masks of `sel` (see
-/// [`Select`]), computing the norms from the rows as it first reads them (prefetched ahead).
+/// `out[i * out_stride + j] = x_i . q_j` for the rows `x_i` and the queries `q_j` of `b`;
+/// bitwise as [`dot_norm_block`]. Also writes the rows' norms and scales and the masks (see
+/// [`Batch`]), computing the norms from the rows as it first reads them (prefetched ahead).
 ///
 /// # Safety
-/// `qs` holds `groups` groups of `chunks` chunks; for every `i`, `base + idx[i] * stride` is
-/// readable for `chunks * LANES` floats; `out` is writable at `i * out_stride + [0, groups *
-/// LANES)`, `sel.masks` at `i * sel.mask_stride + [0, groups)`, and `sel.norms` and
-/// `sel.scales` at `i`, for `i < idx.len()`; `sel.thr` is readable for `groups * LANES`
-/// floats; the backend's target features are enabled.
+/// `b.qs` holds `b.groups` groups of `b.chunks` chunks; for every `i < b.idx.len()`, row `i`
+/// is readable for `b.chunks * LANES` floats, `b.out` is writable at `i * b.out_stride + [0,
+/// groups * LANES)`, `b.masks` at `i * b.mask_stride + [0, groups)`, and `b.norms` and
+/// `b.scales` at `i`; `b.thr` is readable for `groups * LANES` floats; the backend's target
+/// features are enabled.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn batch_dots<S: Simd>(
-    qs: *const f32,
-    groups: usize,
-    chunks: usize,
-    base: *const f32,
-    stride: isize,
-    idx: &[usize],
-    out: *mut f32,
-    out_stride: usize,
-    sel: Select,
-) {
+pub(crate) unsafe fn batch_dots<S: Simd>(b: Batch<'_>) {
     // SAFETY: forwarded contract. Each chunk count gets its own loop nest: one shared with the
     // general case ran the 64-dim tile 4% slower (measured).
     unsafe {
-        if chunks == 8 {
-            batch_rows::<S, 8>(qs, groups, chunks, base, stride, idx, out, out_stride, sel);
+        if b.chunks == 8 {
+            batch_rows::<S, 8>(b);
         } else {
-            batch_rows::<S, 0>(qs, groups, chunks, base, stride, idx, out, out_stride, sel);
+            batch_rows::<S, 0>(b);
         }
     }
 }
@@ -587,18 +572,18 @@ const QUERY_SET_FLOATS: usize = 32 * 1024;
 /// # Safety
 /// As [`batch_dots`].
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn batch_rows<S: Simd, const C: usize>(
-    qs: *const f32,
-    groups: usize,
-    chunks: usize,
-    base: *const f32,
-    stride: isize,
-    idx: &[usize],
-    out: *mut f32,
-    out_stride: usize,
-    sel: Select,
-) {
+unsafe fn batch_rows<S: Simd, const C: usize>(b: Batch<'_>) {
+    let Batch {
+        qs,
+        groups,
+        chunks,
+        base,
+        stride,
+        idx,
+        out,
+        out_stride,
+        ..
+    } = b;
     let lanes = S::LANES;
     let group_len = lanes * chunks * lanes;
     // Groups per pass over the rows: as many as fit in a quarter of L2 (at least a pair), so
@@ -626,8 +611,8 @@ unsafe fn batch_rows<S: Simd, const C: usize>(
                             let xs: [*const f32; $r] = array::from_fn(|t| row(i + t));
                             let nn = tile_norms::<S, $r>(&xs, chunks);
                             for (t, &nn) in nn.iter().enumerate() {
-                                sel.norms.add(i + t).write(nn);
-                                sel.scales.add(i + t).write(scale_of(nn));
+                                b.norms.add(i + t).write(nn);
+                                b.scales.add(i + t).write(scale_of(nn));
                             }
                         }};
                     }
@@ -644,15 +629,15 @@ unsafe fn batch_rows<S: Simd, const C: usize>(
                     macro_rules! go {
                         ($r:literal, $h:literal) => {{
                             let xs: [*const f32; $r] = array::from_fn(|t| row(i + t));
-                            let sc: [f32; $r] = array::from_fn(|t| *sel.scales.add(i + t));
+                            let sc: [f32; $r] = array::from_fn(|t| *b.scales.add(i + t));
                             let op: [*mut f32; $r] =
                                 array::from_fn(|t| out.add((i + t) * out_stride + h * lanes));
                             let mp: [*mut u32; $r] =
-                                array::from_fn(|t| sel.masks.add((i + t) * sel.mask_stride + h));
+                                array::from_fn(|t| b.masks.add((i + t) * b.mask_stride + h));
                             let qp: [*const f32; $h] =
                                 array::from_fn(|t| qs.add((h + t) * group_len));
                             let th: [*const f32; $h] =
-                                array::from_fn(|t| sel.thr.add((h + t) * lanes));
+                                array::from_fn(|t| b.thr.add((h + t) * lanes));
                             batch_tile::<S, $r, $h, C>(&qp, chunks, &xs, &op, &sc, &th, &mp);
                         }};
                     }

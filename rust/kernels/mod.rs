@@ -158,17 +158,7 @@ pub fn force(backend: Option<Backend>) -> Result<()> {
 
 type DotNormFn = unsafe fn(*const f32, &[Segment], &[usize], &mut [f32], &mut [f32]);
 type PassMaskFn = unsafe fn(*const f32, *const f32, usize, f32, *mut u32);
-type BatchDotFn = unsafe fn(
-    *const f32,
-    usize,
-    usize,
-    *const f32,
-    isize,
-    &[usize],
-    *mut f32,
-    usize,
-    generic::Select,
-);
+type BatchDotFn = unsafe fn(generic::Batch<'_>);
 
 /// The block operations of one backend, behind safe, checked wrappers.
 #[derive(Clone, Copy)]
@@ -411,7 +401,15 @@ impl Kernels {
                 (copy.data.as_ptr(), w as isize, &copy.idx)
             }
         };
-        let sel = generic::Select {
+        let batch = generic::Batch {
+            qs: queries.data[queries.start..].as_ptr(),
+            groups,
+            chunks,
+            base,
+            stride,
+            idx,
+            out: out.as_mut_ptr(),
+            out_stride: padded,
             norms: norms.as_mut_ptr(),
             scales: scales.as_mut_ptr(),
             thr: thr.as_ptr(),
@@ -423,18 +421,6 @@ impl Kernels {
         // case the rows are in range and their one run is `chunks * lanes` wide, in the second
         // each is a copy of that length; `out`, `masks`, `norms`, `scales` and `thr` hold what
         // the kernel writes and reads for `m` rows (checked); `new` checked the CPU features.
-        unsafe {
-            (self.batch_dot)(
-                queries.data[queries.start..].as_ptr(),
-                groups,
-                chunks,
-                base,
-                stride,
-                idx,
-                out.as_mut_ptr(),
-                padded,
-                sel,
-            )
-        }
+        unsafe { (self.batch_dot)(batch) }
     }
 }

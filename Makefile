@@ -76,6 +76,10 @@ bench: install ## side-by-side benchmark vs numpy, torch, FAISS, usearch (N=1M x
 bench-kernel: ## the batch kernel alone on one core: multiply-adds per second per prefix width
 	cargo run --release --quiet --example kernel_throughput
 
+.PHONY: bench-gather
+bench-gather: ## the funnel's re-scoring gather alone on one core, ns per row (needs make bench-funnel's file)
+	cargo run --release --quiet --example gather_throughput
+
 .PHONY: bench-funnel
 bench-funnel: install ## funnel quality on real embeddings and speed on N=1M x 768
 	$(BIN)/pip install -q $(call deps,bench)

@@ -1,8 +1,9 @@
 //! The funnel's re-scoring alone: one thread gathering scattered rows of a corpus file and
 //! computing their dot products and norms (`Kernels::dot_norm`, what each later stage of a
-//! funnel runs per query), in nanoseconds per row (`make bench-gather`). The rows are random,
-//! sorted as the funnel sorts them, and fresh in every round, so they come from memory (the
-//! file's pages are in the page cache after the first round). No peer; it shows what a change
+//! funnel runs per query), in nanoseconds per row (`make bench-gather`): best of 15 rounds. The
+//! rows are random, sorted as the funnel sorts them, and fresh in every round, so they come from
+//! memory, not from the caches. The file should be in the page cache, as it is after `make
+//! bench-funnel`; otherwise the first rounds read it from disk. No peer; it shows what a change
 //! to the gather path does, on the file the funnel benchmark searches.
 //!
 //! Usage: `gather_throughput [FILE]` (default: the funnel benchmark's split-at-64 copy).

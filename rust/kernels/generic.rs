@@ -232,10 +232,11 @@ pub(crate) unsafe fn dot_norm_block<S: Simd>(
                 if dense {
                     prefetch_row::<S>(segs, ahead);
                 } else {
-                    // Scattered rows (a funnel's survivors): the first line of each run only,
-                    // which also fetches its page's translation; the hardware prefetchers stream
-                    // the rest of a long run. Prefetching whole runs, as a scan does, made this
-                    // gather 15-20% slower at 128 to 768 dims (`make bench-gather`, 2-core EPYC).
+                    // Scattered rows (a funnel's survivors): the first line of each run only
+                    // (on cores whose prefetches walk the page tables, its page's translation
+                    // too); the hardware prefetchers stream the rest of a long run. Prefetching
+                    // whole runs, as a scan does, made this gather 15-20% slower at 128 to 768
+                    // dims (`make bench-gather`, 2-core EPYC).
                     for seg in segs {
                         S::prefetch(seg.row_ptr(ahead));
                     }

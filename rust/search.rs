@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::kernels::generic::{scale_of, NN_MAX, NN_MIN};
+use crate::kernels::generic::scale_of;
 use crate::kernels::{BatchQueries, Kernels, RowCopy};
 use crate::layout::{Matrix, Prefix};
 use crate::pool;
@@ -139,28 +139,24 @@ pub(crate) fn row_scale(nn: f32, prefix: &Prefix<'_>, row: usize) -> Result<f32>
     Ok(if zero { 0.0 } else { f32::NAN })
 }
 
-/// [`row_scale`] for every row of a block: `scales[i]` for `norms[i]` of `rows[i]`; the rows
-/// whose scale is NaN (to score exactly) are appended to `special`. When every norm is in
-/// range (the usual case) this is one loop the compiler vectorizes.
-fn row_scales(
+/// The rows of a block that a kernel gave a NaN scale ([`scale_of`]: a squared norm outside
+/// `[NN_MIN, NN_MAX]`): none of their pairs was marked, so each gets [`row_scale`]'s scale and
+/// is appended to `special`, to be offered to the selections apart. Nearly every block has
+/// none; that check is one loop the compiler vectorizes.
+fn take_special(
     norms: &[f32],
     rows: &[usize],
     prefix: &Prefix<'_>,
     scales: &mut [f32],
     special: &mut Vec<usize>,
 ) -> Result<()> {
-    if norms
-        .iter()
-        .fold(true, |ok, nn| ok & (NN_MIN..=NN_MAX).contains(nn))
-    {
-        for (s, &nn) in scales.iter_mut().zip(norms) {
-            *s = scale_of(nn);
-        }
+    special.clear();
+    if !scales.iter().fold(false, |any, s| any | s.is_nan()) {
         return Ok(());
     }
     for (i, (s, (&nn, &row))) in scales.iter_mut().zip(norms.iter().zip(rows)).enumerate() {
-        *s = row_scale(nn, prefix, row)?;
         if s.is_nan() {
+            *s = row_scale(nn, prefix, row)?;
             special.push(i);
         }
     }
@@ -272,7 +268,11 @@ fn scan_with(
     };
     let workers = run_workers(&job, k, floors.as_deref(), range.clone(), 1)?;
     let mut lists = merge_workers(workers, nq, k);
-    // A guess that fewer than k rows reached was too high: search those queries again.
+    if floors.is_none() {
+        return Ok(lists);
+    }
+    // A guess that fewer than k rows reached was too high: search those queries again, without
+    // one (a scan without floors offers every row, so it ends with k hits and never recurses).
     let dim = prefix.dim();
     for (j, list) in lists.iter_mut().enumerate() {
         if list.len() < k {
@@ -465,22 +465,25 @@ impl<'a> Worker<'a> {
         } = *self.job;
         let m = self.rows.len();
         kernels.dot_norm(qn, prefix, &self.rows, &mut self.dots, &mut self.norms);
-        self.special.clear();
-        row_scales(
+        // The rows are marked here, as the batch kernel marks a batch's pairs: with the scales
+        // of `scale_of`, so that the rows out of range stay unmarked and are scored apart.
+        let (lanes, groups) = (kernels.lanes(), m.div_ceil(kernels.lanes()));
+        let n = groups * lanes;
+        for (s, &nn) in self.scales[..m].iter_mut().zip(&self.norms[..m]) {
+            *s = scale_of(nn);
+        }
+        // The padding of the last group never passes.
+        self.scales[m..n].fill(f32::NAN);
+        let heap = &mut self.heaps[0];
+        let masks = &mut self.masks[..groups];
+        kernels.pass_masks(&self.dots[..n], &self.scales[..n], heap.threshold(), masks);
+        take_special(
             &self.norms[..m],
             &self.rows,
             prefix,
-            &mut self.scales,
+            &mut self.scales[..m],
             &mut self.special,
         )?;
-        // The rows are marked here, as the batch kernel marks a batch's pairs.
-        let heap = &mut self.heaps[0];
-        let (lanes, groups) = (kernels.lanes(), m.div_ceil(kernels.lanes()));
-        let n = groups * lanes;
-        // The padding of the last group never passes.
-        self.scales[m..n].fill(f32::NAN);
-        let masks = &mut self.masks[..groups];
-        kernels.pass_masks(&self.dots[..n], &self.scales[..n], heap.threshold(), masks);
         select(
             heap,
             &self.dots[..m],
@@ -521,14 +524,13 @@ impl<'a> Worker<'a> {
             &self.thr,
             &mut self.masks,
         );
-        // The kernel gave these rows a NaN scale, so none of their pairs is marked.
-        self.special.clear();
-        for i in 0..m {
-            if self.scales[i].is_nan() {
-                self.scales[i] = row_scale(self.norms[i], prefix, self.rows[i])?;
-                self.special.push(i);
-            }
-        }
+        take_special(
+            &self.norms[..m],
+            &self.rows,
+            prefix,
+            &mut self.scales[..m],
+            &mut self.special,
+        )?;
         let (padded, groups) = (bq.padded(), bq.groups());
         select_batch(
             &mut self.heaps,

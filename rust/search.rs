@@ -139,30 +139,6 @@ pub(crate) fn row_scale(nn: f32, prefix: &Prefix<'_>, row: usize) -> Result<f32>
     Ok(if zero { 0.0 } else { f32::NAN })
 }
 
-/// The rows of a block that a kernel gave a NaN scale ([`scale_of`]: a squared norm outside
-/// `[NN_MIN, NN_MAX]`): none of their pairs was marked, so each gets [`row_scale`]'s scale and
-/// is appended to `special`, to be offered to the selections apart. Nearly every block has
-/// none; that check is one loop the compiler vectorizes.
-fn take_special(
-    norms: &[f32],
-    rows: &[usize],
-    prefix: &Prefix<'_>,
-    scales: &mut [f32],
-    special: &mut Vec<usize>,
-) -> Result<()> {
-    special.clear();
-    if !scales.iter().fold(false, |any, s| any | s.is_nan()) {
-        return Ok(());
-    }
-    for (i, (s, (&nn, &row))) in scales.iter_mut().zip(norms.iter().zip(rows)).enumerate() {
-        if s.is_nan() {
-            *s = row_scale(nn, prefix, row)?;
-            special.push(i);
-        }
-    }
-    Ok(())
-}
-
 /// The cosine of a dot product with a unit query and the row's scale from [`row_scale`].
 #[inline]
 pub(crate) fn score(dot: f32, scale: f32, q: &[f32], prefix: &Prefix<'_>, row: usize) -> f32 {
@@ -474,16 +450,16 @@ impl<'a> Worker<'a> {
         }
         // The padding of the last group never passes.
         self.scales[m..n].fill(f32::NAN);
+        let thr = self.heaps[0].threshold();
+        kernels.pass_masks(
+            &self.dots[..n],
+            &self.scales[..n],
+            thr,
+            &mut self.masks[..groups],
+        );
+        self.take_special()?;
         let heap = &mut self.heaps[0];
-        let masks = &mut self.masks[..groups];
-        kernels.pass_masks(&self.dots[..n], &self.scales[..n], heap.threshold(), masks);
-        take_special(
-            &self.norms[..m],
-            &self.rows,
-            prefix,
-            &mut self.scales[..m],
-            &mut self.special,
-        )?;
+        let masks = &self.masks[..groups];
         select(
             heap,
             &self.dots[..m],
@@ -524,13 +500,7 @@ impl<'a> Worker<'a> {
             &self.thr,
             &mut self.masks,
         );
-        take_special(
-            &self.norms[..m],
-            &self.rows,
-            prefix,
-            &mut self.scales[..m],
-            &mut self.special,
-        )?;
+        self.take_special()?;
         let (padded, groups) = (bq.padded(), bq.groups());
         select_batch(
             &mut self.heaps,
@@ -548,6 +518,31 @@ impl<'a> Worker<'a> {
                 let q = &qn[j * dim..(j + 1) * dim];
                 let s = score(self.dots[i * padded + j], self.scales[i], q, prefix, row);
                 heap.push(s, row);
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows of the block that a kernel gave a NaN scale ([`scale_of`]: a squared norm
+    /// outside `[NN_MIN, NN_MAX]`): none of their pairs was marked, so each gets [`row_scale`]'s
+    /// scale and goes into `special`, to be offered to the selections apart. Nearly every block
+    /// has none; that check is one loop the compiler vectorizes.
+    fn take_special(&mut self) -> Result<()> {
+        let m = self.rows.len();
+        let prefix = self.job.prefix;
+        let scales = &mut self.scales[..m];
+        self.special.clear();
+        if !scales.iter().fold(false, |any, s| any | s.is_nan()) {
+            return Ok(());
+        }
+        for (i, (s, (&nn, &row))) in scales
+            .iter_mut()
+            .zip(self.norms.iter().zip(&self.rows))
+            .enumerate()
+        {
+            if s.is_nan() {
+                *s = row_scale(nn, prefix, row)?;
+                self.special.push(i);
             }
         }
         Ok(())

@@ -45,8 +45,8 @@ test: install ## every test: cargo test (each SIMD backend vs scalar), then pyte
 	$(BIN)/python -m pytest
 
 .PHONY: test-rust-nosimd
-test-rust-nosimd: ## cargo test with every x86 SIMD feature turned off at compile time
-	RUSTFLAGS="-C target-feature=-avx2,-fma,-avx512f" cargo test --quiet
+test-rust-nosimd: ## cargo test of a build without the SIMD backends (scalar only; own target dir)
+	RUSTFLAGS="--cfg matryo_fast_no_simd" CARGO_TARGET_DIR=target/nosimd cargo test --quiet
 
 .PHONY: test-aarch64
 test-aarch64: ## cargo test of the NEON backend under qemu (apt: qemu-user gcc-aarch64-linux-gnu; rustup target)
@@ -74,11 +74,11 @@ bench: install ## side-by-side benchmark vs numpy, torch, FAISS, usearch (N=1M x
 
 .PHONY: bench-kernel
 bench-kernel: ## the batch kernel alone on one core: multiply-adds per second per prefix width
-	cargo run --release --quiet --example kernel_throughput
+	cargo bench --quiet --bench kernel_throughput
 
 .PHONY: bench-gather
 bench-gather: ## the funnel's re-scoring gather alone on one core, ns per row (needs make bench-funnel's file)
-	cargo run --release --quiet --example gather_throughput
+	cargo bench --quiet --bench gather_throughput
 
 .PHONY: bench-funnel
 bench-funnel: install ## funnel quality on real embeddings and speed on N=1M x 768

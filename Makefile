@@ -17,15 +17,27 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 deps = $(shell $(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
 	print(" ".join(repr(d) for d in p["dependencies"] + sum((p["optional-dependencies"][e] for e in "$(1)".split()), [])))')
 
-$(STAMP)/venv: pyproject.toml constraints.txt
+# The extras `make install` puts into .venv. `make test EXTRAS=dev` keeps a light, search-only
+# environment: the tests that need the training stack are then skipped, each with its reason.
+EXTRAS ?= train eval dev
+
+# Rewritten only when EXTRAS changes, so that .venv is brought up to date then.
+$(STAMP)/extras: FORCE
+	@mkdir -p $(STAMP)
+	@echo '$(EXTRAS)' | cmp -s - $@ || echo '$(EXTRAS)' > $@
+
+.PHONY: FORCE
+FORCE:
+
+$(STAMP)/venv: pyproject.toml constraints.txt $(STAMP)/extras
 	@mkdir -p $(STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(call deps,train eval dev)
+	$(BIN)/pip install -q $(call deps,$(EXTRAS))
 	touch $@
 
 .PHONY: install
-install: build-dev ## create .venv with the train, eval and dev extras and build the extension into it
+install: build-dev ## create .venv with the extras in EXTRAS (default: train eval dev) and build the extension
 
 .PHONY: build-dev
 build-dev: $(STAMP)/venv ## (re)build the Rust extension into .venv (release profile; incremental)
@@ -40,7 +52,7 @@ demo: install ## the main job: build a corpus file from real sentences, search i
 	$(BIN)/matryo demo
 
 .PHONY: test
-test: install ## every test: cargo test (each SIMD backend vs scalar), then pytest
+test: install ## every test: cargo test (each SIMD backend vs scalar), then pytest (EXTRAS=dev: core only)
 	cargo test --quiet
 	$(BIN)/python -m pytest
 

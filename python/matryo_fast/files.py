@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CorpusWriter", "save_corpus", "save_prefix_blocked"]
+__all__ = ["CorpusWriter", "save_corpus", "save_prefix_blocked", "write_atomic"]
 
 _MAGIC = b"\x93NUMPY\x01\x00"
 _HEADER_BYTES = 128  # magic + version + length + dict text: room for any 64-bit shape
@@ -283,6 +283,28 @@ def save_prefix_blocked(
             f.flush()
             os.fsync(f.fileno())
         _move_into_place(tmp, target, overwrite=overwrite)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that the file appears only complete: write beside it,
+    fsync, rename over any older file.
+
+    Returns:
+        The path.
+    """
+    target = Path(path)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _move_into_place(tmp, target, overwrite=True)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -55,7 +55,15 @@ def _default_data(*parts: str) -> str:
 
 
 #: The recipe options of ``matryo reproduce`` (the programme's :class:`Recipe` fields).
-RECIPE_FLAGS = ("mini_batch_size", "matryoshka_weights", "loss", "sts_train", "dims", "warmup_ratio")
+RECIPE_FLAGS = (
+    "mini_batch_size",
+    "matryoshka_weights",
+    "loss",
+    "sts_train",
+    "dims",
+    "warmup_ratio",
+    "device",
+)
 
 
 def _recipe_options(g: argparse._ArgumentGroup) -> None:
@@ -72,6 +80,7 @@ def _recipe_options(g: argparse._ArgumentGroup) -> None:
     )
     g.add_argument("--sts-train", action="store_true", help="add stsb/train.tsv with CoSENTLoss")
     g.add_argument("--warmup-ratio", type=float)
+    g.add_argument("--device", help="train and encode here, e.g. cuda (default cpu)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -193,6 +202,7 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train-data", help="triplets file (default: ../shared/data/nli/triplets.tsv)")
     s.add_argument("--model", help="base model folder (default: the shipped all-MiniLM-L6-v2)")
     s.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per width")
+    s.add_argument("--device", help="train and encode here, e.g. cuda (default cpu)")
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--no-progress", action="store_true")
 
@@ -403,6 +413,7 @@ def _cmd_programme(a: argparse.Namespace, argv: Sequence[str]) -> int:
         overwrite=a.overwrite,
         show_progress_bar=not a.no_progress,
         command="HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 matryo " + shlex.join(argv),
+        device=a.device or "cpu",
     )
     if a.command == "recipe-search":
         result = search_recipes(load_recipes(a.recipes), seeds=a.seeds, n_resamples=a.resamples, **common)

@@ -189,9 +189,10 @@ def paired_bootstrap(
 
     def diff_of(idx: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
         gs = g[idx]
-        mean_a = np.mean([_row_spearman(gs, p[idx]) for p in pa], axis=0)
-        mean_b = np.mean([_row_spearman(gs, p[idx]) for p in pb], axis=0)
-        return 100.0 * (mean_a - mean_b)
+        mean_a = np.stack([_row_spearman(gs, p[idx]) for p in pa]).mean(axis=0)
+        mean_b = np.stack([_row_spearman(gs, p[idx]) for p in pb]).mean(axis=0)
+        diff: npt.NDArray[np.float64] = 100.0 * (mean_a - mean_b)
+        return diff
 
     point = float(diff_of(np.arange(n)[None, :])[0])
     idx = resample_indices(n, int(n_resamples), int(seed))

@@ -23,6 +23,7 @@ be inspected while it runs) and rendered to Markdown from ``templates/programme.
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import os
 import platform
@@ -126,8 +127,9 @@ class Recipe:
         model: str | os.PathLike[str] | None = None,
         sts_train_data: str | os.PathLike[str] | None = None,
         show_progress_bar: bool = False,
+        device: str = "cpu",
     ) -> TrainConfig:
-        """The ``TrainConfig`` of one run of this recipe (the triplet columns, the CPU)."""
+        """The ``TrainConfig`` of one run of this recipe (the triplet columns)."""
         options = {**BASELINE_OPTIONS, **self.options}
         if self.sts_train and sts_train_data is None:
             sts_train_data = "-"
@@ -138,7 +140,7 @@ class Recipe:
             matryoshka=matryoshka,
             columns=["anchor", "positive", "negative"],
             seed=seed,
-            device="cpu",
+            device=device,
             show_progress_bar=show_progress_bar,
             extra_data=sts_train_data if self.sts_train else None,
             **options,
@@ -273,14 +275,17 @@ class Run:
 
 
 def _score(
-    model_dir: Path, sts: tuple[list[str], list[str], list[float]], dims: Sequence[int]
+    model_dir: Path,
+    sts: tuple[list[str], list[str], list[float]],
+    dims: Sequence[int],
+    device: str,
 ) -> tuple[dict[int, float], dict[int, npt.NDArray[np.float64]], dict[str, dict[int, float]]]:
     from matryo_fast.models import encode, load_model
 
     s1, s2, gold = sts
     index: dict[str, int] = {}
     rows = np.array([index.setdefault(t, len(index)) for t in [*s1, *s2]])
-    emb = encode(load_model(model_dir, device="cpu"), list(index), batch_size=64)
+    emb = encode(load_model(model_dir, device=device), list(index), batch_size=64)
     n = len(s1)
     cos = pair_cosines(emb, rows[:n], rows[n:], dims)
     spearman = {d: 100.0 * correlations(gold, c)[0] for d, c in cos.items()}
@@ -371,6 +376,7 @@ def run_programme(
     overwrite: bool = False,
     show_progress_bar: bool = False,
     command: str = "",
+    device: str = "cpu",
 ) -> ProgrammeResult:
     """Train standard and Matryoshka models for every recipe and seed; score them on one split.
 
@@ -391,6 +397,7 @@ def run_programme(
         overwrite: Allow a non-empty ``output_dir``.
         show_progress_bar: Show the trainer's progress bars.
         command: The command line recorded in the report.
+        device: Where to train and encode (``"cpu"``, ``"cuda"``, ...).
 
     Returns:
         A :class:`ProgrammeResult`.
@@ -451,10 +458,14 @@ def run_programme(
                     model=model,
                     sts_train_data=sts_train,
                     show_progress_bar=show_progress_bar,
+                    device=device,
                 )
                 result = train(cfg, overwrite=overwrite)
-                spearman, cos, retrieval = _score(folder, sts, eval_dims)
-                np.savez(folder / "cosines.npz", **{str(d): c for d, c in cos.items()})
+                spearman, cos, retrieval = _score(folder, sts, eval_dims, device)
+                buffer = io.BytesIO()
+                arrays: dict[str, Any] = {str(d): c for d, c in cos.items()}
+                np.savez(buffer, allow_pickle=False, **arrays)
+                write_atomic(folder / "cosines.npz", buffer.getvalue())
                 cosines[(seed, kind)] = cos
                 runs.append(
                     Run(

@@ -19,10 +19,11 @@ from __future__ import annotations
 import operator
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -259,33 +260,24 @@ def save_prefix_blocked(
     target = Path(path)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            head = b"MATRYOFB" + (1).to_bytes(4, "little") + len(widths).to_bytes(4, "little")
-            head += rows.to_bytes(8, "little") + cols.to_bytes(8, "little")
-            head += b"".join(w.to_bytes(8, "little") for w in widths)
-            f.write(head)
-            col = 0
-            for w in widths:
-                f.write(b"\0" * (-f.tell() % 64))
-                for r0 in range(0, rows, batch_rows):
-                    part = np.asarray(a[r0 : r0 + batch_rows, col : col + w])
-                    big = part.dtype.itemsize > 4 and part.size and np.abs(part).max() > np.finfo("f4").max
-                    if big:
-                        raise ValueError("source has values too large for float32")
-                    finite = np.isfinite(part).all(axis=1)
-                    if not finite.all():
-                        raise ValueError(f"row {r0 + int(np.argmin(finite))} contains NaN or Inf")
-                    f.write(np.ascontiguousarray(part, dtype="<f4").tobytes())
-                col += w
-            f.flush()
-            os.fsync(f.fileno())
-        _move_into_place(tmp, target, overwrite=overwrite)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _written_aside(target, overwrite=overwrite) as f:
+        head = b"MATRYOFB" + (1).to_bytes(4, "little") + len(widths).to_bytes(4, "little")
+        head += rows.to_bytes(8, "little") + cols.to_bytes(8, "little")
+        head += b"".join(w.to_bytes(8, "little") for w in widths)
+        f.write(head)
+        col = 0
+        for w in widths:
+            f.write(b"\0" * (-f.tell() % 64))
+            for r0 in range(0, rows, batch_rows):
+                part = np.asarray(a[r0 : r0 + batch_rows, col : col + w])
+                big = part.dtype.itemsize > 4 and part.size and np.abs(part).max() > np.finfo("f4").max
+                if big:
+                    raise ValueError("source has values too large for float32")
+                finite = np.isfinite(part).all(axis=1)
+                if not finite.all():
+                    raise ValueError(f"row {r0 + int(np.argmin(finite))} contains NaN or Inf")
+                f.write(np.ascontiguousarray(part, dtype="<f4").tobytes())
+            col += w
     return target
 
 
@@ -297,15 +289,23 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
         The path.
     """
     target = Path(path)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    tmp = Path(name)
+    with _written_aside(target, overwrite=True) as f:
+        f.write(data)
+    return target
+
+
+@contextmanager
+def _written_aside(target: Path, *, overwrite: bool) -> Iterator[BinaryIO]:
+    """A new file beside ``target`` to write into; on success it is fsynced and renamed to
+    ``target`` (see :func:`_move_into_place`), on any error removed."""
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
-        _move_into_place(tmp, target, overwrite=True)
+        _move_into_place(tmp, target, overwrite=overwrite)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return target

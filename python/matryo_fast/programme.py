@@ -43,6 +43,7 @@ from matryo_fast._metrics import correlations, recall_per_query
 from matryo_fast._validate import validate_dims
 from matryo_fast.files import write_atomic
 from matryo_fast.intervals import Interval, aggregate_seeds, paired_bootstrap
+from matryo_fast.reproduce import prepare_output
 from matryo_fast.training import TrainConfig, train
 
 __all__ = [
@@ -427,15 +428,7 @@ def run_programme(
     eval_path = split_path(split, data)
     sts_train = data / "stsb" / "train.tsv"
     needed = [train_path, eval_path] + ([sts_train] if any(r.sts_train for r in recipes) else [])
-    for p in needed:
-        if not p.is_file():
-            raise FileNotFoundError(f"data file not found: {p}")
-    out = Path(output_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"output_dir {out} exists and is not empty; choose a new folder or pass overwrite=True"
-        )
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output(output_dir, needed, overwrite=overwrite)
     from matryo_fast.data import read_sts
 
     sts = read_sts(eval_path)

@@ -21,11 +21,11 @@ $(STAMP)/venv: pyproject.toml constraints.txt
 	@mkdir -p $(STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(call deps,train eval dev)
+	$(BIN)/pip install -q $(call deps,train eval dev ray)
 	touch $@
 
 .PHONY: install
-install: build-dev ## create .venv with the train, eval and dev extras and build the extension into it
+install: build-dev ## create .venv with the train, eval, dev and ray extras and build the extension into it
 
 .PHONY: build-dev
 build-dev: $(STAMP)/venv ## (re)build the Rust extension into .venv (release profile; incremental)

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from matryo_fast import _core
 from matryo_fast.search import (
     CorpusLike,
+    ShardedSearch,
     TopK,
     _check_int,
     _coerce_corpus,
@@ -76,7 +77,10 @@ def funnel(
     cands_t = _int_tuple("candidates", candidates)
     c = _coerce_corpus(corpus)
     q, single = _coerce_query(query, max(dims_t) if dims_t else None)
-    scores, indices = _core.funnel(q, c, list(dims_t), list(cands_t), k)
+    if isinstance(c, ShardedSearch):
+        scores, indices = c._funnel(q, list(dims_t), list(cands_t), k)
+    else:
+        scores, indices = _core.funnel(q, c, list(dims_t), list(cands_t), k)
     if single:
         return TopK(scores[0], indices[0])
     return TopK(scores, indices)

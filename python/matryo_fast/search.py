@@ -15,15 +15,19 @@ The numeric contract (also in ``rust/lib.rs``):
 
 from __future__ import annotations
 
+import abc
 import os
-from typing import Any, NamedTuple, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 import numpy as np
 import numpy.typing as npt
 
 from matryo_fast import _core
 
-__all__ = ["Corpus", "CorpusLike", "TopK", "open_corpus", "topk"]
+if TYPE_CHECKING:
+    from matryo_fast.sharded import ShardedCorpus
+
+__all__ = ["Corpus", "CorpusLike", "ShardedSearch", "TopK", "open_corpus", "topk"]
 
 
 class TopK(NamedTuple):
@@ -89,24 +93,52 @@ class Corpus:
         return np.load(self.path, mmap_mode="r")  # type: ignore[no-any-return]
 
 
-CorpusLike = Union[npt.NDArray[np.float32], Corpus, str, "os.PathLike[str]"]
+class ShardedSearch(abc.ABC):
+    """A corpus split into shards that searches them itself and merges the results exactly
+    (:mod:`matryo_fast.sharded`, :mod:`matryo_fast.distributed`): :func:`topk` and
+    :func:`matryo_fast.funnel` hand it the checked query."""
+
+    @property
+    @abc.abstractmethod
+    def shape(self) -> tuple[int, int]:
+        """``(rows, dims)`` over all shards."""
+
+    @abc.abstractmethod
+    def _topk(
+        self, q: npt.NDArray[np.float32], dim: int, k: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """``(scores, indices)``, each ``(B, k)``, as ``_core.topk``."""
+
+    @abc.abstractmethod
+    def _funnel(
+        self, q: npt.NDArray[np.float32], dims: list[int], candidates: list[int], k: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """``(scores, indices)``, each ``(B, k)``, as ``_core.funnel``."""
 
 
-def open_corpus(path: str | os.PathLike[str]) -> Corpus:
-    """Memory-map a corpus file for repeated searches.
+CorpusLike = Union[npt.NDArray[np.float32], Corpus, ShardedSearch, str, "os.PathLike[str]"]
+
+
+def open_corpus(path: str | os.PathLike[str]) -> Corpus | ShardedCorpus:
+    """Memory-map a corpus file, or the shards of a sharded corpus, for repeated searches.
 
     Args:
-        path: A 2-D float32 C-order ``.npy`` file (format version 1, 2 or 3, dtype ``<f4``), or
-            a prefix-blocked file from :func:`matryo_fast.save_prefix_blocked`.
+        path: A 2-D float32 C-order ``.npy`` file (format version 1, 2 or 3, dtype ``<f4``), a
+            prefix-blocked file from :func:`matryo_fast.save_prefix_blocked`, or a directory
+            written by :class:`matryo_fast.ShardedCorpusWriter`.
 
     Returns:
-        A :class:`Corpus`.
+        A :class:`Corpus`, or a :class:`matryo_fast.sharded.ShardedCorpus` for a directory.
 
     Raises:
         FileNotFoundError: The file does not exist.
         TypeError: The file is not float32 (the message says how to convert it).
         ValueError: The file is not a valid 2-D C-order ``.npy`` file, or it is truncated.
     """
+    if os.path.isdir(path):
+        from matryo_fast.sharded import ShardedCorpus  # imports this module
+
+        return ShardedCorpus(path)
     return Corpus(path)
 
 
@@ -141,10 +173,10 @@ def _coerce_corpus(corpus: Any) -> Any:
     """What the core accepts: a ``_core.Corpus`` or a float32 2-D array with contiguous rows."""
     if isinstance(corpus, Corpus):
         return corpus._inner
-    if isinstance(corpus, _core.Corpus):
+    if isinstance(corpus, (_core.Corpus, ShardedSearch)):
         return corpus
     if isinstance(corpus, (str, os.PathLike)):
-        return _core.Corpus(os.fspath(corpus))
+        return _coerce_corpus(open_corpus(corpus))
     if not isinstance(corpus, np.ndarray):
         raise TypeError(
             f"corpus must be a 2-D float32 numpy array, a .npy path or a Corpus, "
@@ -181,7 +213,9 @@ def topk(query: Any, corpus: CorpusLike, *, dim: int | None = None, k: int = 10)
     Args:
         query: ``(D,)`` or ``(B, D)`` float32/float64 array; only the first ``dim`` columns are read.
         corpus: A 2-D float32 array (rows contiguous; ``np.memmap`` and strided row views such as
-            ``big[:, :256]`` are used in place), a ``.npy`` path, or a :class:`Corpus`.
+            ``big[:, :256]`` are used in place), a ``.npy`` path, a :class:`Corpus`, or a
+            sharded corpus (a directory, :func:`open_corpus` of one, or
+            :func:`matryo_fast.distributed.connect`).
         dim: Prefix width; ``None`` means all columns of the corpus.
         k: Results per query; ``k > N`` returns all ``N`` rows.
 
@@ -203,7 +237,10 @@ def topk(query: Any, corpus: CorpusLike, *, dim: int | None = None, k: int = 10)
     c = _coerce_corpus(corpus)
     d = int(c.shape[1]) if dim is None else _check_int("dim", dim)
     q, single = _coerce_query(query, d)
-    scores, indices = _core.topk(q, c, d, k)
+    if isinstance(c, ShardedSearch):
+        scores, indices = c._topk(q, d, k)
+    else:
+        scores, indices = _core.topk(q, c, d, k)
     if single:
         return TopK(scores[0], indices[0])
     return TopK(scores, indices)

@@ -461,7 +461,8 @@ class ShardSet(ShardedSearch):
         return scores, rows
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.directory)!r}, rows={self.shape[0]}, dim={self.dim}, shards={len(self.shards)})"
+        rows, dim = self.shape
+        return f"{type(self).__name__}({str(self.directory)!r}, {rows=}, {dim=}, shards={len(self.shards)})"
 
 
 class ShardedCorpus(ShardSet):

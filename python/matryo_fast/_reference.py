@@ -70,9 +70,7 @@ def _check(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int | None, k: int)
     return d
 
 
-def topk_reference(
-    query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int | None, k: int
-) -> tuple[F64, I64]:
+def topk_reference(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int | None, k: int) -> tuple[F64, I64]:
     """Top-``k`` rows by prefix cosine, in float64: the contract of :func:`matryo_fast.topk`.
 
     Args:

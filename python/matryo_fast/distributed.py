@@ -38,12 +38,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from matryo_fast import _core
 from matryo_fast.files import CorpusWriter
 from matryo_fast.sharded import (
     MANIFEST,
     Manifest,
     Shard,
+    ShardRunner,
     ShardSet,
     ShardsLost,
     ShardUnavailableError,
@@ -72,7 +72,8 @@ def _node_names(ray: ModuleType) -> dict[str, str]:
 
 
 class ShardServer:
-    """The body of a Ray actor that serves shards: maps them once, answers query batches.
+    """The body of a Ray actor that serves the shards placed on its node: maps each once and
+    answers query batches with a thread pool over them.
 
     A shard that cannot be opened is recorded, not raised, so that the driver can name the
     shard and the node (and leave it out if the caller allows partial results).
@@ -82,18 +83,19 @@ class ShardServer:
         import ray
 
         self.node = ray.get_runtime_context().get_node_id()
-        self.corpora: dict[int, Any] = {}
         self.errors: dict[int, str] = {}
+        opened = {}
         try:
             manifest = Manifest.read(directory)
         except (OSError, ValueError) as exc:
             self.errors = {i: str(exc) for i in shards}
-            return
-        for i in shards:
-            try:
-                self.corpora[i] = open_shard(directory, manifest, i, verify=verify)._inner
-            except ShardUnavailableError as exc:
-                self.errors[i] = exc.reason
+        else:
+            for i in shards:
+                try:
+                    opened[i] = open_shard(directory, manifest, i, verify=verify)
+                except ShardUnavailableError as exc:
+                    self.errors[i] = exc.reason
+        self.runner = ShardRunner(manifest, opened) if opened else None
 
     def status(self) -> tuple[str, int, dict[int, str]]:
         """``(node id, pid, {shard: why it cannot be served})``."""
@@ -101,15 +103,15 @@ class ShardServer:
 
     def run(self, op: str, q: npt.NDArray[np.float32], args: dict[int, tuple[Any, ...]]) -> dict[int, Any]:
         """``_core.<op>(q, shard, *args[i])`` for each shard ``i`` in ``args``."""
-        if unservable := {i: e for i, e in self.errors.items() if i in args}:
-            raise RuntimeError(f"cannot serve shards {unservable}")
-        fn = getattr(_core, op)
-        return {i: fn(q, self.corpora[i], *a) for i, a in args.items()}
+        if self.runner is None or any(i in self.errors for i in args):
+            raise RuntimeError(f"cannot serve shards {sorted(args)}: {self.errors}")
+        return self.runner.run(op, q, args)
 
 
 class RayCorpus(ShardSet):
-    """A sharded corpus served by Ray actors (see :func:`connect`). ``servers`` lists where
-    each shard is served; :meth:`close` (or leaving a ``with`` block) ends the actors."""
+    """A sharded corpus served by Ray actors (see :func:`connect`): one actor per node (per
+    pinned resource) for the shards placed there. ``servers`` lists where each shard is
+    served; :meth:`close` (or leaving a ``with`` block) ends the actors."""
 
     def __init__(
         self,
@@ -132,42 +134,48 @@ class RayCorpus(ShardSet):
         self._ray = ray
         self._q: Any = None
         self._turn = 0
-        self._node_of: dict[int, str] = {}
+        self.replicas: dict[int, list[Any]] = {}  # shard -> actors that serve it
+        self.servers: list[dict[str, Any]] = []
+        self._node_of: dict[int, str] = {}  # id(actor) -> node
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        server = ray.remote(num_cpus=0, max_restarts=max_restarts, max_task_retries=max_restarts)(
-            ShardServer
-        )
+        server = ray.remote(num_cpus=0, max_restarts=max_restarts, max_task_retries=max_restarts)(ShardServer)
         nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
-        self.replicas: dict[int, list[Any]] = {}
-        self.servers: list[dict[str, Any]] = []
+        groups: dict[tuple[str, str], list[int]] = {}  # placement -> shards (a shard once per placement)
         for i, shard in enumerate(self.shards):
-            handles = []
             for r in range(replicas):
-                if pin and shard.file in pin:  # a node that advertises this resource holds the file
-                    opts: dict[str, Any] = {"resources": {pin[shard.file]: 0.001}}
+                if pin and shard.file in pin:  # nodes that advertise this resource hold the file
+                    key = ("resource", f"{pin[shard.file]}#{r}")
                 else:  # spread: replica r of shard i on node (i + r) mod the nodes
-                    node = nodes[(i + r) % len(nodes)]
-                    opts = {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
-                handles.append(server.options(**opts).remote(str(self.directory), [i], verify))
-            self.replicas[i] = handles
+                    key = ("node", nodes[(i + r) % len(nodes)])
+                if i not in groups.setdefault(key, []):
+                    groups[key].append(i)
+        actors = []
+        for (kind, where), shards in groups.items():
+            if kind == "resource":
+                opts: dict[str, Any] = {"resources": {where.rsplit("#", 1)[0]: 0.001}}
+            else:
+                opts = {"scheduling_strategy": NodeAffinitySchedulingStrategy(where, soft=False)}
+            actors.append((server.options(**opts).remote(str(self.directory), shards, verify), shards))
+        self.replicas = {i: [] for i in range(len(self.shards))}
         try:
-            for i, handles in self.replicas.items():
-                statuses = ray.get([h.status.remote() for h in handles])
-                names = _node_names(ray)
-                good, why = [], (None, "")
-                for h, (node_id, pid, errors) in zip(handles, statuses):
-                    node = names.get(node_id, node_id)
+            statuses = ray.get([h.status.remote() for h, _ in actors])
+            names = _node_names(ray)
+            why: dict[int, tuple[str, str]] = {}
+            for (h, shards), (node_id, pid, errors) in zip(actors, statuses):
+                node = names.get(node_id, node_id)
+                self._node_of[id(h)] = node
+                for i in shards:
                     self.servers.append({"shard": self.shards[i].file, "node": node, "pid": pid})
-                    self._node_of[id(h)] = node
                     if i in errors:
-                        ray.kill(h, no_restart=True)
-                        why = (node, errors[i])
+                        why[i] = (node, errors[i])
                     else:
-                        good.append(h)
-                self.replicas[i] = good
-                if not good:
-                    self._lose(i, *why)
+                        self.replicas[i].append(h)
+                if all(i in errors for i in shards):
+                    ray.kill(h, no_restart=True)
+            for i, handles in self.replicas.items():
+                if not handles:
+                    self._lose(i, *why[i])
         except BaseException:
             self.close()
             raise
@@ -187,41 +195,44 @@ class RayCorpus(ShardSet):
         if q is not self._q:  # one put per query batch, read by every actor
             self._q, self._qref = q, ray.put(q)
         self._turn += 1
-        pending = {i: self._submit(i, op, args[i]) for i in args}
         out: dict[int, Any] = {}
-        lost = False
-        for i, (handle, ref) in pending.items():
-            while True:
+        todo, lost = dict(args), False
+        while todo:
+            calls: dict[int, tuple[Any, dict[int, tuple[Any, ...]]]] = {}
+            for i, a in todo.items():  # each shard to one of its replicas, one call per actor
+                handles = self.replicas[i]
+                h = handles[self._turn % len(handles)]
+                calls.setdefault(id(h), (h, {}))[1][i] = a
+            refs = [(h, part, h.run.remote(op, self._qref, part)) for h, part in calls.values()]
+            todo = {}
+            for h, part, ref in refs:
                 try:
-                    out[i] = ray.get(ref)[i]
-                    break
+                    out.update(ray.get(ref))
+                    continue
                 except ray.exceptions.RayTaskError as exc:
                     if isinstance(exc.cause, (ValueError, TypeError)):
-                        raise type(exc.cause)(f"shard {self.shards[i].file}: {exc.cause}") from exc.cause
+                        raise type(exc.cause)(str(exc.cause)) from exc.cause
                     reason = str(exc.cause)
                 except ray.exceptions.RayActorError as exc:
                     reason = f"every replica lost (last: {type(exc).__name__})"
-                # This replica is gone for good (Ray already restarted and retried it): try another.
-                self.replicas[i] = [h for h in self.replicas[i] if h is not handle]
-                if not self.replicas[i]:
-                    self._lose(i, self._node_of.get(id(handle)), reason)
-                    lost = True
-                    break
-                handle, ref = self._submit(i, op, args[i])
+                # This actor is gone for good (Ray already restarted and retried it): its
+                # shards go to another replica, if they have one.
+                for i, a in part.items():
+                    self.replicas[i] = [r for r in self.replicas[i] if r is not h]
+                    if self.replicas[i]:
+                        todo[i] = a
+                    else:
+                        self._lose(i, self._node_of.get(id(h)), reason)
+                        lost = True
         if lost:
             raise ShardsLost
         return out
 
-    def _submit(self, i: int, op: str, args: tuple[Any, ...]) -> tuple[Any, Any]:
-        handles = self.replicas[i]
-        handle = handles[self._turn % len(handles)]
-        return handle, handle.run.remote(op, self._qref, {i: args})
-
     def close(self) -> None:
         """Ends the actors (the Ray cluster itself stays up)."""
-        for handles in getattr(self, "replicas", {}).values():
-            for h in handles:
-                self._ray.kill(h, no_restart=True)
+        seen = {id(h): h for handles in getattr(self, "replicas", {}).values() for h in handles}
+        for h in seen.values():
+            self._ray.kill(h, no_restart=True)
         self.replicas = {}
         self._q = self._qref = None
 

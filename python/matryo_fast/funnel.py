@@ -136,8 +136,7 @@ class FunnelPlan:
     def to_markdown(self) -> str:
         """The table of every plan tried, as Markdown (best first)."""
         lines = [
-            "| dims | candidates | recall@k | cost (rows x dims) | x less than exact | est. work "
-            "| time ms |",
+            "| dims | candidates | recall@k | cost (rows x dims) | x less than exact | est. work | time ms |",
             "|---|---|---|---|---|---|---|",
         ]
         for row in sorted(self.table, key=lambda r: (not r["feasible"], r["cost"])):
@@ -282,15 +281,17 @@ def tune_funnel(
         """Values scanned by the first stage plus ``w`` times the values gathered later."""
         return n * dims[0] + w * sum(c * d for c, d in zip(cands, dims[1:]))
 
-    def add(
-        dims: tuple[int, ...], cands: tuple[int, ...], measured: tuple[float, float]
-    ) -> dict[str, Any]:
+    def add(dims: tuple[int, ...], cands: tuple[int, ...], measured: tuple[float, float]) -> dict[str, Any]:
         recall, se = measured
         row = {
-            "dims": dims, "candidates": cands, "recall": recall, "recall_se": se,
+            "dims": dims,
+            "candidates": cands,
+            "recall": recall,
+            "recall_se": se,
             "cost": rank(dims, cands, 1),
             "work": rank(dims, cands, GATHER_WEIGHT),
-            "feasible": recall - margin_se * se >= target_recall, "time_ms": None,
+            "feasible": recall - margin_se * se >= target_recall,
+            "time_ms": None,
         }
         table.append(row)
         tried[(dims, cands)] = row
@@ -339,8 +340,7 @@ def tune_funnel(
     if by == "time" and all(len(r["dims"]) > 1 for r in timed):
         timed.append(next(r for r in table if len(r["dims"]) == 1))
     calls = [
-        lambda r=r: funnel(q, core_corpus, k=kk, dims=r["dims"], candidates=r["candidates"])
-        for r in timed
+        lambda r=r: funnel(q, core_corpus, k=kk, dims=r["dims"], candidates=r["candidates"]) for r in timed
     ]
     for r, ms in zip(timed, _median_ms(calls, repeats)):
         r["time_ms"] = ms

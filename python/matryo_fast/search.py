@@ -151,8 +151,7 @@ def _coerce_query(query: Any, dim: int | None = None) -> tuple[npt.NDArray[np.fl
     q = np.asarray(query)
     if q.dtype not in (np.float32, np.float64):
         raise TypeError(
-            f"query must be float32 or float64, got dtype {q.dtype}; "
-            "convert it with query.astype(np.float32)"
+            f"query must be float32 or float64, got dtype {q.dtype}; convert it with query.astype(np.float32)"
         )
     if q.ndim not in (1, 2):
         raise ValueError(f"query must be 1-D (D,) or 2-D (B, D), got {q.ndim}-D shape {q.shape}")

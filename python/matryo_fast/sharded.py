@@ -60,6 +60,7 @@ __all__ = [
     "Manifest",
     "PartialResultWarning",
     "Shard",
+    "ShardRunner",
     "ShardUnavailableError",
     "ShardedCorpus",
     "ShardedCorpusWriter",
@@ -465,9 +466,41 @@ class ShardSet(ShardedSearch):
         return f"{type(self).__name__}({str(self.directory)!r}, {rows=}, {dim=}, shards={len(self.shards)})"
 
 
+class ShardRunner:
+    """Shards mapped in this process, searched with a thread pool (the core releases the GIL):
+    the engine of a :class:`ShardedCorpus` and of each Ray actor."""
+
+    def __init__(self, manifest: Manifest, corpora: Mapping[int, Corpus]) -> None:
+        self.manifest = manifest
+        self.corpora = {i: c._inner for i, c in corpora.items()}
+        workers = max(1, min(len(corpora), os.cpu_count() or 1))
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(workers, thread_name_prefix="matryo-shard")
+
+    def run(self, op: str, q: npt.NDArray[np.float32], args: Mapping[int, tuple[Any, ...]]) -> dict[int, Any]:
+        """``_core.<op>(q, shard, *args[i])`` for each shard ``i`` in ``args``, concurrently."""
+        if self._pool is None:
+            raise ValueError("the corpus is closed")
+        fn = getattr(_core, op)
+        futures = {i: self._pool.submit(fn, q, self.corpora[i], *a) for i, a in args.items()}
+        out = {}
+        for i, fut in futures.items():
+            try:
+                out[i] = fut.result()
+            except ValueError as exc:  # name the shard: row numbers in the message are its own
+                start = self.manifest.starts[i]
+                raise ValueError(f"shard {self.manifest.shards[i].file} (first row {start}): {exc}") from exc
+        return out
+
+    def close(self) -> None:
+        """Stops the thread pool."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+
 class ShardedCorpus(ShardSet):
     """A sharded corpus mapped in this process: every shard file mapped once, searched with a
-    thread pool (the core releases the GIL) and merged exactly.
+    thread pool and merged exactly.
 
     Args:
         directory: A directory written by :class:`ShardedCorpusWriter`.
@@ -480,32 +513,17 @@ class ShardedCorpus(ShardSet):
 
     def __init__(self, directory: str | os.PathLike[str], *, verify: bool = False) -> None:
         super().__init__(directory, Manifest.read(directory))
-        self.corpora = [
-            open_shard(directory, self.manifest, i, verify=verify) for i in range(len(self.shards))
-        ]
-        workers = min(len(self.corpora), os.cpu_count() or 1)
-        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(workers, thread_name_prefix="matryo-shard")
+        opened = {i: open_shard(directory, self.manifest, i, verify=verify) for i in range(len(self.shards))}
+        self._runner = ShardRunner(self.manifest, opened)
 
     def _each(
         self, op: str, q: npt.NDArray[np.float32], args: Mapping[int, tuple[Any, ...]]
     ) -> dict[int, Any]:
-        if self._pool is None:
-            raise ValueError("the corpus is closed")
-        fn = getattr(_core, op)
-        futures = {i: self._pool.submit(fn, q, self.corpora[i]._inner, *a) for i, a in args.items()}
-        out = {}
-        for i, fut in futures.items():
-            try:
-                out[i] = fut.result()
-            except ValueError as exc:  # name the shard: row numbers in the message are its own
-                raise ValueError(f"shard {self.shards[i].file} (first row {self._starts[i]}): {exc}") from exc
-        return out
+        return self._runner.run(op, q, args)
 
     def close(self) -> None:
         """Stops the thread pool (the maps close when the corpus is collected)."""
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        self._runner.close()
 
     def __enter__(self) -> ShardedCorpus:
         return self

@@ -7,7 +7,10 @@ Three ways to search the same N x D rows, side by side in one process, runs inte
 * ``sharded``: the same rows in ``--shards`` shard files, ``mf.open_corpus(directory)`` (a
   thread pool over the shards and an exact merge);
 * ``ray``: ``matryo_fast.distributed.connect(directory)`` on a Ray instance started here on
-  this machine, bound to 127.0.0.1 (one actor per shard).
+  this machine, bound to 127.0.0.1 (one node: one actor serving every shard).
+
+The same again on a small corpus (``--probe-rows``), where the search is cheap and the
+difference between ``ray`` and ``sharded`` is Ray's fixed cost per call.
 
 Every method's result is checked bitwise against the one file's. Also measured: the exact merge
 alone (``matryo_fast.sharded.merge``) for many shards, and the scan bandwidth of one file,
@@ -22,6 +25,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import _harness as h
 import numpy as np
@@ -49,6 +53,50 @@ def ensure_shards(path: Path, directory: Path, shards: int) -> Path:
     return directory
 
 
+def measure(
+    path: Path, sdir: Path, searches: dict[str, Any], queries: np.ndarray, batches: list[int], repeats: int
+) -> tuple[list[list[str]], dict[int, float]]:
+    """Times every search on one file, local shards and Ray actors (interleaved), checks each
+    result bitwise against the one file's; returns table rows and the one file's topk ms."""
+    one, local = mf.open_corpus(path), mf.open_corpus(sdir)
+    remote = distributed.connect(sdir)
+    corpora = {"one file": one, "sharded": local, "ray": remote}
+    rows = []
+    scan_ms: dict[int, float] = {}
+    for name, search in searches.items():
+        for b in batches:
+            q = queries[:b]
+            calls = {m: (lambda c=c, q=q, search=search: search(q, c)) for m, c in corpora.items()}
+            got = h.time_rounds(calls, repeats)
+            ref = got["one file"]
+            for m, t in got.items():
+                if isinstance(t, Exception):
+                    raise t
+                same = np.array_equal(t.result.indices, ref.result.indices) and (
+                    t.result.scores.tobytes() == ref.result.scores.tobytes()
+                )
+                assert same, f"{m} differs from one file ({name}, batch {b})"
+            t1, ts, tr = (got[m].median_s for m in corpora)  # type: ignore[union-attr]
+            if name.startswith("topk"):
+                scan_ms[b] = t1 * 1e3
+            n = len(one)
+            rows.append(
+                [
+                    f"{n:,}",
+                    name,
+                    str(b),
+                    h.fmt_ms(t1),
+                    h.fmt_ms(ts),
+                    h.fmt_ms(tr),
+                    f"{ts / t1:.3f}",
+                    f"{(tr - ts) * 1e3:+.2f}",
+                ]
+            )
+    remote.close()
+    local.close()
+    return rows, scan_ms
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -59,6 +107,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=256, help="topk width")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--probe-rows", type=int, default=4000, help="rows of the small corpus")
     ap.add_argument("--data-dir", default="build/bench")
     ap.add_argument("--out", default=None, help="write the section into this RESULTS.md")
     args = ap.parse_args()
@@ -74,10 +123,6 @@ def main() -> None:
     ray.init(
         num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, object_store_memory=200 << 20
     )
-    one = mf.open_corpus(path)
-    local = mf.open_corpus(sdir)
-    remote = distributed.connect(sdir)
-    corpora = {"one file": one, "sharded": local, "ray": remote}
     funnel_plan = {"k": args.k, "dims": (64, args.cols), "candidates": (20 * args.k,)}
     searches = {
         f"topk dim={args.dim}": lambda q, c: mf.topk(q, c, dim=args.dim, k=args.k),
@@ -85,38 +130,14 @@ def main() -> None:
             q, c, **funnel_plan
         ),
     }
-    rows = []
-    overhead: dict[tuple[str, int], float] = {}
-    scan_ms: dict[int, float] = {}
-    for name, search in searches.items():
-        for b in args.batches:
-            q = queries[:b]
-            calls = {m: (lambda c=c, q=q, search=search: search(q, c)) for m, c in corpora.items()}
-            got = h.time_rounds(calls, args.repeats)
-            ref = got["one file"]
-            for m, t in got.items():
-                if isinstance(t, Exception):
-                    raise t
-                same = np.array_equal(t.result.indices, ref.result.indices) and (
-                    t.result.scores.tobytes() == ref.result.scores.tobytes()
-                )
-                assert same, f"{m} differs from one file ({name}, batch {b})"
-            t1, ts, tr = (got[m].median_s for m in corpora)  # type: ignore[union-attr]
-            overhead[(name, b)] = (tr - ts) * 1e3
-            if name.startswith("topk"):
-                scan_ms[b] = t1 * 1e3
-            rows.append(
-                [
-                    name,
-                    str(b),
-                    h.fmt_ms(t1),
-                    h.fmt_ms(ts),
-                    h.fmt_ms(tr),
-                    f"{ts / t1:.3f}",
-                    f"{(tr - ts) * 1e3:+.2f}",
-                ]
-            )
-    remote.close()
+    rows, scan_ms = measure(path, sdir, searches, queries, args.batches, args.repeats)
+    # The same on a small corpus (the first --probe-rows rows, same shard count), where the
+    # search itself is cheap, so that "ray - sharded" shows the fixed cost of a Ray round trip.
+    small = Path(args.data_dir) / f"{path.stem}.first{args.probe_rows}.npy"
+    if not small.exists():
+        mf.save_corpus(small, x[: args.probe_rows])
+    small_dir = ensure_shards(small, small.with_suffix(f".{args.shards}shards"), args.shards)
+    probe_rows, _ = measure(small, small_dir, searches, queries, args.batches, args.repeats)
     ray.shutdown()
 
     # The merge alone, for many shards' top-k lists.
@@ -136,15 +157,19 @@ def main() -> None:
         f"k={args.k}, batches {args.batches}",
         "",
         "`make bench-distributed` (benches/bench_distributed.py): the same rows in one file, in shards "
-        "searched locally (thread pool, exact merge), and in shards served by Ray actors (one per shard, "
-        "Ray on this machine, 127.0.0.1). Median ms, runs interleaved; every result checked bitwise "
-        "against the one file's.",
+        "searched locally (thread pool, exact merge), and in shards served by Ray actors (Ray started "
+        "on this machine, 127.0.0.1: one node, so one actor serving every shard with a thread pool). "
+        "Median ms, runs interleaved; every result checked bitwise against the one file's. The rows with "
+        f"N={args.probe_rows:,} (the first rows, in {args.shards} shards too) make the search itself cheap, "
+        "so that their `ray - sharded` is the fixed cost of Ray per call (one `ray.put` of the batch, one "
+        "actor call per node per funnel stage).",
         "",
         *(f"- {k}: {v}" for k, v in env.items()),
         f"- data: {h.DATA_DESCRIPTION}",
         "",
         h.markdown_table(
             [
+                "N",
                 "search",
                 "batch",
                 "one file ms",
@@ -153,7 +178,7 @@ def main() -> None:
                 "sharded / one file",
                 "ray - sharded ms",
             ],
-            rows,
+            rows + probe_rows,
         ),
         "",
         f"Scan rate of one file at dim={args.dim} ({gbytes:.2f} GB read): "

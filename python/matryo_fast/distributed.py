@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from matryo_fast._extras import require
+from matryo_fast._validate import require_positive
 from matryo_fast.files import CorpusWriter
 from matryo_fast.sharded import (
     MANIFEST,
@@ -56,14 +58,8 @@ __all__ = ["RayCorpus", "connect", "encode"]
 
 
 def require_ray() -> ModuleType:
-    """``import ray``, or an ImportError that names the extra to install."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise ImportError(
-            'matryo_fast.distributed needs Ray, which is not installed: pip install "matryo-fast[ray]"'
-        ) from exc
-    return ray
+    """``import ray``, or an ImportError that names the ``ray`` extra."""
+    return require("ray", feature="matryo_fast.distributed", extra="ray")
 
 
 def _node_names(ray: ModuleType) -> dict[str, str]:
@@ -125,8 +121,7 @@ class RayCorpus(ShardSet):
     ) -> None:
         ray = require_ray()
         super().__init__(os.path.abspath(directory), Manifest.read(directory))
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-            raise ValueError(f"replicas must be a positive int, got {replicas!r}")
+        require_positive("replicas", replicas)
         unknown = set(pin or {}) - {s.file for s in self.shards}
         if unknown:
             raise ValueError(f"pin names files that are not shards of {directory}: {sorted(unknown)}")
@@ -388,8 +383,8 @@ def encode(
         FileExistsError: ``directory`` already holds a finished sharded corpus.
     """
     ray = require_ray()
-    if int(rows_per_shard) < 1 or int(concurrency) < 1:
-        raise ValueError("rows_per_shard and concurrency must be at least 1")
+    require_positive("rows_per_shard", rows_per_shard)
+    require_positive("concurrency", concurrency)
     out = Path(directory).absolute()
     out.mkdir(parents=True, exist_ok=True)
     if (out / MANIFEST).exists():

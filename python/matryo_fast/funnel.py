@@ -7,39 +7,29 @@ GIL released) and keeps the next count; the last stage returns the top ``k``. Ev
 the prefix cosine of :func:`topk`, with the same input contract and errors.
 
 :func:`tune_funnel` measures recall@k against exact full-width search on sample queries for a
-grid of plans and returns the cheapest plan that reaches the target.
+grid of plans and returns the cheapest plan that reaches the target, as a :class:`FunnelPlan`
+whose ``table`` lists every plan tried (:class:`PlanRow`).
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from matryo_fast import _core
-from matryo_fast.search import (
-    CorpusLike,
-    ShardedSearch,
-    TopK,
-    _check_int,
-    _coerce_corpus,
-    _coerce_query,
-    open_corpus,
-    topk,
-)
+from matryo_fast._metrics import mean_and_se, recall_per_query
+from matryo_fast._timing import median_ms
+from matryo_fast._validate import check_int, coerce_query, int_tuple
+from matryo_fast.corpus import CorpusLike, ShardedSearch, coerce_corpus, open_corpus
+from matryo_fast.search import TopK, topk
 
-__all__ = ["FunnelPlan", "funnel", "tune_funnel"]
-
-
-def _int_tuple(name: str, values: Any) -> tuple[int, ...]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
-        raise TypeError(f"{name} must be a sequence of ints, got {type(values).__name__}")
-    return tuple(_check_int(name, v) for v in values)
+__all__ = ["FunnelPlan", "PlanRow", "funnel", "tune_funnel"]
 
 
 def funnel(
@@ -72,11 +62,11 @@ def funnel(
     >>> mf.funnel(x[3], x, k=2, dims=(16, 64), candidates=(50,)).indices[0]
     np.int64(3)
     """
-    k = _check_int("k", k)
-    dims_t = _int_tuple("dims", dims)
-    cands_t = _int_tuple("candidates", candidates)
-    c = _coerce_corpus(corpus)
-    q, single = _coerce_query(query, max(dims_t) if dims_t else None)
+    k = check_int("k", k)
+    dims_t = int_tuple("dims", dims)
+    cands_t = int_tuple("candidates", candidates)
+    c = coerce_corpus(corpus)
+    q, single = coerce_query(query, max(dims_t) if dims_t else None)
     if isinstance(c, ShardedSearch):
         scores, indices = c._funnel(q, list(dims_t), list(cands_t), k)
     else:
@@ -84,6 +74,38 @@ def funnel(
     if single:
         return TopK(scores[0], indices[0])
     return TopK(scores, indices)
+
+
+
+@dataclass
+class PlanRow:
+    """One plan tried by :func:`tune_funnel`.
+
+    Attributes:
+        dims: Widths of the stages.
+        candidates: Rows kept after each stage but the last.
+        recall: Mean recall@k against exact full-width search on the sample queries.
+        recall_se: Its standard error over the queries.
+        cost: Rows x dims read per query.
+        work: Estimated time: values scanned by the first stage plus :data:`GATHER_WEIGHT`
+            times the values gathered by later stages.
+        feasible: Whether ``recall - margin_se * recall_se`` reaches the target.
+        time_ms: Measured median time on the sample batch (``None`` if not timed).
+
+    Fields can also be read by name, ``row["recall"]``, as when the table held dicts.
+    """
+
+    dims: tuple[int, ...]
+    candidates: tuple[int, ...]
+    recall: float
+    recall_se: float
+    cost: int
+    work: int
+    feasible: bool
+    time_ms: float | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
 
 
 @dataclass(frozen=True)
@@ -101,7 +123,7 @@ class FunnelPlan:
         exact: True when the chosen plan is exact search: no funnel reached the target, or
             (with ``by="time"``) none was faster than exact search.
         recall_se: Standard error of ``recall`` over the sample queries.
-        table: Every plan tried, as dicts with the same fields.
+        table: Every plan tried, as :class:`PlanRow` records.
     """
 
     dims: tuple[int, ...]
@@ -113,7 +135,7 @@ class FunnelPlan:
     time_ms: float | None = None
     exact: bool = False
     recall_se: float = 0.0
-    table: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)
+    table: list[PlanRow] = field(default_factory=list, repr=False, compare=False)
     corpus: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -136,14 +158,15 @@ class FunnelPlan:
     def to_markdown(self) -> str:
         """The table of every plan tried, as Markdown (best first)."""
         lines = [
-            "| dims | candidates | recall@k | cost (rows x dims) | x less than exact | est. work | time ms |",
+            "| dims | candidates | recall@k | cost (rows x dims) | x less than exact | est. work "
+            "| time ms |",
             "|---|---|---|---|---|---|---|",
         ]
-        for row in sorted(self.table, key=lambda r: (not r["feasible"], r["cost"])):
-            t = "" if row["time_ms"] is None else f"{row['time_ms']:.2f}"
+        for row in sorted(self.table, key=lambda r: (not r.feasible, r.cost)):
+            t = "" if row.time_ms is None else f"{row.time_ms:.2f}"
             lines.append(
-                f"| {row['dims']} | {row['candidates']} | {row['recall']:.4f} | {row['cost']:,} | "
-                f"{self.exact_cost / row['cost']:.1f} | {row['work']:,} | {t} |"
+                f"| {row.dims} | {row.candidates} | {row.recall:.4f} | {row.cost:,} | "
+                f"{self.exact_cost / row.cost:.1f} | {row.work:,} | {t} |"
             )
         return "\n".join(lines)
 
@@ -152,16 +175,6 @@ class FunnelPlan:
 #: the first stage (a sequential read): measured at about 30 on 1M x 768 (a 1000-row re-rank at
 #: 768 dims took as long as a 64-dim scan of ~23M rows, at batch 1 and at batch 64).
 GATHER_WEIGHT = 30
-
-
-def _recall(found: npt.NDArray[np.int64], truth: npt.NDArray[np.int64]) -> tuple[float, float]:
-    """Mean over queries of |found ∩ truth| / |truth| (rows of index arrays), and its standard
-    error over the queries."""
-    hits = np.array(
-        [len(np.intersect1d(f, t, assume_unique=True)) / max(len(t), 1) for f, t in zip(found, truth)]
-    )
-    se = float(hits.std(ddof=1) / np.sqrt(len(hits))) if len(hits) > 1 else 0.0
-    return float(hits.mean()), se
 
 
 def _default_widths(full: int) -> list[int]:
@@ -176,18 +189,85 @@ def _default_counts(k: int, n: int) -> list[int]:
     return sorted(c for c in counts if c >= k)
 
 
-def _median_ms(fns: Sequence[Any], repeats: int) -> list[float]:
-    """Median time of each call, the calls taken in turn (one round at a time) so that a slow
-    spell of a shared machine slows every one of them alike."""
-    for fn in fns:
-        fn()  # warm-up
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            ts.append((time.perf_counter() - t0) * 1e3)
-    return [float(np.median(ts)) for ts in times]
+class _Tuner:
+    """The state of one :func:`tune_funnel` call: the sample, the truth, and the table of plans
+    measured so far (each plan measured once)."""
+
+    def __init__(
+        self, q: npt.NDArray[np.float32], corpus: Any, k: int, target: float, margin_se: float, weight: int
+    ) -> None:
+        self.q, self.corpus, self.k = q, corpus, k
+        self.n, self.full = (int(v) for v in corpus.shape)
+        self.target, self.margin_se, self.weight = target, margin_se, weight
+        self.truth = topk(q, corpus, dim=self.full, k=k).indices
+        self.table: list[PlanRow] = []
+        self.tried: dict[tuple[tuple[int, ...], tuple[int, ...]], PlanRow] = {}
+
+    def values(self, dims: tuple[int, ...], cands: tuple[int, ...], weight: int | None = None) -> int:
+        """Values scanned by the first stage plus ``weight`` (default: the ranking weight)
+        times the values gathered later."""
+        w = self.weight if weight is None else weight
+        return self.n * dims[0] + w * sum(c * d for c, d in zip(cands, dims[1:]))
+
+    def rank(self, row: PlanRow) -> int:
+        return self.values(row.dims, row.candidates)
+
+    def add(self, dims: tuple[int, ...], cands: tuple[int, ...], found: npt.ArrayLike) -> PlanRow:
+        """Records the plan whose results on the sample were ``found``."""
+        recall, se = mean_and_se(recall_per_query(found, self.truth))
+        row = PlanRow(
+            dims=dims,
+            candidates=cands,
+            recall=recall,
+            recall_se=se,
+            cost=self.values(dims, cands, 1),
+            work=self.values(dims, cands, GATHER_WEIGHT),
+            feasible=recall - self.margin_se * se >= self.target,
+        )
+        self.table.append(row)
+        self.tried[(dims, cands)] = row
+        return row
+
+    def run(self, dims: tuple[int, ...], cands: tuple[int, ...]) -> TopK:
+        return funnel(self.q, self.corpus, k=self.k, dims=dims, candidates=cands)
+
+    def feasible(self, dims: tuple[int, ...], cands: tuple[int, ...]) -> bool:
+        """Whether the plan reaches the target (measured with :func:`funnel` on first use)."""
+        row = self.tried.get((dims, cands))
+        if row is None:
+            row = self.add(dims, cands, self.run(dims, cands).indices)
+        return row.feasible
+
+    def two_stage(self, ws: Sequence[int], cs: Sequence[int]) -> None:
+        """Every ``(w, D)`` plan, from one ``topk`` per width: a truth row survives a shortlist
+        of ``c`` iff it ranks within ``c`` at ``w``."""
+        cmax = max(cs) if cs else self.k
+        for w in ws:
+            shortlist = topk(self.q, self.corpus, dim=w, k=cmax).indices
+            for c in cs:
+                self.add((w, self.full), (c,), shortlist[:, :c])
+
+    def three_stage(self, ws: Sequence[int], cs: Sequence[int]) -> None:
+        """``(w1, w2, D)`` plans whose first stage alone reaches the target and that could be
+        cheaper than the best plan so far; for each ``(w1, c1, w2)`` the smallest feasible second
+        shortlist, by bisection (recall can only grow with it)."""
+        best = min(self.rank(r) for r in self.table if r.feasible)
+        parents = [r for r in self.table if len(r.dims) == 2 and r.feasible]
+        for first in sorted(parents, key=self.rank):
+            (w1, _), (c1,) = first.dims, first.candidates
+            for w2 in (w for w in ws if w > w1):
+                dims = (w1, w2, self.full)
+                options = [c for c in cs if c < c1 and self.values(dims, (c1, c)) < best]
+                if not options or not self.feasible(dims, (c1, options[-1])):
+                    continue
+                lo, hi = 0, len(options) - 1
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if self.feasible(dims, (c1, options[mid])):
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                best = min(best, self.values(dims, (c1, options[lo])))
 
 
 def tune_funnel(
@@ -215,9 +295,10 @@ def tune_funnel(
     search is always a candidate, so when no funnel reaches the target, the result is exact
     search (``plan.exact``).
 
-    Every row of ``plan.table`` has ``cost`` (rows x dims read) and ``work``, an estimate of
-    time: values scanned by the first stage plus :data:`GATHER_WEIGHT` times the values
-    gathered by later stages (random row reads cost far more per value than a scan).
+    Every row of ``plan.table`` (a :class:`PlanRow`) has ``cost`` (rows x dims read) and
+    ``work``, an estimate of time: values scanned by the first stage plus
+    :data:`GATHER_WEIGHT` times the values gathered by later stages (random row reads cost
+    far more per value than a scan).
 
     Args:
         corpus: As :func:`matryo_fast.topk`.
@@ -245,116 +326,60 @@ def tune_funnel(
     Raises:
         ValueError: Bad ``target_recall``, ``by``, widths or counts, or a :func:`topk` error.
     """
-    k = _check_int("k", k)
+    k = check_int("k", k)
     if not (isinstance(target_recall, (int, float)) and 0.0 < target_recall <= 1.0):
         raise ValueError(f"target_recall must be in (0, 1], got {target_recall!r}")
     if not (isinstance(margin_se, (int, float)) and 0.0 <= margin_se < float("inf")):
         raise ValueError(f"margin_se must be a finite number >= 0, got {margin_se!r}")
     if by not in ("cost", "time"):
         raise ValueError(f"by must be 'cost' or 'time', got {by!r}")
-    q, _ = _coerce_query(sample_queries)
+    q, _ = coerce_query(sample_queries)
     if isinstance(corpus, (str, os.PathLike)):
         corpus = open_corpus(corpus)  # map the file once for every plan tried
-    core_corpus = _coerce_corpus(corpus)
+    core_corpus = coerce_corpus(corpus)
     n, full = (int(v) for v in core_corpus.shape)
     if n == 0:
         raise ValueError("cannot tune a funnel on an empty corpus")
     if q.shape[1] < full:
         raise ValueError(f"sample queries have {q.shape[1]} columns; the corpus has {full}")
     kk = min(k, n)
-    ws = sorted(set(_int_tuple("widths", widths))) if widths is not None else _default_widths(full)
-    cs = sorted(set(_int_tuple("counts", counts))) if counts is not None else _default_counts(kk, n)
+    ws = sorted(set(int_tuple("widths", widths))) if widths is not None else _default_widths(full)
+    cs = sorted(set(int_tuple("counts", counts))) if counts is not None else _default_counts(kk, n)
     if any(w < 1 or w >= full for w in ws):
         raise ValueError(f"widths must be between 1 and {full - 1} (below the corpus width), got {ws}")
     if any(c < kk for c in cs):
         raise ValueError(f"counts must be at least k={kk}, got {cs}")
 
-    truth = topk(q, core_corpus, dim=full, k=kk).indices
-    exact_cost = n * full
-    table: list[dict[str, Any]] = []
-    tried: dict[tuple[tuple[int, ...], tuple[int, ...]], dict[str, Any]] = {}
     # by="cost" ranks plans by rows x dims; by="time" ranks what to try and time by the
     # estimated work, where a gathered value costs GATHER_WEIGHT scanned ones.
-    weight = 1 if by == "cost" else GATHER_WEIGHT
-
-    def rank(dims: tuple[int, ...], cands: tuple[int, ...], w: int = weight) -> int:
-        """Values scanned by the first stage plus ``w`` times the values gathered later."""
-        return n * dims[0] + w * sum(c * d for c, d in zip(cands, dims[1:]))
-
-    def add(dims: tuple[int, ...], cands: tuple[int, ...], measured: tuple[float, float]) -> dict[str, Any]:
-        recall, se = measured
-        row = {
-            "dims": dims,
-            "candidates": cands,
-            "recall": recall,
-            "recall_se": se,
-            "cost": rank(dims, cands, 1),
-            "work": rank(dims, cands, GATHER_WEIGHT),
-            "feasible": recall - margin_se * se >= target_recall,
-            "time_ms": None,
-        }
-        table.append(row)
-        tried[(dims, cands)] = row
-        return row
-
-    add((full,), (), (1.0, 0.0))
-    cmax = max(cs) if cs else kk
-    shortlists = {w: topk(q, core_corpus, dim=w, k=cmax).indices for w in ws}
-    for w in ws:
-        for c in cs:
-            add((w, full), (c,), _recall(shortlists[w][:, :c], truth))
+    tuner = _Tuner(q, core_corpus, kk, target_recall, margin_se, 1 if by == "cost" else GATHER_WEIGHT)
+    tuner.add((full,), (), tuner.truth)
+    tuner.two_stage(ws, cs)
     if three_stage:
+        tuner.three_stage(ws, cs)
 
-        def feasible3(dims: tuple[int, ...], cands: tuple[int, ...]) -> bool:
-            row = tried.get((dims, cands))
-            if row is None:
-                found = funnel(q, core_corpus, k=kk, dims=dims, candidates=cands)
-                row = add(dims, cands, _recall(found.indices, truth))
-            return bool(row["feasible"])
-
-        best = min(rank(r["dims"], r["candidates"]) for r in table if r["feasible"])
-        parents = [r for r in table if len(r["dims"]) == 2 and r["feasible"]]
-        for first in sorted(parents, key=lambda r: rank(r["dims"], r["candidates"])):
-            (w1, _), (c1,) = first["dims"], first["candidates"]
-            for w2 in (w for w in ws if w > w1):
-                dims = (w1, w2, full)
-                options = [c for c in cs if c < c1 and rank(dims, (c1, c)) < best]
-                # Recall can only grow with the second shortlist: find the smallest feasible
-                # one by bisection, starting from the largest worth trying.
-                if not options or not feasible3(dims, (c1, options[-1])):
-                    continue
-                lo, hi = 0, len(options) - 1
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if feasible3(dims, (c1, options[mid])):
-                        hi = mid
-                    else:
-                        lo = mid + 1
-                best = min(best, rank(dims, (c1, options[lo])))
-
+    table = tuner.table
     feasible = sorted(
-        (r for r in table if r["feasible"]),
-        key=lambda r: (rank(r["dims"], r["candidates"]), r["cost"], len(r["dims"])),
+        (r for r in table if r.feasible), key=lambda r: (tuner.rank(r), r.cost, len(r.dims))
     )
     timed = feasible[:time_top] if by == "time" else feasible[:1]
-    if by == "time" and all(len(r["dims"]) > 1 for r in timed):
-        timed.append(next(r for r in table if len(r["dims"]) == 1))
-    calls = [
-        lambda r=r: funnel(q, core_corpus, k=kk, dims=r["dims"], candidates=r["candidates"]) for r in timed
-    ]
-    for r, ms in zip(timed, _median_ms(calls, repeats)):
-        r["time_ms"] = ms
-    chosen = min(timed, key=lambda r: r["time_ms"]) if by == "time" else feasible[0]
+    if by == "time" and all(len(r.dims) > 1 for r in timed):
+        timed.append(next(r for r in table if len(r.dims) == 1))
+    calls = [partial(tuner.run, r.dims, r.candidates) for r in timed]
+    for r, ms in zip(timed, median_ms(calls, repeats)):
+        r.time_ms = ms
+    chosen = min(timed, key=lambda r: r.time_ms or 0.0) if by == "time" else feasible[0]
     return FunnelPlan(
-        dims=chosen["dims"],
-        candidates=chosen["candidates"],
+        dims=chosen.dims,
+        candidates=chosen.candidates,
         k=kk,
-        recall=chosen["recall"],
-        cost=chosen["cost"],
-        exact_cost=exact_cost,
-        time_ms=chosen["time_ms"],
-        exact=len(chosen["dims"]) == 1,
-        recall_se=chosen["recall_se"],
+        recall=chosen.recall,
+        cost=chosen.cost,
+        exact_cost=n * full,
+        time_ms=chosen.time_ms,
+        exact=len(chosen.dims) == 1,
+        recall_se=chosen.recall_se,
         table=table,
         corpus=corpus,
     )
+

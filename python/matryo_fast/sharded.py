@@ -52,8 +52,9 @@ import numpy as np
 import numpy.typing as npt
 
 from matryo_fast import _core
+from matryo_fast._validate import require_positive
+from matryo_fast.corpus import Corpus, ShardedSearch
 from matryo_fast.files import CorpusWriter, as_float32_rows, save_prefix_blocked
-from matryo_fast.search import Corpus, ShardedSearch
 
 __all__ = [
     "MANIFEST",
@@ -254,8 +255,8 @@ class ShardedCorpusWriter:
         layout: str = "npy",
         split_at: Sequence[int] | None = None,
     ) -> None:
-        if int(dim) < 1 or int(rows_per_shard) < 1:
-            raise ValueError(f"dim and rows_per_shard must be at least 1, got {dim}, {rows_per_shard}")
+        require_positive("dim", dim)
+        require_positive("rows_per_shard", rows_per_shard)
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
         if split_at is not None and layout != "prefix-blocked":

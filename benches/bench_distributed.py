@@ -1,7 +1,7 @@
 """Scale-out overhead: one file vs the same rows in shards, searched locally and by Ray actors.
 
 Three ways to search the same N x D rows, side by side in one process, runs interleaved
-(``_harness.time_rounds``), batch 1 and 64:
+(``_harness.run_methods``), batch 1 and 64:
 
 * ``one file``: ``mf.topk`` / ``mf.funnel`` on one mapped ``.npy`` file;
 * ``sharded``: the same rows in ``--shards`` shard files, ``mf.open_corpus(directory)`` (a
@@ -66,17 +66,20 @@ def measure(
     for name, search in searches.items():
         for b in batches:
             q = queries[:b]
-            calls = {m: (lambda c=c, q=q, search=search: search(q, c)) for m, c in corpora.items()}
-            got = h.time_rounds(calls, repeats)
-            ref = got["one file"]
+            setups = {m: (lambda c=c, q=q, search=search: lambda: search(q, c)) for m, c in corpora.items()}
+            ran = h.run_methods(setups, repeats, label=f"{name}, batch {b}, N={len(one):,}: ")
+            got = {}
+            for m, r in ran.items():
+                if r.timing is None:
+                    raise SystemExit(f"{m} failed ({name}, batch {b}): {r.why}")
+                got[m] = r.timing
+            ref = got["one file"].result
             for m, t in got.items():
-                if isinstance(t, Exception):
-                    raise t
-                same = np.array_equal(t.result.indices, ref.result.indices) and (
-                    t.result.scores.tobytes() == ref.result.scores.tobytes()
+                same = np.array_equal(t.result.indices, ref.indices) and (
+                    t.result.scores.tobytes() == ref.scores.tobytes()
                 )
                 assert same, f"{m} differs from one file ({name}, batch {b})"
-            t1, ts, tr = (got[m].median_s for m in corpora)  # type: ignore[union-attr]
+            t1, ts, tr = (got[m].median_s for m in corpora)
             if name.startswith("topk"):
                 scan_ms[b] = t1 * 1e3
             n = len(one)

@@ -21,11 +21,11 @@ $(STAMP)/venv: pyproject.toml constraints.txt
 	@mkdir -p $(STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(call deps,train eval dev)
+	$(BIN)/pip install -q $(call deps,train eval dev serve)
 	touch $@
 
 .PHONY: install
-install: build-dev ## create .venv with the train, eval and dev extras and build the extension into it
+install: build-dev ## create .venv with the train, eval, dev and serve extras and build the extension into it
 
 .PHONY: build-dev
 build-dev: $(STAMP)/venv ## (re)build the Rust extension into .venv (release profile; incremental)
@@ -39,10 +39,14 @@ build-prod: $(STAMP)/venv ## build a portable abi3 wheel into dist/
 demo: install ## the main job: build a corpus file from real sentences, search it at several dims
 	$(BIN)/matryo demo
 
+.PHONY: browser
+browser: ## Debian's headless Chromium, for the test of the service's page (installed when missing; needs root)
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 .PHONY: test
-test: install ## every test: cargo test (each SIMD backend vs scalar), then pytest
+test: install browser ## every test: cargo test (each SIMD backend vs scalar), then pytest
 	cargo test --quiet
-	$(BIN)/python -m pytest
+	MATRYO_FAST_REQUIRE_BROWSER=1 $(BIN)/python -m pytest
 
 .PHONY: test-rust-nosimd
 test-rust-nosimd: ## cargo test with every x86 SIMD feature turned off at compile time

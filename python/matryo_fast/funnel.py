@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,6 +129,24 @@ class FunnelPlan:
         if target is None:
             raise ValueError("this plan holds no corpus: pass one, plan.search(query, corpus)")
         return funnel(query, target, **self.params)
+
+    def save(self, path: str | os.PathLike[str], corpus: CorpusLike | None = None) -> Path:
+        """Writes the plan as JSON with the signature of the corpus it was tuned on (``corpus``,
+        default the plan's own); see :mod:`matryo_fast.planfile`."""
+        from matryo_fast.planfile import save_plan
+
+        return save_plan(self, path, corpus)
+
+    @staticmethod
+    def load(path: str | os.PathLike[str], corpus: CorpusLike | None = None) -> FunnelPlan:
+        """Reads a plan from :meth:`save`; with ``corpus``, refuses a plan tuned on another one.
+
+        Raises:
+            ValueError: Not a plan file, or a plan for another corpus (the message names both).
+        """
+        from matryo_fast.planfile import load_plan
+
+        return load_plan(path, corpus)
 
     def to_markdown(self) -> str:
         """The table of every plan tried, as Markdown (best first)."""

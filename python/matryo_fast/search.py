@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from matryo_fast import _core
+from matryo_fast._interop import as_host_array
 
 __all__ = ["Corpus", "CorpusLike", "TopK", "open_corpus", "topk"]
 
@@ -116,7 +117,7 @@ def _coerce_query(query: Any, dim: int | None = None) -> tuple[npt.NDArray[np.fl
     Only the first ``dim`` columns are checked and converted (``D' = dim``) when the query has
     that many; columns beyond ``dim`` are never read.
     """
-    q = np.asarray(query)
+    q = np.asarray(as_host_array(query, "query"))
     if q.dtype not in (np.float32, np.float64):
         raise TypeError(
             f"query must be float32 or float64, got dtype {q.dtype}; "
@@ -145,6 +146,8 @@ def _coerce_corpus(corpus: Any) -> Any:
         return corpus
     if isinstance(corpus, (str, os.PathLike)):
         return _core.Corpus(os.fspath(corpus))
+    if hasattr(corpus, "__dlpack_device__"):
+        corpus = as_host_array(corpus, "corpus")  # a CPU tensor: a view, never a copy
     if not isinstance(corpus, np.ndarray):
         raise TypeError(
             f"corpus must be a 2-D float32 numpy array, a .npy path or a Corpus, "

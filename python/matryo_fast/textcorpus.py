@@ -1,0 +1,233 @@
+"""A corpus of texts: the embeddings, the ids and texts they came from, and the model that made them.
+
+``matryo encode`` writes one folder, which appears under its final name only when complete::
+
+    CORPUS/
+      corpus.json          what the folder holds: rows, width, model (name, path, probe), source
+      embeddings.npy       float32 (N, D), row i is the embedding of text i (mapped, never loaded)
+      texts.jsonl          one {"id": ..., "text": ...} per row, in row order
+      texts.offsets.npy    int64 (N + 1,) byte offsets of those lines, for lookups by row
+
+The model is identified by its name and width and by its ``probe``: the first values of its
+embedding of a fixed sentence. Queries are encoded with the corpus's model; a model whose probe
+differs (another model, or the same name retrained) is refused, since its vectors live in
+another space and the results would be meaningless.
+
+>>> tc = open_text_corpus("docs.mf")  # doctest: +SKIP
+>>> tc.search_texts(["a cat on a mat"], k=3)[0][0]  # doctest: +SKIP
+Hit(row=41, score=0.83, id='doc-41', text='The cat sat on the mat.')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from matryo_fast.funnel import FunnelPlan, funnel
+from matryo_fast.search import Corpus, TopK, open_corpus, topk
+
+__all__ = ["FORMAT", "Hit", "TextCorpus", "model_identity", "open_text_corpus"]
+
+FORMAT = "matryo-text-corpus"
+META = "corpus.json"
+EMBEDDINGS = "embeddings.npy"
+TEXTS = "texts.jsonl"
+OFFSETS = "texts.offsets.npy"
+PROBE_TEXT = "matryo-fast model probe: a quick brown fox jumps over the lazy dog."
+PROBE_VALUES = 32  # probe values recorded; another model differs in all of them
+PROBE_ATOL = 1e-3  # the same model on another machine or thread count differs by ~1e-6
+
+
+class Hit(NamedTuple):
+    """One search result: corpus row, cosine score at the width searched, id and text."""
+
+    row: int
+    score: float
+    id: Any
+    text: str
+
+
+def model_identity(model: Any, name: str | None, path: str | None) -> dict[str, Any]:
+    """What a corpus records about the model that encoded it.
+
+    Args:
+        model: A loaded ``SentenceTransformer``.
+        name: A readable name (the folder's name, say).
+        path: The folder it was loaded from (``None`` for the shipped default model).
+
+    Returns:
+        ``{"name", "path", "dim", "probe"}``.
+    """
+    from matryo_fast.models import encode, model_dim
+
+    probe = encode(model, [PROBE_TEXT])[0, :PROBE_VALUES]
+    return {"name": name, "path": path, "dim": model_dim(model), "probe": [float(v) for v in probe]}
+
+
+def same_model(recorded: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether two identities describe the same model (same width, probes within tolerance)."""
+    a, b = np.asarray(recorded["probe"]), np.asarray(other["probe"])
+    return bool(recorded["dim"] == other["dim"] and a.shape == b.shape and np.allclose(a, b, atol=PROBE_ATOL))
+
+
+@dataclass
+class TextCorpus:
+    """An open corpus folder (see the module docs); open it with :func:`open_text_corpus`.
+
+    Attributes:
+        path: The folder.
+        meta: The parsed ``corpus.json``.
+        corpus: The mapped embeddings.
+    """
+
+    path: Path
+    meta: dict[str, Any]
+    corpus: Corpus
+    _offsets: npt.NDArray[np.int64]
+    _texts: Any  # the open texts.jsonl file; reads take _lock
+    _lock: threading.Lock
+    _model: Any = None
+
+    @property
+    def rows(self) -> int:
+        """Number of texts."""
+        return int(self.corpus.shape[0])
+
+    @property
+    def dim(self) -> int:
+        """Full embedding width."""
+        return int(self.corpus.shape[1])
+
+    @property
+    def model_name(self) -> str:
+        """The recorded model's name."""
+        return str(self.meta["model"]["name"])
+
+    def record(self, row: int) -> tuple[Any, str]:
+        """``(id, text)`` of a row."""
+        start, end = int(self._offsets[row]), int(self._offsets[row + 1])
+        with self._lock:
+            self._texts.seek(start)
+            line = self._texts.read(end - start)
+        obj = json.loads(line)
+        return obj["id"], obj["text"]
+
+    def hits(self, result: TopK) -> list[list[Hit]]:
+        """The rows of a search result with their ids and texts, one list per query."""
+        scores, rows = np.atleast_2d(result.scores), np.atleast_2d(result.indices)
+        return [
+            [Hit(int(r), float(s), *self.record(int(r))) for r, s in zip(rr, ss)]
+            for rr, ss in zip(rows, scores)
+        ]
+
+    def load_model(self, model: str | os.PathLike[str] | None = None) -> Any:
+        """The model for queries: the recorded one, or ``model`` if it is the same model.
+
+        Raises:
+            ValueError: ``model`` is another model than the corpus's (the message names both).
+            FileNotFoundError: The recorded model folder is gone (pass ``model``).
+        """
+        if model is None and self._model is not None:
+            return self._model
+        from matryo_fast.models import load_model
+
+        rec = self.meta["model"]
+        source = model if model is not None else rec["path"]
+        if source is not None and model is None and not Path(source).exists():
+            raise FileNotFoundError(
+                f"{self.path} was encoded with the model folder {source}, which is gone; "
+                "pass the same model with --model"
+            )
+        loaded = load_model(source)
+        ident = model_identity(loaded, None, None)
+        if not same_model(rec, ident):
+            raise ValueError(
+                f"{self.path} was encoded with model {rec['name']!r} ({rec['dim']} dims); the "
+                f"query model {os.fspath(model) if model else source!r} ({ident['dim']} dims) "
+                "gives other embeddings: search with the corpus's model, or encode the corpus "
+                "again with this one"
+            )
+        self._model = loaded
+        return loaded
+
+    def encode_queries(self, texts: list[str], *, batch_size: int = 64) -> npt.NDArray[np.float32]:
+        """Query texts encoded with the corpus's model (loaded once)."""
+        from matryo_fast.models import encode
+
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t.strip():
+                raise ValueError(f"query {i + 1} is empty")
+        return encode(self.load_model(), texts, batch_size=batch_size)
+
+    def search(
+        self, queries: Any, *, k: int = 10, dim: int | None = None, plan: FunnelPlan | None = None
+    ) -> TopK:
+        """Top-``k`` of ``(B, D)`` query vectors, at ``dim`` or through a funnel ``plan``.
+
+        Raises:
+            ValueError: Both ``dim`` and ``plan``, a plan tuned on another corpus, or a
+                :func:`matryo_fast.topk` error.
+        """
+        q = np.asarray(queries)
+        if q.ndim >= 1 and q.shape[-1] != self.dim:
+            raise ValueError(
+                f"query vectors have {q.shape[-1]} values; this corpus's model "
+                f"{self.model_name!r} makes {self.dim}"
+            )
+        if plan is not None:
+            if dim is not None:
+                raise ValueError("give a width or a plan, not both")
+            from matryo_fast.planfile import check_plan
+
+            check_plan(plan, self.corpus)
+            return funnel(q, self.corpus, k=k, dims=plan.dims, candidates=plan.candidates)
+        return topk(q, self.corpus, dim=dim, k=k)
+
+    def search_texts(
+        self, texts: list[str], *, k: int = 10, dim: int | None = None, plan: FunnelPlan | None = None
+    ) -> list[list[Hit]]:
+        """Encode ``texts`` with the corpus's model, search, and return the hits per text."""
+        return self.hits(self.search(self.encode_queries(texts), k=k, dim=dim, plan=plan))
+
+    def close(self) -> None:
+        """Closes the texts file (the mapped embeddings close with the object)."""
+        self._texts.close()
+
+
+def open_text_corpus(path: str | os.PathLike[str]) -> TextCorpus:
+    """Opens a corpus folder written by ``matryo encode``.
+
+    Raises:
+        FileNotFoundError: No such folder, or it is not a complete corpus folder.
+        ValueError: Its files disagree (rows, width, format version).
+    """
+    p = Path(path)
+    if not p.is_dir():
+        partial = p.with_name(f".{p.name}.partial")
+        hint = f" (an interrupted encode left {partial}: run it again to finish)" if partial.exists() else ""
+        raise FileNotFoundError(f"corpus folder not found: {p}{hint}")
+    try:
+        meta = json.loads((p / META).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p} is not a corpus folder (no {META}; make one with matryo encode)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p / META} is not valid JSON: {exc}") from None
+    if meta.get("format") != FORMAT or meta.get("version") != 1:
+        raise ValueError(f"{p / META}: not a {FORMAT} version 1 file")
+    corpus = open_corpus(p / meta["embeddings"])
+    offsets = np.load(p / OFFSETS, mmap_mode="r")
+    rows = corpus.shape[0]
+    if meta["rows"] != rows or meta["model"]["dim"] != corpus.shape[1] or offsets.shape != (rows + 1,):
+        raise ValueError(
+            f"{p}: the files disagree ({META} says {meta['rows']} x {meta['model']['dim']}, the "
+            f"embeddings are {corpus.shape}, the text index has {offsets.shape[0] - 1} rows)"
+        )
+    texts = open(p / TEXTS, "rb")  # noqa: SIM115 - closed by TextCorpus.close
+    return TextCorpus(p, meta, corpus, offsets, texts, threading.Lock())

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -91,8 +90,7 @@ class TextCorpus:
     meta: dict[str, Any]
     corpus: Corpus
     _offsets: npt.NDArray[np.int64]
-    _texts: Any  # the open texts.jsonl file; reads take _lock
-    _lock: threading.Lock
+    _texts: npt.NDArray[np.uint8]  # texts.jsonl, mapped
     _model: Any = None
 
     @property
@@ -113,10 +111,7 @@ class TextCorpus:
     def record(self, row: int) -> tuple[Any, str]:
         """``(id, text)`` of a row."""
         start, end = int(self._offsets[row]), int(self._offsets[row + 1])
-        with self._lock:
-            self._texts.seek(start)
-            line = self._texts.read(end - start)
-        obj = json.loads(line)
+        obj = json.loads(self._texts[start:end].tobytes())
         return obj["id"], obj["text"]
 
     def hits(self, result: TopK) -> list[list[Hit]]:
@@ -196,10 +191,6 @@ class TextCorpus:
         """Encode ``texts`` with the corpus's model, search, and return the hits per text."""
         return self.hits(self.search(self.encode_queries(texts), k=k, dim=dim, plan=plan))
 
-    def close(self) -> None:
-        """Closes the texts file (the mapped embeddings close with the object)."""
-        self._texts.close()
-
 
 def open_text_corpus(path: str | os.PathLike[str]) -> TextCorpus:
     """Opens a corpus folder written by ``matryo encode``.
@@ -229,5 +220,7 @@ def open_text_corpus(path: str | os.PathLike[str]) -> TextCorpus:
             f"{p}: the files disagree ({META} says {meta['rows']} x {meta['model']['dim']}, the "
             f"embeddings are {corpus.shape}, the text index has {offsets.shape[0] - 1} rows)"
         )
-    texts = open(p / TEXTS, "rb")  # noqa: SIM115 - closed by TextCorpus.close
-    return TextCorpus(p, meta, corpus, offsets, texts, threading.Lock())
+    texts = np.memmap(p / TEXTS, dtype=np.uint8, mode="r")
+    if texts.shape[0] != offsets[-1]:
+        raise ValueError(f"{p}: {TEXTS} has {texts.shape[0]} bytes; its index says {offsets[-1]}")
+    return TextCorpus(p, meta, corpus, offsets, texts)

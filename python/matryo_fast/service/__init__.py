@@ -49,7 +49,7 @@ class Query:
 
 def page_widths(dim: int) -> list[int]:
     """Three widths for the page: the full width and two powers of two far below it."""
-    low = [w for w in (16, 32, 64, 128, 256, 512) if w <= dim // 3]
+    low = [w for w in (16, 32, 64, 128, 256, 512) if w <= dim // 6]
     picks = sorted({*low[-2:], dim}) if len(low) >= 2 else sorted({max(1, dim // 4), max(1, dim // 2), dim})
     return picks
 

@@ -17,10 +17,12 @@ with a message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -30,7 +32,7 @@ import numpy as np
 from matryo_fast.funnel import FunnelPlan
 from matryo_fast.textcorpus import TextCorpus, open_text_corpus
 
-__all__ = ["Query", "Searcher", "bind", "create_app", "page_widths", "serve"]
+__all__ = ["Query", "Searcher", "bind", "create_app", "page_widths", "running", "serve"]
 
 
 @dataclass
@@ -61,7 +63,6 @@ class Searcher:
     def __init__(self, corpus: TextCorpus, plan: FunnelPlan | None = None) -> None:
         self.corpus = corpus
         self.plan = plan
-        self.has_model = True
         self.stats = {"requests": 0, "batches": 0, "largest_batch": 0}
         self._lock = threading.Lock()
 
@@ -70,13 +71,19 @@ class Searcher:
         t0 = time.perf_counter()
         texts = [q for q in batch if q.text is not None]
         if texts:
-            vecs = self.corpus.encode_queries([q.text for q in texts if q.text is not None])
-            for q, v in zip(texts, vecs):
-                q.vector = v
+            try:
+                vecs = self.corpus.encode_queries([q.text for q in texts if q.text is not None])
+            except (OSError, ImportError, ValueError) as exc:  # no model here: say so to each
+                for q in texts:
+                    q.error = f"cannot encode text queries: {exc}"
+            else:
+                for q, v in zip(texts, vecs):
+                    q.vector = v
         t1 = time.perf_counter()
         groups: dict[Any, list[Query]] = {}
         for q in batch:
-            groups.setdefault((q.dim, q.plan), []).append(q)
+            if q.error is None:
+                groups.setdefault((q.dim, q.plan), []).append(q)
         for (dim, plan), qs in groups.items():
             kmax = max(q.k for q in qs)
             mat = np.stack([q.vector for q in qs if q.vector is not None])
@@ -210,6 +217,32 @@ def serve(
     print(f"serving {tc.path} ({tc.rows:,} x {tc.dim}, {tc.model_name}) at http://{shown}:{port}/", flush=True)
     config = uvicorn.Config(app, log_level=log_level)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+@contextlib.contextmanager
+def running(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Runs ``app`` on uvicorn in a background thread; yields its base URL, stops on exit.
+
+    >>> with running(create_app(open_text_corpus("docs.mf"))) as url:  # doctest: +SKIP
+    ...     urllib.request.urlopen(url + "/health").read()
+    b'{"status":"ok"}'
+    """
+    import uvicorn
+
+    sock = bind(host, port)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("the server did not start")
+            time.sleep(0.01)
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
 
 
 def page_html() -> str:

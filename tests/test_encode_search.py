@@ -31,16 +31,28 @@ from matryo_fast.cli import main  # noqa: E402
 from matryo_fast.textcorpus import open_text_corpus  # noqa: E402
 
 TEXTS = [
-    "A man is playing a guitar.", "A woman is slicing an onion.", "A dog runs through the snow.",
-    "Two children play football in a park.", "A chef cooks pasta in a small kitchen.",
-    "The stock market fell sharply today.", "A cat sleeps on a warm windowsill.",
-    "Scientists discover water on a distant planet.", "A boy rides a bicycle down the hill.",
-    "The orchestra performs a symphony.", "A woman reads a book in the library.",
-    "Heavy rain floods the city streets.", "A man repairs the engine of a car.",
-    "Two people dance at a wedding.", "A bird builds a nest in a tree.",
-    "The team celebrates winning the championship.", "A girl paints a picture of the sea.",
-    "The train arrives late at the station.", "A farmer harvests wheat in the field.",
-    "Someone is typing on a laptop.", "A baby laughs at a puppy.", "The museum opens a new exhibit.",
+    "A man is playing a guitar.",
+    "A woman is slicing an onion.",
+    "A dog runs through the snow.",
+    "Two children play football in a park.",
+    "A chef cooks pasta in a small kitchen.",
+    "The stock market fell sharply today.",
+    "A cat sleeps on a warm windowsill.",
+    "Scientists discover water on a distant planet.",
+    "A boy rides a bicycle down the hill.",
+    "The orchestra performs a symphony.",
+    "A woman reads a book in the library.",
+    "Heavy rain floods the city streets.",
+    "A man repairs the engine of a car.",
+    "Two people dance at a wedding.",
+    "A bird builds a nest in a tree.",
+    "The team celebrates winning the championship.",
+    "A girl paints a picture of the sea.",
+    "The train arrives late at the station.",
+    "A farmer harvests wheat in the field.",
+    "Someone is typing on a laptop.",
+    "A baby laughs at a puppy.",
+    "The museum opens a new exhibit.",
 ]
 IDS = [f"doc-{i:02d}" for i in range(len(TEXTS))]
 
@@ -50,7 +62,9 @@ def _cached_models() -> Iterator[None]:
     real = models.load_model
     cached = functools.lru_cache(maxsize=4)(lambda m: real(m))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(models, "load_model", lambda model=None, **_: cached(None if model is None else os.fspath(model)))
+        mp.setattr(
+            models, "load_model", lambda model=None, **_: cached(None if model is None else os.fspath(model))
+        )
         yield
 
 
@@ -66,16 +80,24 @@ def write_inputs(folder: Path) -> dict[str, Path]:
     """The same texts and ids as .txt, .jsonl, .csv, .tsv and .parquet."""
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
-    out = {"txt": folder / "t.txt", "jsonl": folder / "t.jsonl", "csv": folder / "t.csv", "tsv": folder / "t.tsv"}
+    out = {
+        "txt": folder / "t.txt",
+        "jsonl": folder / "t.jsonl",
+        "csv": folder / "t.csv",
+        "tsv": folder / "t.tsv",
+    }
     out["txt"].write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
     out["jsonl"].write_text(
-        "".join(json.dumps({"doc_id": i, "body": t, "extra": 1}) + "\n" for i, t in zip(IDS, TEXTS)), encoding="utf-8"
+        "".join(json.dumps({"doc_id": i, "body": t, "extra": 1}) + "\n" for i, t in zip(IDS, TEXTS)),
+        encoding="utf-8",
     )
     with open(out["csv"], "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["doc_id", "body"])
         w.writerows(zip(IDS, TEXTS))
-    out["tsv"].write_text("doc_id\tbody\n" + "".join(f"{i}\t{t}\n" for i, t in zip(IDS, TEXTS)), encoding="utf-8")
+    out["tsv"].write_text(
+        "doc_id\tbody\n" + "".join(f"{i}\t{t}\n" for i, t in zip(IDS, TEXTS)), encoding="utf-8"
+    )
     out["parquet"] = folder / "t.parquet"
     pq.write_table(pa.table({"doc_id": IDS, "body": TEXTS}), out["parquet"])
     return out
@@ -99,7 +121,10 @@ def test_encoded_corpus_holds_model_embeddings_ids_and_texts(corpus_dir: Path) -
     want = models.encode(models.load_model(), TEXTS)
     np.testing.assert_allclose(tc.corpus.as_array(), want, atol=1e-5)
     assert sorted(p.name for p in corpus_dir.iterdir()) == [
-        "corpus.json", "embeddings.npy", "texts.jsonl", "texts.offsets.npy"
+        "corpus.json",
+        "embeddings.npy",
+        "texts.jsonl",
+        "texts.offsets.npy",
     ]
     assert not list(corpus_dir.parent.glob(".docs.mf*"))  # no work folder left behind
 
@@ -109,7 +134,9 @@ def test_every_input_format_gives_the_same_corpus(corpus_dir: Path, tmp_path: Pa
     for fmt, path in write_inputs(tmp_path).items():
         out = tmp_path / f"{fmt}.mf"
         extra = [] if fmt == "txt" else ["--text-column", "body", "--id-column", "doc_id"]
-        assert main(["encode", str(path), "-o", str(out), "--batch-size", "5", "--no-progress", *extra]) == 0, fmt
+        assert (
+            main(["encode", str(path), "-o", str(out), "--batch-size", "5", "--no-progress", *extra]) == 0
+        ), fmt
         tc = open_text_corpus(out)
         np.testing.assert_array_equal(tc.corpus.as_array(), ref, err_msg=fmt)
         assert tc.record(3) == ((3 if fmt == "txt" else IDS[3]), TEXTS[3])
@@ -147,7 +174,9 @@ def test_query_file_is_one_batch_with_the_same_answers(
         return real(q, *a, **kw)
 
     monkeypatch.setattr(tcmod, "topk", counting)
-    assert main(["search", str(corpus_dir), "--query-file", str(tmp_path / "q.txt"), "--k", "3", "--json"]) == 0
+    assert (
+        main(["search", str(corpus_dir), "--query-file", str(tmp_path / "q.txt"), "--k", "3", "--json"]) == 0
+    )
     batch = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert calls == [3]
     for q in queries:
@@ -161,14 +190,26 @@ def test_tune_saves_a_plan_that_search_uses_and_other_corpora_refuse(
 ) -> None:
     (tmp_path / "q.txt").write_text("\n".join(t.lower().rstrip(".") for t in TEXTS[:12]) + "\n")
     plan_path = tmp_path / "plan.json"
-    args = ["tune", str(corpus_dir), "--queries", str(tmp_path / "q.txt"), "--k", "3", "--target-recall", "0.9"]
+    args = [
+        "tune",
+        str(corpus_dir),
+        "--queries",
+        str(tmp_path / "q.txt"),
+        "--k",
+        "3",
+        "--target-recall",
+        "0.9",
+    ]
     assert main([*args, "-o", str(plan_path)]) == 0
     assert "saved to" in capsys.readouterr().out
     doc = json.loads(plan_path.read_text())
     assert doc["corpus"]["shape"] == [len(TEXTS), 384] and doc["k"] == 3
     tc = open_text_corpus(corpus_dir)
     plan = mf.FunnelPlan.load(plan_path, corpus=tc.corpus)
-    assert main(["search", str(corpus_dir), "a dog in snow", "--plan", str(plan_path), "--k", "3", "--json"]) == 0
+    assert (
+        main(["search", str(corpus_dir), "a dog in snow", "--plan", str(plan_path), "--k", "3", "--json"])
+        == 0
+    )
     rows = [json.loads(line)["row"] for line in capsys.readouterr().out.splitlines()]
     q = models.encode(models.load_model(), ["a dog in snow"])
     assert rows == mf.funnel(q, tc.corpus, **plan.params).indices[0].tolist()
@@ -189,7 +230,12 @@ def test_plan_save_load_round_trip_on_arrays(tmp_path: Path) -> None:
     plan = mf.tune_funnel(x, x[:20], k=5, target_recall=0.9)
     plan.save(tmp_path / "p.json")
     back = mf.FunnelPlan.load(tmp_path / "p.json", corpus=x)
-    assert (back.dims, back.candidates, back.k, back.recall) == (plan.dims, plan.candidates, plan.k, plan.recall)
+    assert (back.dims, back.candidates, back.k, back.recall) == (
+        plan.dims,
+        plan.candidates,
+        plan.k,
+        plan.recall,
+    )
     np.testing.assert_array_equal(back.search(x[:3]).indices, plan.search(x[:3]).indices)
     y = x.copy()
     y[200] += 1.0
@@ -205,8 +251,19 @@ def test_an_interrupted_encode_resumes_after_its_last_complete_batch(
 ) -> None:
     src = write_inputs(tmp_path)["jsonl"]
     out = tmp_path / "r.mf"
-    args = ["encode", str(src), "-o", str(out), "--text-column", "body", "--id-column", "doc_id",
-            "--batch-size", "5", "--no-progress"]
+    args = [
+        "encode",
+        str(src),
+        "-o",
+        str(out),
+        "--text-column",
+        "body",
+        "--id-column",
+        "doc_id",
+        "--batch-size",
+        "5",
+        "--no-progress",
+    ]
     import matryo_fast.models as m
 
     real = m.encode
@@ -225,7 +282,9 @@ def test_an_interrupted_encode_resumes_after_its_last_complete_batch(
     work = tmp_path / ".r.mf.partial"
     assert (work / ".embeddings.npy.partial").exists()
     calls.clear()
-    monkeypatch.setattr(m, "encode", lambda model, texts, **kw: calls.append(len(texts)) or real(model, texts, **kw))
+    monkeypatch.setattr(
+        m, "encode", lambda model, texts, **kw: calls.append(len(texts)) or real(model, texts, **kw)
+    )
     assert main(args) == 0
     assert calls == [1, 5, 5, 2]  # the probe, then only the batches not done (rows 10..21)
     got, ref = open_text_corpus(out), open_text_corpus(corpus_dir)
@@ -234,7 +293,9 @@ def test_an_interrupted_encode_resumes_after_its_last_complete_batch(
     assert not work.exists()
 
 
-def test_bad_inputs_are_one_line_errors_and_leave_no_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_inputs_are_one_line_errors_and_leave_no_corpus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out.mf"
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "cols.csv").write_text("title,body\na,b\n")
@@ -244,7 +305,10 @@ def test_bad_inputs_are_one_line_errors_and_leave_no_corpus(tmp_path: Path, caps
     cases = {
         "input file not found": ["encode", str(tmp_path / "nope.txt")],
         "file is empty": ["encode", str(tmp_path / "empty.txt")],
-        "missing column(s) ['text']; the header has ['title', 'body']": ["encode", str(tmp_path / "cols.csv")],
+        "missing column(s) ['text']; the header has ['title', 'body']": [
+            "encode",
+            str(tmp_path / "cols.csv"),
+        ],
         "row 2: empty text": ["encode", str(tmp_path / "blank.jsonl")],
         "row 3 (line 3): not valid UTF-8": ["encode", str(tmp_path / "utf.txt")],
         "id '1' repeats row 1": ["encode", str(tmp_path / "dup.csv"), "--id-column", "id"],

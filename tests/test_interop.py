@@ -80,7 +80,9 @@ def test_half_and_bfloat16_tensors_name_the_dtype() -> None:
         mf.topk(torch.from_numpy(corpus[0]).bfloat16(), corpus, k=2)
 
 
-@pytest.mark.parametrize("n, d, b, top_k, seed", [(500, 64, 7, 10, 0), (40, 33, 3, 50, 1), (1000, 384, 16, 5, 2)])
+@pytest.mark.parametrize(
+    "n, d, b, top_k, seed", [(500, 64, 7, 10, 0), (40, 33, 3, 50, 1), (1000, 384, 16, 5, 2)]
+)
 def test_semantic_search_matches_sentence_transformers(n: int, d: int, b: int, top_k: int, seed: int) -> None:
     util = pytest.importorskip("sentence_transformers.util")
     corpus = _rng_matrix(n, d, seed)

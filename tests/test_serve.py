@@ -31,22 +31,9 @@ import matryo_fast as mf  # noqa: E402
 from matryo_fast._reference import funnel_reference, topk_reference  # noqa: E402
 from matryo_fast.cli import main  # noqa: E402
 from matryo_fast.service import create_app, running  # noqa: E402
-from matryo_fast.textcorpus import EMBEDDINGS, FORMAT, META, OFFSETS, TEXTS, open_text_corpus  # noqa: E402
+from matryo_fast.textcorpus import open_text_corpus, save_text_corpus  # noqa: E402
 
 N, D = 3000, 64
-
-
-def vector_corpus(folder: Path, emb: np.ndarray[Any, Any]) -> Path:
-    """A corpus folder in the documented layout, for vector queries (no model is loaded)."""
-    folder.mkdir()
-    mf.save_corpus(folder / EMBEDDINGS, emb)
-    lines = [json.dumps({"id": f"r{i}", "text": f"text {i}"}).encode() + b"\n" for i in range(len(emb))]
-    (folder / TEXTS).write_bytes(b"".join(lines))
-    np.save(folder / OFFSETS, np.concatenate([[0], np.cumsum([len(x) for x in lines])]).astype(np.int64))
-    model = {"name": "none", "path": "/nonexistent", "dim": emb.shape[1], "probe": [0.0]}
-    meta = {"format": FORMAT, "version": 1, "rows": len(emb), "embeddings": EMBEDDINGS, "model": model}
-    (folder / META).write_text(json.dumps(meta))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +43,10 @@ def emb() -> np.ndarray[Any, Any]:
 
 @pytest.fixture(scope="module")
 def folder(emb: np.ndarray[Any, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return vector_corpus(tmp_path_factory.mktemp("srv") / "vec.mf", emb)
+    texts = [f"text {i}" for i in range(N)]
+    return save_text_corpus(
+        tmp_path_factory.mktemp("srv") / "vec.mf", emb, texts, ids=[f"r{i}" for i in range(N)]
+    )
 
 
 def post(url: str, body: Any) -> tuple[int, dict[str, Any]]:
@@ -84,8 +74,8 @@ def test_health_and_info(batched: str, folder: Path) -> None:
     assert get(batched, "/health") == {"status": "ok"}
     info = get(batched, "/info")
     assert info["corpus"] == str(folder) and (info["rows"], info["dim"]) == (N, D)
-    assert info["model"] == {"name": "none", "dim": D} and info["tiers"] == []
-    assert info["widths"] == [16, D // 2, D] or len(info["widths"]) == 3
+    assert info["model"] == {"name": None, "dim": D} and info["tiers"] == []
+    assert info["widths"] == [D // 4, D // 2, D]  # powers of two well below D, and D
     assert info["batching"] == {"window_ms": 300, "max_batch": 64}
 
 
@@ -160,9 +150,9 @@ def test_bad_requests_get_a_4xx_with_a_message(batched: str, body: Any) -> None:
     assert isinstance(answer["detail"], str) and answer["detail"]
 
 
-def test_a_text_query_on_a_corpus_whose_model_is_gone_is_a_4xx(batched: str) -> None:
+def test_a_text_query_on_a_corpus_without_a_model_is_a_4xx(batched: str) -> None:
     status, answer = post(batched, {"text": "hello"})
-    assert status == 422 and "/nonexistent" in answer["detail"]
+    assert status == 422 and "records no model: query it with vectors" in answer["detail"]
 
 
 def test_without_the_window_every_request_is_its_own_batch(folder: Path, emb: np.ndarray[Any, Any]) -> None:
@@ -201,10 +191,18 @@ def test_page_shows_top_results_at_three_widths_in_a_real_browser(tmp_path: Path
     from matryo_fast.models import encode
 
     texts = [
-        "A man is playing a guitar.", "A woman is slicing an onion.", "A dog runs through the snow.",
-        "Two children play football.", "A chef cooks pasta.", "The stock market fell today.",
-        "A cat sleeps on a windowsill.", "A boy rides a bicycle.", "The orchestra plays a symphony.",
-        "Heavy rain floods the streets.", "A man repairs a car engine.", "A bird builds a nest.",
+        "A man is playing a guitar.",
+        "A woman is slicing an onion.",
+        "A dog runs through the snow.",
+        "Two children play football.",
+        "A chef cooks pasta.",
+        "The stock market fell today.",
+        "A cat sleeps on a windowsill.",
+        "A boy rides a bicycle.",
+        "The orchestra plays a symphony.",
+        "Heavy rain floods the streets.",
+        "A man repairs a car engine.",
+        "A bird builds a nest.",
     ]
     (tmp_path / "t.txt").write_text("\n".join(texts) + "\n")
     assert main(["encode", str(tmp_path / "t.txt"), "-o", str(tmp_path / "c.mf"), "--no-progress"]) == 0
@@ -214,9 +212,19 @@ def test_page_shows_top_results_at_three_widths_in_a_real_browser(tmp_path: Path
         widths = get(url, "/info")["widths"]
         page = f"{url}/?q={urllib.parse.quote(query)}&k=5"
         run = subprocess.run(
-            [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
-             "--virtual-time-budget=30000", "--dump-dom", page],
-            capture_output=True, text=True, timeout=180,
+            [
+                browser,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--window-size=1280,900",
+                "--virtual-time-budget=30000",
+                "--dump-dom",
+                page,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
     dom = run.stdout
     assert 'data-state="done"' in dom, (run.stderr[-2000:], dom[-2000:])

@@ -27,7 +27,9 @@ def add_parsers(sub: Any) -> None:
     )
     e.add_argument("input", help="the texts: .txt, .jsonl, .csv, .tsv or .parquet")
     e.add_argument("-o", "--output", required=True, help="the corpus folder to create")
-    e.add_argument("--model", help="sentence-transformers model folder (default: the shipped all-MiniLM-L6-v2)")
+    e.add_argument(
+        "--model", help="sentence-transformers model folder (default: the shipped all-MiniLM-L6-v2)"
+    )
     e.add_argument("--text-column", default="text", help="column with the texts (default: text)")
     e.add_argument("--id-column", help="column with unique ids (default: row numbers from 0)")
     e.add_argument("--batch-size", type=int, default=256, help="texts per batch and per saved step")
@@ -71,7 +73,7 @@ def add_parsers(sub: Any) -> None:
     v.add_argument("corpus", help="a corpus folder from matryo encode")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     v.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    v.add_argument("--plan", help="a plan from matryo tune, used by requests with \"plan\": true")
+    v.add_argument("--plan", help='a plan from matryo tune, used by requests with "plan": true')
     v.add_argument("--window-ms", type=float, default=2.0, help="batching window; 0 = no batching")
     v.add_argument("--max-batch", type=int, default=64, help="most requests in one batch")
     v.add_argument("--model", help="the corpus's model from another folder (checked to be the same)")
@@ -101,7 +103,14 @@ def _search(a: argparse.Namespace) -> int:
     for query, found in zip(queries, hits):
         if a.json:
             for rank, h in enumerate(found, start=1):
-                line = {"query": query, "rank": rank, "score": h.score, "id": h.id, "text": h.text, "row": h.row}
+                line = {
+                    "query": query,
+                    "rank": rank,
+                    "score": h.score,
+                    "id": h.id,
+                    "text": h.text,
+                    "row": h.row,
+                }
                 print(json.dumps(line, ensure_ascii=False))
             continue
         if len(queries) > 1:
@@ -121,7 +130,11 @@ def _tune(a: argparse.Namespace) -> int:
     queries = tc.encode_queries(read_records(a.queries)[1])
     plan = tune_funnel(tc.corpus, queries, k=a.k, target_recall=a.target_recall, by=a.by)
     plan.save(a.output, tc.corpus)
-    kind = "exact search (no funnel reached the target)" if plan.exact else f"dims {plan.dims}, candidates {plan.candidates}"
+    kind = (
+        "exact search (no funnel reached the target)"
+        if plan.exact
+        else f"dims {plan.dims}, candidates {plan.candidates}"
+    )
     print(
         f"plan: {kind}; recall@{plan.k} {plan.recall:.4f} on {len(queries)} queries; "
         f"reads {plan.speedup:.1f}x less than exact search; saved to {a.output}"
@@ -134,8 +147,15 @@ def _serve(a: argparse.Namespace) -> int:
 
     if a.max_batch < 1 or a.window_ms < 0:
         raise ValueError("--max-batch must be at least 1 and --window-ms at least 0")
-    serve(a.corpus, host=a.host, port=a.port, model=a.model, plan_path=a.plan, window_ms=a.window_ms,
-          max_batch=a.max_batch)
+    serve(
+        a.corpus,
+        host=a.host,
+        port=a.port,
+        model=a.model,
+        plan_path=a.plan,
+        window_ms=a.window_ms,
+        max_batch=a.max_batch,
+    )
     return 0
 
 
@@ -144,8 +164,16 @@ def run(a: argparse.Namespace) -> int:
     if a.command == "encode":
         from matryo_fast.encode import encode_file
 
-        out = encode_file(a.input, a.output, model=a.model, text_column=a.text_column, id_column=a.id_column,
-                          batch_size=a.batch_size, overwrite=a.overwrite, progress=not a.no_progress)
+        out = encode_file(
+            a.input,
+            a.output,
+            model=a.model,
+            text_column=a.text_column,
+            id_column=a.id_column,
+            batch_size=a.batch_size,
+            overwrite=a.overwrite,
+            progress=not a.no_progress,
+        )
         print(f"wrote {out}", file=sys.stderr)
         return 0
     return {"search": _search, "tune": _tune, "serve": _serve}[a.command](a)

@@ -30,7 +30,7 @@ import numpy as np
 
 from matryo_fast.data import DataError, read_table
 from matryo_fast.files import CorpusWriter
-from matryo_fast.textcorpus import EMBEDDINGS, FORMAT, META, OFFSETS, TEXTS, model_identity
+from matryo_fast.textcorpus import EMBEDDINGS, TEXTS, finish, model_identity, write_texts
 
 __all__ = ["encode_file", "read_records"]
 
@@ -59,7 +59,9 @@ def _read_parquet(path: Path, columns: list[str]) -> dict[str, list[Any]]:
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError('reading .parquet needs pyarrow: pip install pyarrow (or "matryo-fast[train]")') from exc
+        raise ImportError(
+            'reading .parquet needs pyarrow: pip install pyarrow (or "matryo-fast[train]")'
+        ) from exc
     try:
         f = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises its own error types for unreadable files
@@ -89,7 +91,9 @@ def read_records(
     suffix = p.suffix.lower()
     if suffix == ".txt":
         if id_column:
-            raise DataError(f"{p}: a .txt file has no columns; --id-column needs .jsonl, .csv, .tsv or .parquet")
+            raise DataError(
+                f"{p}: a .txt file has no columns; --id-column needs .jsonl, .csv, .tsv or .parquet"
+            )
         table: dict[str, list[Any]] = {text_column: _read_txt(p)}
     elif suffix == ".parquet":
         table = _read_parquet(p, columns)
@@ -108,7 +112,9 @@ def read_records(
         seen: dict[Any, int] = {}
         for row, i in enumerate(ids, start=1):
             if i is None or isinstance(i, (dict, list, float)):
-                raise DataError(f"{p}, row {row}: id {i!r} in column {id_column!r} is not a string or integer")
+                raise DataError(
+                    f"{p}, row {row}: id {i!r} in column {id_column!r} is not a string or integer"
+                )
             if i in seen:
                 raise DataError(f"{p}, row {row}: id {i!r} repeats row {seen[i]}; ids must be unique")
             seen[i] = row
@@ -123,20 +129,14 @@ def _fingerprint(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _truncate_lines(f: Any, rows: int) -> None:
     """Cuts an open ``texts.jsonl`` after its first ``rows`` lines."""
     f.seek(0)
     for _ in range(rows):
         if not f.readline().endswith(b"\n"):
-            raise ValueError("the partial text table is shorter than its embeddings; delete the partial folder")
+            raise ValueError(
+                "the partial text table is shorter than its embeddings; delete the partial folder"
+            )
     f.truncate(f.tell())
 
 
@@ -177,7 +177,9 @@ def encode_file(
         raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
     final = Path(output)
     if final.exists() and not overwrite:
-        raise FileExistsError(f"{final} exists; pass --overwrite to replace it (kept until the new one is complete)")
+        raise FileExistsError(
+            f"{final} exists; pass --overwrite to replace it (kept until the new one is complete)"
+        )
     ids, texts = read_records(input_path, text_column=text_column, id_column=id_column)
     loaded = load_model(model)
     name = Path(model).name if model is not None else "all-MiniLM-L6-v2"
@@ -185,7 +187,10 @@ def encode_file(
     ident = model_identity(loaded, name, path)
     settings = {
         "input": {"path": os.fspath(Path(input_path).resolve()), "sha": _fingerprint(Path(input_path))},
-        "model": ident, "text_column": text_column, "id_column": id_column, "batch_size": batch_size,
+        "model": ident,
+        "text_column": text_column,
+        "id_column": id_column,
+        "batch_size": batch_size,
     }
     work = final.with_name(f".{final.name}.partial")
     work.mkdir(exist_ok=True)
@@ -194,10 +199,14 @@ def encode_file(
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise FileExistsError(f"another matryo encode is writing {final} (its work folder {work} is locked)") from None
+            raise FileExistsError(
+                f"another matryo encode is writing {final} (its work folder {work} is locked)"
+            ) from None
         old = json.loads((work / _SETTINGS).read_text()) if (work / _SETTINGS).exists() else None
         if old is not None and old != json.loads(json.dumps(settings)):
-            print(f"matryo: {work} is an interrupted run with other settings; starting again", file=sys.stderr)
+            print(
+                f"matryo: {work} is an interrupted run with other settings; starting again", file=sys.stderr
+            )
             old = None
         if old is None:
             for child in work.iterdir():
@@ -205,46 +214,35 @@ def encode_file(
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
             (work / _SETTINGS).write_text(json.dumps(settings))
         _encode_rows(work, ids, texts, loaded, ident["dim"], batch_size, progress, encode)
-        meta = {
-            "format": FORMAT, "version": 1, "rows": len(texts), "embeddings": EMBEDDINGS, "model": ident,
-            "source": {"path": settings["input"]["path"], "text_column": text_column, "id_column": id_column},
-        }
-        with open(work / META, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
+        source = {"path": settings["input"]["path"], "text_column": text_column, "id_column": id_column}
         (work / _SETTINGS).unlink()
         (work / ".lock").unlink()
-        _fsync_dir(work)
-        if final.exists():  # overwrite: swap the old folder out only now
-            trash = final.with_name(f".{final.name}.old")
-            shutil.rmtree(trash, ignore_errors=True)
-            final.rename(trash)
-            work.rename(final)
-            shutil.rmtree(trash)
-        else:
-            work.rename(final)
-        _fsync_dir(final.parent)
+        finish(work, final, rows=len(texts), model=ident, source=source, overwrite=overwrite)
     finally:
         lock.close()
     return final
 
 
 def _encode_rows(
-    work: Path, ids: Sequence[Any], texts: Sequence[str], model: Any, dim: int, batch_size: int,
-    progress: bool, encode: Any,
+    work: Path,
+    ids: Sequence[Any],
+    texts: Sequence[str],
+    model: Any,
+    dim: int,
+    batch_size: int,
+    progress: bool,
+    encode: Any,
 ) -> None:
     """Encodes the rows not yet done into ``work`` (embeddings, texts, then the offsets)."""
     from tqdm.auto import tqdm
 
     n = len(texts)
     if (work / EMBEDDINGS).exists():  # a run that stopped after its last batch
-        with open(work / TEXTS, "rb") as tf:
-            _write_offsets(work, tf, n)
         return
-    with CorpusWriter(work / EMBEDDINGS, dim, resumable=True) as writer, open(work / TEXTS, "a+b") as tf:
+    with CorpusWriter(work / EMBEDDINGS, dim, resumable=True) as writer:
         done = writer.rows
-        _truncate_lines(tf, done)
+        with open(work / TEXTS, "a+b") as tf:
+            _truncate_lines(tf, done)
         bar = tqdm(total=n, initial=done, unit="rows", disable=not progress, desc="encoding", smoothing=0.1)
         with bar:
             for start in range(done, n, batch_size):
@@ -253,24 +251,7 @@ def _encode_rows(
                 bad = ~np.isfinite(emb).all(axis=1)
                 if bad.any():
                     raise ValueError(f"the model returned NaN/Inf for row {start + int(np.argmax(bad)) + 1}")
-                tf.write(b"".join(
-                    json.dumps({"id": i, "text": t}, ensure_ascii=False).encode("utf-8") + b"\n"
-                    for i, t in zip(ids[start:end], texts[start:end])
-                ))
-                tf.flush()
-                os.fsync(tf.fileno())
+                write_texts(work, ids[start:end], texts[start:end], mode="ab")
                 writer.append(emb)
                 writer.sync()
                 bar.update(end - start)
-        _write_offsets(work, tf, n)
-
-
-def _write_offsets(work: Path, tf: Any, n: int) -> None:
-    tf.seek(0)
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    for row in range(n):
-        offsets[row + 1] = offsets[row] + len(tf.readline())
-    with open(work / OFFSETS, "wb") as f:
-        np.save(f, offsets)
-        f.flush()
-        os.fsync(f.fileno())

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,7 +35,7 @@ import numpy.typing as npt
 from matryo_fast.funnel import FunnelPlan, funnel
 from matryo_fast.search import Corpus, TopK, open_corpus, topk
 
-__all__ = ["FORMAT", "Hit", "TextCorpus", "model_identity", "open_text_corpus"]
+__all__ = ["FORMAT", "Hit", "TextCorpus", "model_identity", "open_text_corpus", "save_text_corpus"]
 
 FORMAT = "matryo-text-corpus"
 META = "corpus.json"
@@ -104,9 +107,10 @@ class TextCorpus:
         return int(self.corpus.shape[1])
 
     @property
-    def model_name(self) -> str:
-        """The recorded model's name."""
-        return str(self.meta["model"]["name"])
+    def model_name(self) -> str | None:
+        """The recorded model's name (``None``: no model, vector queries only)."""
+        name = self.meta["model"]["name"]
+        return None if name is None else str(name)
 
     def record(self, row: int) -> tuple[Any, str]:
         """``(id, text)`` of a row."""
@@ -134,6 +138,8 @@ class TextCorpus:
         from matryo_fast.models import load_model
 
         rec = self.meta["model"]
+        if rec["name"] is None:
+            raise ValueError(f"{self.path} records no model: query it with vectors")
         source = model if model is not None else rec["path"]
         if source is not None and model is None and not Path(source).exists():
             raise FileNotFoundError(
@@ -192,6 +198,109 @@ class TextCorpus:
         return self.hits(self.search(self.encode_queries(texts), k=k, dim=dim, plan=plan))
 
 
+def write_texts(folder: Path, ids: Sequence[Any], texts: Sequence[str], mode: str = "wb") -> int:
+    """Writes (or appends) rows of the text table; returns the bytes written."""
+    data = b"".join(
+        json.dumps({"id": i, "text": t}, ensure_ascii=False).encode("utf-8") + b"\n"
+        for i, t in zip(ids, texts)
+    )
+    with open(folder / TEXTS, mode) as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return len(data)
+
+
+def finish(
+    work: Path, final: Path, *, rows: int, model: dict[str, Any], source: Any, overwrite: bool
+) -> None:
+    """Completes a corpus folder written in ``work`` (the text index, then ``corpus.json``) and
+    renames it to ``final``, replacing an old one only now if ``overwrite``."""
+    with open(work / TEXTS, "rb") as tf:
+        offsets = np.zeros(rows + 1, dtype=np.int64)
+        for row in range(rows):
+            offsets[row + 1] = offsets[row] + len(tf.readline())
+    meta = {
+        "format": FORMAT,
+        "version": 1,
+        "rows": rows,
+        "embeddings": EMBEDDINGS,
+        "model": model,
+        "source": source,
+    }
+    for name, write in (
+        (OFFSETS, lambda f: np.save(f, offsets)),
+        (META, lambda f: f.write(json.dumps(meta, indent=2).encode())),
+    ):
+        with open(work / name, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    _fsync_dir(work)
+    if final.exists():
+        if not overwrite:
+            raise FileExistsError(f"{final} exists; pass --overwrite to replace it")
+        trash = final.with_name(f".{final.name}.old")
+        shutil.rmtree(trash, ignore_errors=True)
+        final.rename(trash)
+        work.rename(final)
+        shutil.rmtree(trash)
+    else:
+        work.rename(final)
+    _fsync_dir(final.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_text_corpus(
+    path: str | os.PathLike[str],
+    embeddings: Any,
+    texts: Sequence[str],
+    *,
+    ids: Sequence[Any] | None = None,
+    model: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Writes a corpus folder from embeddings already in hand (``matryo encode`` makes them).
+
+    Args:
+        path: The folder to create (written aside, renamed when complete).
+        embeddings: ``(N, D)`` float array, row i for ``texts[i]``.
+        texts: The ``N`` texts.
+        ids: ``N`` unique ids (default: row numbers).
+        model: The encoder's :func:`model_identity`; ``None`` records no model, so the
+            corpus answers vector queries only.
+        overwrite: Replace an existing folder once the new one is complete.
+
+    Returns:
+        The folder.
+    """
+    from matryo_fast.files import save_corpus
+
+    final = Path(path)
+    if final.exists() and not overwrite:
+        raise FileExistsError(f"{final} exists; pass overwrite=True to replace it")
+    emb = np.asarray(embeddings)
+    if emb.ndim != 2 or emb.shape[0] != len(texts) or (ids is not None and len(ids) != len(texts)):
+        raise ValueError(f"embeddings {emb.shape} must have one row per text ({len(texts)} texts and ids)")
+    work = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
+    try:
+        save_corpus(work / EMBEDDINGS, emb)
+        write_texts(work, list(range(len(texts))) if ids is None else ids, texts)
+        ident = model or {"name": None, "path": None, "dim": int(emb.shape[1]), "probe": []}
+        finish(work, final, rows=len(texts), model=ident, source=None, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return final
+
+
 def open_text_corpus(path: str | os.PathLike[str]) -> TextCorpus:
     """Opens a corpus folder written by ``matryo encode``.
 
@@ -207,7 +316,9 @@ def open_text_corpus(path: str | os.PathLike[str]) -> TextCorpus:
     try:
         meta = json.loads((p / META).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{p} is not a corpus folder (no {META}; make one with matryo encode)") from None
+        raise FileNotFoundError(
+            f"{p} is not a corpus folder (no {META}; make one with matryo encode)"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{p / META} is not valid JSON: {exc}") from None
     if meta.get("format") != FORMAT or meta.get("version") != 1:

@@ -109,7 +109,9 @@ class Searcher:
         for q in batch:
             if q.result is not None:
                 q.result["timing_ms"] = {
-                    "queued": (t0 - q.arrived) * 1e3, "encode": (t1 - t0) * 1e3, "scan": (t2 - t1) * 1e3
+                    "queued": (t0 - q.arrived) * 1e3,
+                    "encode": (t1 - t0) * 1e3,
+                    "scan": (t2 - t1) * 1e3,
                 }
                 q.result["batch_size"] = len(batch)
 
@@ -214,7 +216,9 @@ def serve(
     plan = FunnelPlan.load(plan_path, corpus=tc.corpus) if plan_path else None
     app = create_app(tc, plan=plan, window_ms=window_ms, max_batch=max_batch)
     shown = f"[{host}]" if ":" in host else host
-    print(f"serving {tc.path} ({tc.rows:,} x {tc.dim}, {tc.model_name}) at http://{shown}:{port}/", flush=True)
+    print(
+        f"serving {tc.path} ({tc.rows:,} x {tc.dim}, {tc.model_name}) at http://{shown}:{port}/", flush=True
+    )
     config = uvicorn.Config(app, log_level=log_level)
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -71,8 +71,11 @@ def _validate(req: SearchRequest, searcher: Searcher) -> Query:
         plan = (tuple(req.plan.dims), tuple(req.plan.candidates))
         dims, cands = plan
         if (
-            list(dims) != sorted(set(dims)) or dims[0] < 1 or dims[-1] > d
-            or len(cands) != len(dims) - 1 or any(c < req.k for c in cands)
+            list(dims) != sorted(set(dims))
+            or dims[0] < 1
+            or dims[-1] > d
+            or len(cands) != len(dims) - 1
+            or any(c < req.k for c in cands)
             or list(cands) != sorted(cands, reverse=True)
         ):
             raise HTTPException(
@@ -110,9 +113,13 @@ def build(searcher: Searcher, *, window_ms: float, max_batch: int) -> FastAPI:
     async def info() -> dict[str, Any]:
         p = searcher.plan
         return {
-            "corpus": str(tc.path), "rows": tc.rows, "dim": tc.dim, "layout": tc.corpus.layout,
+            "corpus": str(tc.path),
+            "rows": tc.rows,
+            "dim": tc.dim,
+            "layout": tc.corpus.layout,
             "model": {"name": tc.model_name, "dim": tc.meta["model"]["dim"]},
-            "widths": page_widths(tc.dim), "tiers": tc.meta.get("tiers", []),
+            "widths": page_widths(tc.dim),
+            "tiers": tc.meta.get("tiers", []),
             "plan": None if p is None else {"dims": list(p.dims), "candidates": list(p.candidates), "k": p.k},
             "batching": {"window_ms": window_ms, "max_batch": max_batch if batcher else 1},
             "stats": dict(searcher.stats),

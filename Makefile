@@ -89,6 +89,11 @@ bench-funnel: install ## funnel quality on real embeddings and speed on N=1M x 7
 	$(BIN)/pip install -q $(call deps,bench)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benches/bench_funnel.py --tune-by time --blocked --split-at 64 --out benches/RESULTS.md
 
+.PHONY: bench-serve
+bench-serve: install ## load test of matryo serve on 127.0.0.1: 2,000 requests, 16 clients, with and without batching
+	$(BIN)/pip install -q $(call deps,bench)
+	$(BIN)/python benches/bench_serve.py --out benches/RESULTS.md
+
 .PHONY: clean
 clean: ## remove build outputs (keeps .venv)
 	cargo clean

@@ -185,8 +185,9 @@ def encode_file(
     name = Path(model).name if model is not None else "all-MiniLM-L6-v2"
     path = None if model is None else os.fspath(Path(model).expanduser().resolve())
     ident = model_identity(loaded, name, path)
-    settings = {
-        "input": {"path": os.fspath(Path(input_path).resolve()), "sha": _fingerprint(Path(input_path))},
+    source_path = os.fspath(Path(input_path).resolve())
+    settings: dict[str, Any] = {
+        "input": {"path": source_path, "sha": _fingerprint(Path(input_path))},
         "model": ident,
         "text_column": text_column,
         "id_column": id_column,
@@ -214,7 +215,7 @@ def encode_file(
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
             (work / _SETTINGS).write_text(json.dumps(settings))
         _encode_rows(work, ids, texts, loaded, ident["dim"], batch_size, progress, encode)
-        source = {"path": settings["input"]["path"], "text_column": text_column, "id_column": id_column}
+        source = {"path": source_path, "text_column": text_column, "id_column": id_column}
         (work / _SETTINGS).unlink()
         (work / ".lock").unlink()
         finish(work, final, rows=len(texts), model=ident, source=source, overwrite=overwrite)

@@ -212,7 +212,8 @@ def serve(
         raise ImportError('matryo serve needs FastAPI and uvicorn: pip install "matryo-fast[serve]"') from exc
     sock = bind(host, port)  # before the slow loads, so a port in use fails at once
     tc = open_text_corpus(path)
-    tc.load_model(model)
+    if tc.model_name is not None or model is not None:
+        tc.load_model(model)  # once, before the first request
     plan = FunnelPlan.load(plan_path, corpus=tc.corpus) if plan_path else None
     app = create_app(tc, plan=plan, window_ms=window_ms, max_batch=max_batch)
     shown = f"[{host}]" if ":" in host else host

@@ -23,7 +23,6 @@ import argparse
 import csv
 import http.client
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from typing import Any
 import _harness as h
 import numpy as np
 
+from matryo_fast._extras import default_data_dir
 from matryo_fast._reference import topk_reference
 from matryo_fast.service import bind
 from matryo_fast.textcorpus import open_text_corpus, save_text_corpus
@@ -64,7 +64,7 @@ def corpus_folder(args: argparse.Namespace) -> Path:
 
 
 def sentences(n: int) -> list[str]:
-    data = Path(os.environ.get("MATRYO_FAST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    data = default_data_dir()
     seen: dict[str, None] = {}
     with open(data / "stsb" / "test.tsv", encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):

@@ -27,7 +27,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-import matryo_fast as mf  # noqa: E402
 from matryo_fast._reference import funnel_reference, topk_reference  # noqa: E402
 from matryo_fast.cli import main  # noqa: E402
 from matryo_fast.service import create_app, running  # noqa: E402

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from matryo_fast.search import Corpus, _coerce_corpus
+from matryo_fast.corpus import Corpus, coerce_corpus
 
 if TYPE_CHECKING:
     from matryo_fast.funnel import FunnelPlan
@@ -36,7 +36,7 @@ _FIELDS = ("dims", "candidates", "k", "recall", "cost", "exact_cost", "time_ms",
 
 def corpus_signature(corpus: Any) -> dict[str, Any]:
     """``{"path", "shape", "fingerprint"}`` of a corpus file, :class:`Corpus` or array."""
-    c = _coerce_corpus(corpus)
+    c = coerce_corpus(corpus)
     h = hashlib.blake2b(digest_size=16)
     shape = [int(v) for v in c.shape]
     h.update(repr(shape).encode())

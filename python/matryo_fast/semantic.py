@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from matryo_fast._interop import as_host_array
-from matryo_fast.search import CorpusLike, topk
+from matryo_fast.corpus import CorpusLike
+from matryo_fast.search import topk
 
 __all__ = ["semantic_search"]
 

@@ -32,8 +32,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from matryo_fast.corpus import Corpus, open_corpus
 from matryo_fast.funnel import FunnelPlan, funnel
-from matryo_fast.search import Corpus, TopK, open_corpus, topk
+from matryo_fast.search import TopK, topk
 
 __all__ = ["FORMAT", "Hit", "TextCorpus", "model_identity", "open_text_corpus", "save_text_corpus"]
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from matryo_fast._extras import require
 from matryo_fast.funnel import FunnelPlan
 from matryo_fast.textcorpus import TextCorpus, open_text_corpus
 
@@ -206,10 +207,8 @@ def serve(
     log_level: str = "warning",
 ) -> None:
     """Serves a corpus folder until interrupted (see the module docs)."""
-    try:
-        import uvicorn
-    except ImportError as exc:
-        raise ImportError('matryo serve needs FastAPI and uvicorn: pip install "matryo-fast[serve]"') from exc
+    require("fastapi", feature="matryo serve", extra="serve")
+    uvicorn = require("uvicorn", feature="matryo serve", extra="serve")
     sock = bind(host, port)  # before the slow loads, so a port in use fails at once
     tc = open_text_corpus(path)
     if tc.model_name is not None or model is not None:

@@ -310,7 +310,7 @@ def test_bad_inputs_are_one_line_errors_and_leave_no_corpus(
             str(tmp_path / "cols.csv"),
         ],
         "row 2: empty text": ["encode", str(tmp_path / "blank.jsonl")],
-        "row 3 (line 3): not valid UTF-8": ["encode", str(tmp_path / "utf.txt")],
+        "line 3: not valid UTF-8": ["encode", str(tmp_path / "utf.txt")],
         "id '1' repeats row 1": ["encode", str(tmp_path / "dup.csv"), "--id-column", "id"],
     }
     for expected, args in cases.items():

@@ -16,6 +16,15 @@ __all__ = ["COMMANDS", "add_parsers", "run"]
 COMMANDS = ("encode", "search", "tune", "serve")
 
 
+def _corpus_parser(sub: Any, name: str, **kw: str) -> Any:
+    """A subcommand whose first argument is a corpus folder, with ``--model`` to load its model
+    from another folder."""
+    p = sub.add_parser(name, **kw)
+    p.add_argument("corpus", help="a corpus folder from matryo encode")
+    p.add_argument("--model", help="the corpus's model from another folder (checked to be the same)")
+    return p
+
+
 def add_parsers(sub: Any) -> None:
     """Adds the encode, search, tune and serve subcommands to an argparse subparsers object."""
     e = sub.add_parser(
@@ -36,12 +45,12 @@ def add_parsers(sub: Any) -> None:
     e.add_argument("--overwrite", action="store_true", help="replace an existing corpus once done")
     e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    s = sub.add_parser(
+    s = _corpus_parser(
+        sub,
         "search",
         help="search a corpus folder with query texts",
         description="Encode the queries with the corpus's model and print rank, score, id and text.",
     )
-    s.add_argument("corpus", help="a corpus folder from matryo encode")
     s.add_argument("query", nargs="?", help="the query text")
     s.add_argument("--query-file", help="many queries (.txt, one per line, or a file with a text column)")
     how = s.add_mutually_exclusive_group()
@@ -49,34 +58,31 @@ def add_parsers(sub: Any) -> None:
     how.add_argument("--plan", help="a funnel plan from matryo tune")
     s.add_argument("-k", "--k", type=int, default=10, help="results per query (default 10)")
     s.add_argument("--json", action="store_true", help="print JSON lines")
-    s.add_argument("--model", help="the corpus's model from another folder (checked to be the same)")
 
-    t = sub.add_parser(
+    t = _corpus_parser(
+        sub,
         "tune",
         help="find the cheapest funnel plan that reaches a recall target",
         description="Measure funnel plans on sample queries against exact full-width search "
         "and save the cheapest that reaches the target; the plan records the corpus.",
     )
-    t.add_argument("corpus", help="a corpus folder from matryo encode")
     t.add_argument("--queries", required=True, help="sample queries (.txt, or a file with a text column)")
     t.add_argument("--target-recall", type=float, default=0.99, help="mean recall@k to reach (default 0.99)")
     t.add_argument("-k", "--k", type=int, default=10, help="results per query (default 10)")
     t.add_argument("--by", choices=["cost", "time"], default="cost", help="rank plans by data read or time")
     t.add_argument("-o", "--output", required=True, help="the plan file to write (JSON)")
-    t.add_argument("--model", help="the corpus's model from another folder (checked to be the same)")
 
-    v = sub.add_parser(
+    v = _corpus_parser(
+        sub,
         "serve",
         help="serve a corpus folder over HTTP (needs the [serve] extra)",
         description="POST /search, GET /health, GET /info, and a page at / comparing widths.",
     )
-    v.add_argument("corpus", help="a corpus folder from matryo encode")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     v.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     v.add_argument("--plan", help='a plan from matryo tune, used by requests with "plan": true')
     v.add_argument("--window-ms", type=float, default=2.0, help="batching window; 0 = no batching")
     v.add_argument("--max-batch", type=int, default=64, help="most requests in one batch")
-    v.add_argument("--model", help="the corpus's model from another folder (checked to be the same)")
 
 
 def _queries(a: argparse.Namespace) -> list[str]:

@@ -28,31 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from matryo_fast.data import DataError, read_table
+from matryo_fast.data import DataError, read_lines, read_table
 from matryo_fast.files import CorpusWriter
 from matryo_fast.textcorpus import EMBEDDINGS, TEXTS, finish, model_identity, write_texts
 
 __all__ = ["encode_file", "read_records"]
 
 _SETTINGS = "settings.json"
-
-
-def _read_txt(path: Path) -> list[Any]:
-    raw = path.read_bytes()
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    out = []
-    for n, line in enumerate(lines, start=1):
-        try:
-            out.append(line.decode("utf-8").rstrip("\r"))
-        except UnicodeDecodeError as exc:
-            raise DataError(
-                f"{path}, row {n} (line {n}): not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8"
-            ) from None
-    return out
 
 
 def _read_parquet(path: Path, columns: list[str]) -> dict[str, list[Any]]:
@@ -94,7 +76,7 @@ def read_records(
             raise DataError(
                 f"{p}: a .txt file has no columns; --id-column needs .jsonl, .csv, .tsv or .parquet"
             )
-        table: dict[str, list[Any]] = {text_column: _read_txt(p)}
+        table: dict[str, list[Any]] = {text_column: list(read_lines(p))}
     elif suffix == ".parquet":
         table = _read_parquet(p, columns)
     else:

@@ -10,6 +10,11 @@ import csv
 import functools
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -358,3 +363,34 @@ def test_queries_from_another_model_are_refused(
     assert "was encoded with model 'all-MiniLM-L6-v2' (384 dims)" in line and "other embeddings" in line
     # the shipped model from its own folder is the same model: accepted
     assert main(["search", str(corpus_dir), "a dog", "--model", str(models.default_model_path())]) == 0
+
+
+def test_a_killed_encode_resumes_and_gives_the_same_corpus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real crash: ``matryo encode`` in a child process, killed (SIGKILL) mid-run."""
+    texts = [f"{t} ({i})" for i, t in enumerate(TEXTS * 3)]
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(texts) + "\n")
+    out = tmp_path / "k.mf"
+    args = ["encode", str(src), "-o", str(out), "--batch-size", "4", "--no-progress"]
+    child = subprocess.Popen([sys.executable, "-m", "matryo_fast.cli", *args], stderr=subprocess.DEVNULL)
+    partial = tmp_path / ".k.mf.partial" / ".embeddings.npy.partial"
+    deadline = time.monotonic() + 300
+    try:
+        while not (partial.exists() and partial.stat().st_size >= 128 + 12 * 384 * 4):
+            assert child.poll() is None and time.monotonic() < deadline, "the child ended or hung"
+            time.sleep(0.02)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert not out.exists()
+    synced = int(re.search(rb"'shape': \((\d+),", partial.read_bytes()[:128]).group(1))  # type: ignore[union-attr]
+    assert 0 < synced < len(texts) and synced % 4 == 0
+    assert main(args) == 0
+    assert "starting again" not in capsys.readouterr().err
+    clean = tmp_path / "clean.mf"
+    assert main(["encode", str(src), "-o", str(clean), "--batch-size", "4", "--no-progress"]) == 0
+    got, want = open_text_corpus(out), open_text_corpus(clean)
+    np.testing.assert_array_equal(got.corpus.as_array(), want.corpus.as_array())
+    assert [got.record(i) for i in range(got.rows)] == [(i, t) for i, t in enumerate(texts)]

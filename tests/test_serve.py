@@ -27,6 +27,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+import matryo_fast as mf  # noqa: E402
 from matryo_fast._reference import funnel_reference, topk_reference  # noqa: E402
 from matryo_fast.cli import main  # noqa: E402
 from matryo_fast.service import create_app, running  # noqa: E402
@@ -161,6 +162,29 @@ def test_without_the_window_every_request_is_its_own_batch(folder: Path, emb: np
         assert status == 200 and body["batch_size"] == 1
         assert [h["row"] for h in body["results"]] == topk_reference(q, emb, dim=32, k=3)[1].tolist()
         assert get(url, "/info")["batching"]["max_batch"] == 1
+
+
+def test_the_servers_plan(folder: Path, emb: np.ndarray[Any, Any], tmp_path: Path) -> None:
+    plan = mf.FunnelPlan(dims=(16, D), candidates=(300,), k=5, recall=1.0, cost=1, exact_cost=1, corpus=emb)
+    plan.save(tmp_path / "plan.json")
+    loaded = mf.FunnelPlan.load(tmp_path / "plan.json")  # checked against the served corpus
+    with running(create_app(open_text_corpus(folder), plan=loaded, window_ms=1)) as url:
+        assert get(url, "/info")["plan"] == {
+            "dims": list(plan.dims),
+            "candidates": list(plan.candidates),
+            "k": 5,
+        }
+        q = emb[11] + 0.05
+        status, body = post(url, {"vector": q.tolist(), "k": 5, "plan": True})
+        want = funnel_reference(q, emb, k=5, dims=plan.dims, candidates=plan.candidates)[1]
+        assert status == 200 and [h["row"] for h in body["results"]] == want.reshape(-1).tolist()
+    other = emb.copy()
+    other[0] += 1
+    with pytest.raises(ValueError, match="tuned on another corpus"):
+        mf.FunnelPlan.load(tmp_path / "plan.json", corpus=other)
+    other_folder = save_text_corpus(tmp_path / "o.mf", other, [str(i) for i in range(N)])
+    with pytest.raises(ValueError, match="tuned on another corpus"):
+        create_app(open_text_corpus(other_folder), plan=loaded)
 
 
 def test_port_in_use_is_one_line(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -170,8 +170,11 @@ def create_app(
     corpus: TextCorpus, *, plan: FunnelPlan | None = None, window_ms: float = 2.0, max_batch: int = 64
 ) -> Any:
     """The FastAPI app serving ``corpus`` (see the module docs)."""
+    from matryo_fast.planfile import check_plan
     from matryo_fast.service.app import build
 
+    if plan is not None:
+        check_plan(plan, corpus.corpus)
     searcher = Searcher(corpus, plan)
     return build(searcher, window_ms=window_ms, max_batch=max_batch)
 

@@ -394,3 +394,21 @@ def test_a_killed_encode_resumes_and_gives_the_same_corpus(
     got, want = open_text_corpus(out), open_text_corpus(clean)
     np.testing.assert_array_equal(got.corpus.as_array(), want.corpus.as_array())
     assert [got.record(i) for i in range(got.rows)] == [(i, t) for i, t in enumerate(texts)]
+
+
+def test_an_existing_corpus_is_replaced_only_with_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("\n".join(TEXTS[:3]) + "\n")
+    second.write_text("\n".join(TEXTS[3:8]) + "\n")
+    out = tmp_path / "o.mf"
+    assert main(["encode", str(first), "-o", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["encode", str(second), "-o", str(out), "--no-progress"]) == 1
+    assert "exists; pass --overwrite" in one_error(capsys)
+    assert open_text_corpus(out).rows == 3
+    assert main(["encode", str(second), "-o", str(out), "--no-progress", "--overwrite"]) == 0
+    tc = open_text_corpus(out)
+    assert tc.rows == 5 and tc.record(0) == (0, TEXTS[3])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "o.mf"]

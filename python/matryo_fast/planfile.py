@@ -127,14 +127,12 @@ def load_plan(path: str | os.PathLike[str], corpus: Any = None) -> FunnelPlan:
             raise ValueError(f"{p}: {why}")
     kw = {f: doc[f] for f in _FIELDS}
     kw["dims"], kw["candidates"] = tuple(kw["dims"]), tuple(kw["candidates"])
-    plan = FunnelPlan(**kw, corpus=corpus)
-    object.__setattr__(plan, "_signature", doc["corpus"])
-    return plan
+    return FunnelPlan(**kw, corpus=corpus, signature=doc["corpus"])
 
 
 def check_plan(plan: FunnelPlan, corpus: Corpus | Any) -> None:
     """Raises ``ValueError`` if a loaded ``plan`` was tuned on another corpus than ``corpus``."""
-    recorded = getattr(plan, "_signature", None)
+    recorded = plan.signature
     if recorded is None:
         if plan.corpus is None:
             return

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from matryo_fast import _core
+from matryo_fast._interop import as_host_array
 
 __all__ = ["Corpus", "CorpusLike", "coerce_corpus", "open_corpus"]
 
@@ -105,6 +106,8 @@ def coerce_corpus(corpus: Any) -> Any:
         return corpus
     if isinstance(corpus, (str, os.PathLike)):
         return _core.Corpus(os.fspath(corpus))
+    if hasattr(corpus, "__dlpack_device__"):
+        corpus = as_host_array(corpus, "corpus")  # a CPU tensor: a view, never a copy
     if not isinstance(corpus, np.ndarray):
         raise TypeError(
             f"corpus must be a 2-D float32 numpy array, a .npy path or a Corpus, "

@@ -19,7 +19,7 @@ deps = $(shell $(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.to
 
 # The extras `make install` puts into .venv. `make test EXTRAS=dev` keeps a light, search-only
 # environment: the tests that need the training stack are then skipped, each with its reason.
-EXTRAS ?= train eval dev ray
+EXTRAS ?= train eval dev serve ray
 
 # Rewritten only when EXTRAS changes, so that .venv is brought up to date then.
 $(STAMP)/extras: FORCE
@@ -37,7 +37,7 @@ $(STAMP)/venv: pyproject.toml constraints.txt $(STAMP)/extras
 	touch $@
 
 .PHONY: install
-install: build-dev ## create .venv with the extras in EXTRAS (default: train eval dev ray) and build the extension
+install: build-dev ## create .venv with the extras in EXTRAS (default: train eval dev serve ray) and build the extension
 
 .PHONY: build-dev
 build-dev: $(STAMP)/venv ## (re)build the Rust extension into .venv (release profile; incremental)
@@ -51,10 +51,14 @@ build-prod: $(STAMP)/venv ## build a portable abi3 wheel into dist/
 demo: install ## the main job: build a corpus file from real sentences, search it at several dims
 	$(BIN)/matryo demo
 
+.PHONY: browser
+browser: ## Debian's headless Chromium, for the test of the service's page (installed when missing; needs root)
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 .PHONY: test
-test: install ## every test: cargo test (each SIMD backend vs scalar), then pytest (EXTRAS=dev: core only)
+test: install $(if $(filter serve,$(EXTRAS)),browser) ## every test: cargo test (each SIMD backend vs scalar), then pytest (EXTRAS=dev: core only)
 	cargo test --quiet
-	$(BIN)/python -m pytest
+	MATRYO_FAST_REQUIRE_BROWSER=1 $(BIN)/python -m pytest
 
 .PHONY: test-rust-nosimd
 test-rust-nosimd: ## cargo test of a build without the SIMD backends (scalar only; own target dir)
@@ -101,6 +105,11 @@ bench-funnel: install ## funnel quality on real embeddings and speed on N=1M x 7
 bench-distributed: install ## one file vs local shards vs Ray actors (N=1M x 768 in 4 shards; minutes)
 	$(BIN)/pip install -q $(call deps,bench)
 	$(BIN)/python benches/bench_distributed.py --out benches/RESULTS.md
+
+.PHONY: bench-serve
+bench-serve: install ## load test of matryo serve on 127.0.0.1: 2,000 requests, 16 clients, with and without batching
+	$(BIN)/pip install -q $(call deps,bench)
+	$(BIN)/python benches/bench_serve.py --out benches/RESULTS.md
 
 .PHONY: clean
 clean: ## remove build outputs (keeps .venv)

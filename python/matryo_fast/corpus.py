@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from matryo_fast import _core
+from matryo_fast._interop import as_host_array
 
 if TYPE_CHECKING:
     from matryo_fast.sharded import ShardedCorpus
@@ -139,6 +140,8 @@ def coerce_corpus(corpus: Any) -> Any:
         return corpus
     if isinstance(corpus, (str, os.PathLike)):
         return coerce_corpus(open_corpus(corpus))
+    if hasattr(corpus, "__dlpack_device__"):
+        corpus = as_host_array(corpus, "corpus")  # a CPU tensor: a view, never a copy
     if not isinstance(corpus, np.ndarray):
         raise TypeError(
             f"corpus must be a 2-D float32 numpy array, a .npy path or a Corpus, "

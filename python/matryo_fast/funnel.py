@@ -17,6 +17,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -124,6 +125,9 @@ class FunnelPlan:
             (with ``by="time"``) none was faster than exact search.
         recall_se: Standard error of ``recall`` over the sample queries.
         table: Every plan tried, as :class:`PlanRow` records.
+        corpus: The corpus it was tuned on (or given to :meth:`load`), for :meth:`search`.
+        signature: A loaded plan's record of the corpus it was tuned on (path, shape,
+            fingerprint; see :mod:`matryo_fast.planfile`).
     """
 
     dims: tuple[int, ...]
@@ -137,6 +141,7 @@ class FunnelPlan:
     recall_se: float = 0.0
     table: list[PlanRow] = field(default_factory=list, repr=False, compare=False)
     corpus: Any = field(default=None, repr=False, compare=False)
+    signature: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -154,6 +159,24 @@ class FunnelPlan:
         if target is None:
             raise ValueError("this plan holds no corpus: pass one, plan.search(query, corpus)")
         return funnel(query, target, **self.params)
+
+    def save(self, path: str | os.PathLike[str], corpus: CorpusLike | None = None) -> Path:
+        """Writes the plan as JSON with the signature of the corpus it was tuned on (``corpus``,
+        default the plan's own); see :mod:`matryo_fast.planfile`."""
+        from matryo_fast.planfile import save_plan
+
+        return save_plan(self, path, corpus)
+
+    @staticmethod
+    def load(path: str | os.PathLike[str], corpus: CorpusLike | None = None) -> FunnelPlan:
+        """Reads a plan from :meth:`save`; with ``corpus``, refuses a plan tuned on another one.
+
+        Raises:
+            ValueError: Not a plan file, or a plan for another corpus (the message names both).
+        """
+        from matryo_fast.planfile import load_plan
+
+        return load_plan(path, corpus)
 
     def to_markdown(self) -> str:
         """The table of every plan tried, as Markdown (best first)."""

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from matryo_fast import __version__
+
 __all__ = ["main"]
 
 
@@ -54,6 +56,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="matryo",
         description="Matryoshka embeddings: train, evaluate per dimension, reproduce, search demo.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # ---- train

@@ -37,8 +37,11 @@ def package_files() -> list[str]:
 
 def missing_from_wheel(names: set[str]) -> list[str]:
     """What a wheel holding ``names`` lacks: package files or the compiled ``_core``."""
-    wanted = [*package_files(), "matryo_fast/_core.abi3.so"]
-    return [f for f in wanted if f not in names]
+    missing = [f for f in package_files() if f not in names]
+    # abi3 names the module _core.abi3.so on Linux and macOS, _core.pyd on Windows.
+    if not names & {"matryo_fast/_core.abi3.so", "matryo_fast/_core.pyd"}:
+        missing.append("matryo_fast/_core.abi3.so")
+    return missing
 
 
 def manylinux2014_problems(path: Path, platform: str) -> list[str]:

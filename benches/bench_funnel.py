@@ -44,6 +44,8 @@ import _harness as h
 import bench_topk as bt
 import numpy as np
 
+from matryo_fast._metrics import recall_at_k
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -137,7 +139,7 @@ class Report:
 
 
 def recall(truth: np.ndarray, got: np.ndarray) -> float:
-    return h.recall_at_k(np.asarray(truth), np.asarray(got))
+    return recall_at_k(got, truth)
 
 
 def plan_line(args: argparse.Namespace, plan: Any, tune_s: float, tune_note: str) -> str:
@@ -233,14 +235,15 @@ class QualityData:
 
 
 def quality_data(args: argparse.Namespace) -> QualityData:
-    from matryo_fast.demo import _read_tsv, _sentences, default_data_dir
+    from matryo_fast._extras import default_data_dir
+    from matryo_fast.demo import corpus_sentences, read_tsv
 
     data = args.text_data or default_data_dir()
     if not (data / "stsb" / "test.tsv").is_file():
         raise SystemExit(f"no STS-B data under {data}; pass --text-data or set MATRYO_FAST_DATA")
-    texts, pairs = _sentences(data)
+    texts, pairs = corpus_sentences(data)
     row_of = {t: i for i, t in enumerate(texts)}
-    cands = sorted({row_of[r["sentence1"]] for r in _read_tsv(data / "stsb" / "test.tsv")})
+    cands = sorted({row_of[r["sentence1"]] for r in read_tsv(data / "stsb" / "test.tsv")})
     need = args.tune_queries + args.eval_queries
     if need > len(cands):
         raise SystemExit(f"only {len(cands)} distinct STS-B test sentence1 queries; asked {need}")
@@ -275,7 +278,7 @@ def embeddings(
     model: str | None, qd: QualityData, data_dir: Path, log: Any
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """(queries, corpus file rows, how) for one model: the needed rows of a cached encoding."""
-    from matryo_fast.demo import _build_corpus
+    from matryo_fast.demo import build_corpus
 
     needed = np.concatenate([qd.query_rows, qd.corpus_rows])
     cached = f"quality-{_slug(model)}-all{len(qd.texts)}.npy"
@@ -286,7 +289,7 @@ def embeddings(
     elif len(needed) == len(qd.texts):
         print(f"quality: encoding {len(qd.texts):,} sentences into {full} ...", flush=True)
         full.parent.mkdir(parents=True, exist_ok=True)
-        _build_corpus(qd.texts, full, model)
+        build_corpus(qd.texts, full, model)
         src, how, pick = full, f"encoded into {full}", needed
     else:
         digest = hashlib.sha1(needed.tobytes()).hexdigest()[:10]
@@ -294,7 +297,7 @@ def embeddings(
         if not _valid_npy(src, len(needed)):
             print(f"quality: encoding {len(needed):,} sentences into {src} ...", flush=True)
             src.parent.mkdir(parents=True, exist_ok=True)
-            _build_corpus([qd.texts[i] for i in needed], src, model)
+            build_corpus([qd.texts[i] for i in needed], src, model)
             how = f"encoded {len(needed):,} sentences into {src}"
         else:
             how = f"reused {src}"

@@ -34,8 +34,8 @@ pub mod kernels;
 pub mod layout;
 pub mod pool;
 pub mod search;
+pub mod selection;
 pub mod store;
-pub mod topk;
 
 #[cfg(feature = "python")]
 mod bindings;
@@ -43,6 +43,6 @@ mod bindings;
 pub use error::{Error, Result};
 pub use funnel::funnel;
 pub use kernels::{available, Backend, Kernels};
-pub use layout::{Matrix, Prefix};
+pub use layout::{Matrix, Prefix, Segment};
 pub use search::{topk, Hits, Queries};
 pub use store::NpyFile;

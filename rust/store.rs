@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use crate::error::{Error, Result};
-use crate::layout::Matrix;
+use crate::layout::{Matrix, Segment};
 
 /// What the header says about the array.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,9 +28,20 @@ pub struct Header {
     pub cols: usize,
     /// Byte offset of the data (of the first block).
     pub data_offset: usize,
-    /// Column blocks `(first column, width, byte offset)`, each row-major with row stride
-    /// `width`; a `.npy` file is one block of width `cols`.
-    pub blocks: Vec<(usize, usize, usize)>,
+    /// The column blocks, in column order; a `.npy` file is one block of width `cols`.
+    pub blocks: Vec<Block>,
+}
+
+/// Columns `[col, col + width)` of every row, stored row-major (row stride `width`) from byte
+/// `offset` of the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// First column.
+    pub col: usize,
+    /// Number of columns.
+    pub width: usize,
+    /// Byte offset of row 0 in the file.
+    pub offset: usize,
 }
 
 const MAGIC: &[u8] = b"\x93NUMPY";
@@ -88,7 +99,11 @@ pub fn parse_blocked_header(bytes: &[u8], file_len: u64, path: &str) -> Result<H
         let as_usize = |v: u64| {
             usize::try_from(v).map_err(|_| bad(format!("shape ({rows}, {cols}) is too large")))
         };
-        blocks.push((as_usize(col)?, as_usize(width)?, as_usize(start)?));
+        blocks.push(Block {
+            col: as_usize(col)?,
+            width: as_usize(width)?,
+            offset: as_usize(start)?,
+        });
         col = col
             .checked_add(width)
             .ok_or_else(|| bad("block widths overflow".into()))?;
@@ -115,7 +130,7 @@ pub fn parse_blocked_header(bytes: &[u8], file_len: u64, path: &str) -> Result<H
     Ok(Header {
         rows: to_usize(rows)?,
         cols: to_usize(cols)?,
-        data_offset: blocks[0].2,
+        data_offset: blocks[0].offset,
         blocks,
     })
 }
@@ -240,7 +255,11 @@ pub fn parse_header(bytes: &[u8], file_len: u64, path: &str) -> Result<Header> {
         rows,
         cols,
         data_offset,
-        blocks: vec![(0, cols, data_offset)],
+        blocks: vec![Block {
+            col: 0,
+            width: cols,
+            offset: data_offset,
+        }],
     })
 }
 
@@ -465,17 +484,13 @@ impl NpyFile {
     /// The rows as a matrix, zero-copy.
     pub fn matrix(&self) -> Matrix<'_> {
         let (rows, cols) = self.shape();
-        let runs: Vec<(usize, usize, *const f32, isize)> = self
+        let segments = self
             .header
             .blocks
             .iter()
-            .map(|&(col, width, offset)| {
-                (
-                    col,
-                    width,
-                    self.map[offset..].as_ptr().cast::<f32>(),
-                    width as isize,
-                )
+            .map(|b| {
+                let base = self.map[b.offset..].as_ptr().cast::<f32>();
+                Segment::new(b.col, b.width, base, b.width as isize)
             })
             .collect();
         // SAFETY: the header parsers checked that every block's offset is a multiple of 4 (64
@@ -484,7 +499,7 @@ impl NpyFile {
         // file (exact total length), so every row r < rows has `width` readable f32s at
         // base + r * width; the blocks cover [0, cols) in order; the map lives as long as the
         // borrow of self, and it is never written.
-        unsafe { Matrix::from_runs(rows, cols, &runs) }
+        unsafe { Matrix::from_segments(rows, cols, segments) }
     }
 
     /// `"row-major"` for `.npy` files, `"prefix-blocked"` for the blocked layout.
@@ -658,21 +673,21 @@ mod tests {
         let bufs: Vec<Vec<f32>> = h
             .blocks
             .iter()
-            .map(|&(_, w, off)| {
-                bytes[off..off + rows * w * 4]
+            .map(|b| {
+                bytes[b.offset..b.offset + rows * b.width * 4]
                     .chunks(4)
                     .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
                     .collect()
             })
             .collect();
-        let runs: Vec<(usize, usize, *const f32, isize)> = h
+        let segments = h
             .blocks
             .iter()
             .zip(&bufs)
-            .map(|(&(c, w, _), b)| (c, w, b.as_ptr(), w as isize))
+            .map(|(b, buf)| Segment::new(b.col, b.width, buf.as_ptr(), b.width as isize))
             .collect();
         // SAFETY: each buffer holds rows * width floats, alive for the test.
-        let mb = unsafe { Matrix::from_runs(rows, cols, &runs) };
+        let mb = unsafe { Matrix::from_segments(rows, cols, segments) };
         let mr = Matrix::from_slice(&x, rows, cols).unwrap();
         let q: Vec<f32> = (0..3 * cols)
             .map(|i| ((i * 31 % 97) as f32) - 48.0)

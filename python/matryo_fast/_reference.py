@@ -25,14 +25,17 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["funnel_reference", "prefix_cosine", "topk_reference"]
+__all__ = ["funnel_reference", "normalised_prefix", "prefix_cosine", "topk_reference"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 
-def _normalised_prefix(x: npt.ArrayLike, dim: int) -> F64:
-    """Rows of ``x[:, :dim]`` scaled to unit norm in float64; zero-norm rows stay zero."""
+def normalised_prefix(x: npt.ArrayLike, dim: int) -> F64:
+    """Rows of ``x[:, :dim]`` scaled to unit norm in float64; zero-norm rows stay zero.
+
+    The one prefix normalisation of the package: evaluation's ``truncate_normalize`` and the
+    benchmarks' float64 checks use it too."""
     p = np.asarray(x)[:, :dim].astype(np.float64)
     norms = np.linalg.norm(p, axis=1, keepdims=True)
     out: F64 = np.divide(p, norms, out=np.zeros_like(p), where=norms > 0)
@@ -53,7 +56,7 @@ def prefix_cosine(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int) -> F64:
     q = np.atleast_2d(np.asarray(query))
     c = np.asarray(corpus)
     uniq, inverse = np.unique(c[:, :dim], axis=0, return_inverse=True)
-    scores = _normalised_prefix(q, dim) @ _normalised_prefix(uniq, dim).T
+    scores = normalised_prefix(q, dim) @ normalised_prefix(uniq, dim).T
     clipped: F64 = np.clip(scores[:, inverse.reshape(-1)], -1.0, 1.0)
     return clipped
 

@@ -13,7 +13,6 @@ grid of plans and returns the cheapest plan that reaches the target.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,23 +21,13 @@ import numpy as np
 import numpy.typing as npt
 
 from matryo_fast import _core
-from matryo_fast.search import (
-    CorpusLike,
-    TopK,
-    _check_int,
-    _coerce_corpus,
-    _coerce_query,
-    open_corpus,
-    topk,
-)
+from matryo_fast._metrics import mean_and_se, recall_per_query
+from matryo_fast._timing import median_ms
+from matryo_fast._validate import check_int, coerce_query, int_tuple
+from matryo_fast.corpus import CorpusLike, coerce_corpus, open_corpus
+from matryo_fast.search import TopK, topk
 
 __all__ = ["FunnelPlan", "funnel", "tune_funnel"]
-
-
-def _int_tuple(name: str, values: Any) -> tuple[int, ...]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
-        raise TypeError(f"{name} must be a sequence of ints, got {type(values).__name__}")
-    return tuple(_check_int(name, v) for v in values)
 
 
 def funnel(
@@ -71,11 +60,11 @@ def funnel(
     >>> mf.funnel(x[3], x, k=2, dims=(16, 64), candidates=(50,)).indices[0]
     np.int64(3)
     """
-    k = _check_int("k", k)
-    dims_t = _int_tuple("dims", dims)
-    cands_t = _int_tuple("candidates", candidates)
-    c = _coerce_corpus(corpus)
-    q, single = _coerce_query(query, max(dims_t) if dims_t else None)
+    k = check_int("k", k)
+    dims_t = int_tuple("dims", dims)
+    cands_t = int_tuple("candidates", candidates)
+    c = coerce_corpus(corpus)
+    q, single = coerce_query(query, max(dims_t) if dims_t else None)
     scores, indices = _core.funnel(q, c, list(dims_t), list(cands_t), k)
     if single:
         return TopK(scores[0], indices[0])
@@ -152,13 +141,8 @@ GATHER_WEIGHT = 30
 
 
 def _recall(found: npt.NDArray[np.int64], truth: npt.NDArray[np.int64]) -> tuple[float, float]:
-    """Mean over queries of |found ∩ truth| / |truth| (rows of index arrays), and its standard
-    error over the queries."""
-    hits = np.array(
-        [len(np.intersect1d(f, t, assume_unique=True)) / max(len(t), 1) for f, t in zip(found, truth)]
-    )
-    se = float(hits.std(ddof=1) / np.sqrt(len(hits))) if len(hits) > 1 else 0.0
-    return float(hits.mean()), se
+    """Mean recall over the queries and its standard error."""
+    return mean_and_se(recall_per_query(found, truth))
 
 
 def _default_widths(full: int) -> list[int]:
@@ -171,20 +155,6 @@ def _default_widths(full: int) -> list[int]:
 def _default_counts(k: int, n: int) -> list[int]:
     counts = {min(n, int(k * m)) for m in (2, 3, 5, 10, 20, 50, 100, 200, 500, 1000)}
     return sorted(c for c in counts if c >= k)
-
-
-def _median_ms(fns: Sequence[Any], repeats: int) -> list[float]:
-    """Median time of each call, the calls taken in turn (one round at a time) so that a slow
-    spell of a shared machine slows every one of them alike."""
-    for fn in fns:
-        fn()  # warm-up
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            ts.append((time.perf_counter() - t0) * 1e3)
-    return [float(np.median(ts)) for ts in times]
 
 
 def tune_funnel(
@@ -242,25 +212,25 @@ def tune_funnel(
     Raises:
         ValueError: Bad ``target_recall``, ``by``, widths or counts, or a :func:`topk` error.
     """
-    k = _check_int("k", k)
+    k = check_int("k", k)
     if not (isinstance(target_recall, (int, float)) and 0.0 < target_recall <= 1.0):
         raise ValueError(f"target_recall must be in (0, 1], got {target_recall!r}")
     if not (isinstance(margin_se, (int, float)) and 0.0 <= margin_se < float("inf")):
         raise ValueError(f"margin_se must be a finite number >= 0, got {margin_se!r}")
     if by not in ("cost", "time"):
         raise ValueError(f"by must be 'cost' or 'time', got {by!r}")
-    q, _ = _coerce_query(sample_queries)
+    q, _ = coerce_query(sample_queries)
     if isinstance(corpus, (str, os.PathLike)):
         corpus = open_corpus(corpus)  # map the file once for every plan tried
-    core_corpus = _coerce_corpus(corpus)
+    core_corpus = coerce_corpus(corpus)
     n, full = (int(v) for v in core_corpus.shape)
     if n == 0:
         raise ValueError("cannot tune a funnel on an empty corpus")
     if q.shape[1] < full:
         raise ValueError(f"sample queries have {q.shape[1]} columns; the corpus has {full}")
     kk = min(k, n)
-    ws = sorted(set(_int_tuple("widths", widths))) if widths is not None else _default_widths(full)
-    cs = sorted(set(_int_tuple("counts", counts))) if counts is not None else _default_counts(kk, n)
+    ws = sorted(set(int_tuple("widths", widths))) if widths is not None else _default_widths(full)
+    cs = sorted(set(int_tuple("counts", counts))) if counts is not None else _default_counts(kk, n)
     if any(w < 1 or w >= full for w in ws):
         raise ValueError(f"widths must be between 1 and {full - 1} (below the corpus width), got {ws}")
     if any(c < kk for c in cs):
@@ -338,7 +308,7 @@ def tune_funnel(
         lambda r=r: funnel(q, core_corpus, k=kk, dims=r["dims"], candidates=r["candidates"])
         for r in timed
     ]
-    for r, ms in zip(timed, _median_ms(calls, repeats)):
+    for r, ms in zip(timed, median_ms(calls, repeats)):
         r["time_ms"] = ms
     chosen = min(timed, key=lambda r: r["time_ms"]) if by == "time" else feasible[0]
     return FunnelPlan(

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from matryo_fast._extras import CHECKOUT_DATA_DIR, default_data_dir
 from matryo_fast.evaluation import EvaluationReport, evaluate_sts
 from matryo_fast.training import TRAINING_ARGS_FILE, TrainConfig, TrainResult, train
 
@@ -36,8 +37,9 @@ __all__ = [
     "write_markdown",
 ]
 
-#: ``shared/data`` next to the repository (a default for the CLI only; functions take paths).
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+#: ``shared/data`` next to the repository checkout. The defaults of :func:`reproduce` come from
+#: :func:`matryo_fast._extras.default_data_dir`, which prefers ``$MATRYO_FAST_DATA``.
+DEFAULT_DATA_DIR = CHECKOUT_DATA_DIR
 EVAL_DIMS = (384, 256, 128, 64, 32, 16)
 #: The CPU budget of docs/reproduction.md: 250 steps x 32 triplets at 32 tokens (2-core machine).
 DEFAULT_STEPS = 250
@@ -236,8 +238,8 @@ def reproduce(
         output_dir: New (or empty) folder; gets ``standard/``, ``matryoshka/``,
             ``reproduction.json``, ``reproduction.md`` and the plots.
         train_data: Triplets file (anchor, positive, negative[, source]); default
-            ``shared/data/nli/triplets.tsv``.
-        eval_data: STS file; default ``shared/data/stsb/test.tsv``.
+            ``nli/triplets.tsv`` in ``$MATRYO_FAST_DATA`` or ``shared/data``.
+        eval_data: STS file; default ``stsb/test.tsv`` there.
         model: Base model folder; ``None`` = the shipped all-MiniLM-L6-v2.
         docs_dir: Also write ``reproduction.md``, ``reproduction_scores.png`` and
             ``reproduction_relative.png`` here (replacing earlier ones).
@@ -263,8 +265,9 @@ def reproduce(
         FileNotFoundError: A data file is missing.
         matryo_fast.data.DataError: A data file is malformed.
     """
-    train_path = Path(train_data) if train_data is not None else DEFAULT_DATA_DIR / "nli" / "triplets.tsv"
-    eval_path = Path(eval_data) if eval_data is not None else DEFAULT_DATA_DIR / "stsb" / "test.tsv"
+    data_dir = default_data_dir()
+    train_path = Path(train_data) if train_data is not None else data_dir / "nli" / "triplets.tsv"
+    eval_path = Path(eval_data) if eval_data is not None else data_dir / "stsb" / "test.tsv"
     for p in (train_path, eval_path):
         if not p.is_file():
             raise FileNotFoundError(f"data file not found: {p}")

@@ -32,9 +32,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from matryo_fast._extras import require
+from matryo_fast._validate import default_dims, require_positive, validate_dims
 from matryo_fast.data import DataError, parse_scores, read_table
-from matryo_fast.evaluation import EvaluationReport, default_dims, evaluate_sts, validate_dims
-from matryo_fast.models import load_model, model_dim, require
+from matryo_fast.evaluation import EvaluationReport, evaluate_sts
+from matryo_fast.models import load_model, model_dim
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -250,13 +252,6 @@ def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
             )
 
 
-def _positive(name: str, value: Any, *, kind: type = int, allow_zero: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float) if kind is float else int)
-    if not ok or (value < 0 if allow_zero else value <= 0):
-        need = "a non-negative" if allow_zero else "a positive"
-        raise ValueError(f"{name} must be {need} {kind.__name__}, got {value!r}")
-
-
 def train(
     data: str | os.PathLike[str] | Dataset,
     *,
@@ -337,19 +332,19 @@ def train(
 
     out = Path(output_dir)
     _check_output_dir(out, overwrite)
-    _positive("batch_size", batch_size)
-    _positive("logging_steps", logging_steps)
-    _positive("epochs", epochs, kind=float)
-    _positive("learning_rate", learning_rate, kind=float)
+    require_positive("batch_size", batch_size)
+    require_positive("logging_steps", logging_steps)
+    require_positive("epochs", epochs, kind=float)
+    require_positive("learning_rate", learning_rate, kind=float)
     if max_steps is not None:
-        _positive("max_steps", max_steps)
+        require_positive("max_steps", max_steps)
     if eval_steps is not None:
-        _positive("eval_steps", eval_steps)
+        require_positive("eval_steps", eval_steps)
         if eval_data is None:
             raise ValueError("eval_steps needs eval_data")
     if max_seq_length is not None:
-        _positive("max_seq_length", max_seq_length)
-    _positive("warmup_ratio", warmup_ratio, kind=float, allow_zero=True)
+        require_positive("max_seq_length", max_seq_length)
+    require_positive("warmup_ratio", warmup_ratio, kind=float, allow_zero=True)
     if warmup_ratio >= 1:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):

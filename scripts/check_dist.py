@@ -1,10 +1,11 @@
 """Check built distributions before anyone installs them: ``make wheels`` and ``make test-wheel`` run it.
 
-A wheel must carry every module, the stub and the PEP 561 marker of ``python/matryo_fast`` plus the
-compiled ``_core``, and be tagged ``cp310-abi3``. Unless ``--any-platform`` is given (for the wheel pip
-builds from the sdist on this machine), it must also be tagged ``manylinux2014`` in its name and judged
-``manylinux_2_17`` (glibc 2.17) by ``auditwheel show``. An sdist must carry every file that building
-needs (the crate, the lock file, the package, the licence). Exits 1 with one line per problem.
+A wheel must carry every module, the stub and the PEP 561 marker of ``python/matryo_fast``, the
+compiled ``_core`` and the licence, and be tagged ``cp310-abi3``. Unless ``--any-platform`` is given
+(for the wheel pip builds from the sdist on this machine), it must also be tagged ``manylinux2014``
+in its name and judged ``manylinux_2_17`` (glibc 2.17) by ``auditwheel show``. An sdist must carry
+every file that building needs (the crate, the lock file, the package, the licence). Exits 1 with
+one line per problem.
 
 Usage: ``python scripts/check_dist.py [--any-platform] WHEEL_OR_SDIST...``
 """
@@ -41,6 +42,8 @@ def missing_from_wheel(names: set[str]) -> list[str]:
     # abi3 names the module _core.abi3.so on Linux and macOS, _core.pyd on Windows.
     if not names & {"matryo_fast/_core.abi3.so", "matryo_fast/_core.pyd"}:
         missing.append("matryo_fast/_core.abi3.so")
+    if not any(n.endswith(".dist-info/licenses/LICENSE") for n in names):
+        missing.append("matryo_fast-*.dist-info/licenses/LICENSE")
     return missing
 
 

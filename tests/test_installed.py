@@ -59,9 +59,13 @@ def test_wheel_ships_every_module_the_stub_and_the_marker() -> None:
 def test_wheel_check_names_a_missing_marker_stub_and_module() -> None:
     wanted = check_dist.package_files()
     dropped = {"matryo_fast/py.typed", "matryo_fast/_core.pyi", "matryo_fast/search.py"}
-    names = set(wanted) - dropped | {"matryo_fast/_core.abi3.so"}
+    licence = "matryo_fast-1.2.3.dist-info/licenses/LICENSE"
+    names = set(wanted) - dropped | {"matryo_fast/_core.abi3.so", licence}
     assert sorted(check_dist.missing_from_wheel(names)) == sorted(dropped)
-    assert check_dist.missing_from_wheel(set(wanted)) == ["matryo_fast/_core.abi3.so"]
+    assert check_dist.missing_from_wheel(set(wanted) | {licence}) == ["matryo_fast/_core.abi3.so"]
+    assert check_dist.missing_from_wheel(set(wanted) | {"matryo_fast/_core.pyd"}) == [
+        "matryo_fast-*.dist-info/licenses/LICENSE"
+    ]
 
 
 def test_changelog_has_an_entry_for_this_version() -> None:

@@ -381,6 +381,71 @@ def time_rounds(
 
 
 # --------------------------------------------------------------------------------------------
+# Methods: the one runner every benchmark times its peers with
+# --------------------------------------------------------------------------------------------
+
+
+class NotAvailable(Exception):
+    """A method cannot run this case; the message says why."""
+
+
+def need_memory(nbytes: float, what: str) -> None:
+    """Raises :class:`NotAvailable` unless ``nbytes`` (with a 25% margin) are available."""
+    import psutil
+
+    avail = psutil.virtual_memory().available
+    if nbytes * 1.25 > avail:
+        raise NotAvailable(f"{what} needs ~{nbytes / 1e9:.1f} GB, only {avail / 1e9:.1f} GB available")
+
+
+def not_run(e: Exception) -> str:
+    """Why a method has no timing, for its table row."""
+    if isinstance(e, NotAvailable):
+        return f"n/a: {e}"
+    msg = str(e).splitlines()[0][:100] if str(e) else ""
+    return f"n/a: {type(e).__name__}: {msg}"
+
+
+@dataclass
+class MethodResult:
+    """One method's outcome in :func:`run_methods`: its timing, or why there is none."""
+
+    timing: Timing | None
+    why: str = ""
+
+
+def run_methods(
+    setups: dict[str, Callable[[], Callable[[], Any]]],
+    repeats: int,
+    *,
+    label: str = "",
+    slow_s: float = 2.0,
+    budget_s: float = 10.0,
+    memory: bool = True,
+    pause_s: float = PAUSE_S,
+) -> dict[str, MethodResult]:
+    """Sets up every method (``setups[name]()`` returns the call to time; a setup that raises
+    is reported, not fatal), times the calls together in interleaved rounds
+    (:func:`time_rounds`), prints each median after ``label``, and returns the results in the
+    order of ``setups``."""
+    results: dict[str, MethodResult] = {}
+    calls: dict[str, Callable[[], Any]] = {}
+    for name, setup in setups.items():
+        try:
+            calls[name] = setup()
+        except Exception as e:  # noqa: BLE001 - a peer failing is reported, not fatal
+            results[name] = MethodResult(None, not_run(e))
+    timed = time_rounds(calls, repeats, slow_s=slow_s, budget_s=budget_s, memory=memory, pause_s=pause_s)
+    for name, got in timed.items():
+        results[name] = MethodResult(None, not_run(got)) if isinstance(got, Exception) else MethodResult(got)
+    for name in setups:
+        r = results[name]
+        shown = f"{fmt_ms(r.timing.median_s)} ms" if r.timing else r.why
+        print(f"  {label}{name}: {shown}", flush=True)
+    return {name: results[name] for name in setups}
+
+
+# --------------------------------------------------------------------------------------------
 # Floors
 # --------------------------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -374,17 +375,18 @@ def quality_one(
     for b in args.batches:
         q = eval_q[:b]
         qq = q[0] if b == 1 else q
-        got = h.time_rounds(
+        got = h.run_methods(
             {
-                "funnel": lambda qq=qq: plan.search(qq, corpus),
-                "exact": lambda qq=qq: mf.topk(qq, corpus, dim=full, k=k),
+                "funnel": partial(partial, plan.search, qq, corpus),
+                "exact": partial(partial, mf.topk, qq, corpus, dim=full, k=k),
             },
             args.repeats,
+            label=f"{name} batch {len(q)} ",
             memory=False,
         )
-        for failed in (v for v in got.values() if isinstance(v, Exception)):
-            raise failed
-        tf, te = got["funnel"], got["exact"]
+        tf, te = got["funnel"].timing, got["exact"].timing
+        if tf is None or te is None:
+            raise RuntimeError(f"{name}: {got['funnel'].why or got['exact'].why}")
         rows.append(
             [
                 str(len(q)),
@@ -405,6 +407,11 @@ def quality_one(
         f"quality, {name}: held-out recall@{k} {held:.4f} >= {args.target}: "
         f"{'PASS' if ok else 'FAIL'} (plan {plan_str(plan)}, {plan.speedup:.1f}x less read)"
     ]
+
+
+def _setup(make: Callable[[bt.Ctx], bt.Run], ctx: bt.Ctx, q: np.ndarray) -> Callable[[], Any]:
+    """The call that times the method made by ``make`` on the queries ``q``."""
+    return partial(make(ctx), q)
 
 
 def quality(mf: Any, args: argparse.Namespace, say: Report) -> list[str]:
@@ -505,9 +512,9 @@ def speed(mf: Any, args: argparse.Namespace, say: Report) -> tuple[list[str], in
     norms = h.prefix_norms(x, full)
     prepared: Any
     try:
-        bt._need_memory(n * full * 4, "the prepared copy")
+        h.need_memory(n * full * 4, "the prepared copy")
         prepared = h.normalized_prefix_copy(x, full, norms)
-    except bt.NotAvailable as e:
+    except h.NotAvailable as e:
         prepared = e
     prep_s = time.perf_counter() - t0
     say(f"- float64 oracle ({bmax} queries), norms and prepared copy: {prep_s:.1f} s, untimed")
@@ -556,21 +563,14 @@ def speed(mf: Any, args: argparse.Namespace, say: Report) -> tuple[list[str], in
     for b in args.batches:
         q = eval_q[:b]
         ctx = bt.Ctx(x, str(path), full, k, b, args.threads, corpus, norms, prepared)
-        res: dict[str, tuple[h.Timing | None, str]] = {}
-        runs: dict[str, Callable[[], Any]] = {}
-        for name, _label, _reads, make in methods:
-            try:
-                run = make(ctx)
-                runs[name] = lambda r=run, q=q: r(q)
-            except Exception as e:  # noqa: BLE001 - a peer failing is reported, not fatal
-                res[name] = (None, bt.not_run(e))
-        timed = h.time_rounds(runs, args.repeats, slow_s=args.slow_s, budget_s=args.budget_s)
-        for name, got in timed.items():
-            res[name] = (None, bt.not_run(got)) if isinstance(got, Exception) else (got, "")
-        for name, _label, _reads, _make in methods:
-            got_t = res[name][0]
-            shown = f"{h.fmt_ms(got_t.median_s)} ms" if got_t else res[name][1]
-            print(f"  batch {b} {name}: {shown}", flush=True)
+        timed = h.run_methods(
+            {name: partial(_setup, make, ctx, q) for name, _label, _reads, make in methods},
+            args.repeats,
+            label=f"batch {b} ",
+            slow_s=args.slow_s,
+            budget_s=args.budget_s,
+        )
+        res = {name: (r.timing, r.why) for name, r in timed.items()}
         ft = res["funnel"][0]
         rows = []
         for name, label, reads, _make in methods:

@@ -7,7 +7,8 @@ GIL released) and keeps the next count; the last stage returns the top ``k``. Ev
 the prefix cosine of :func:`topk`, with the same input contract and errors.
 
 :func:`tune_funnel` measures recall@k against exact full-width search on sample queries for a
-grid of plans and returns the cheapest plan that reaches the target.
+grid of plans and returns the cheapest plan that reaches the target, as a :class:`FunnelPlan`
+whose ``table`` lists every plan tried (:class:`PlanRow`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -27,7 +29,7 @@ from matryo_fast._validate import check_int, coerce_query, int_tuple
 from matryo_fast.corpus import CorpusLike, coerce_corpus, open_corpus
 from matryo_fast.search import TopK, topk
 
-__all__ = ["FunnelPlan", "funnel", "tune_funnel"]
+__all__ = ["FunnelPlan", "PlanRow", "funnel", "tune_funnel"]
 
 
 def funnel(
@@ -71,6 +73,38 @@ def funnel(
     return TopK(scores, indices)
 
 
+
+@dataclass
+class PlanRow:
+    """One plan tried by :func:`tune_funnel`.
+
+    Attributes:
+        dims: Widths of the stages.
+        candidates: Rows kept after each stage but the last.
+        recall: Mean recall@k against exact full-width search on the sample queries.
+        recall_se: Its standard error over the queries.
+        cost: Rows x dims read per query.
+        work: Estimated time: values scanned by the first stage plus :data:`GATHER_WEIGHT`
+            times the values gathered by later stages.
+        feasible: Whether ``recall - margin_se * recall_se`` reaches the target.
+        time_ms: Measured median time on the sample batch (``None`` if not timed).
+
+    Fields can also be read by name, ``row["recall"]``, as when the table held dicts.
+    """
+
+    dims: tuple[int, ...]
+    candidates: tuple[int, ...]
+    recall: float
+    recall_se: float
+    cost: int
+    work: int
+    feasible: bool
+    time_ms: float | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+
 @dataclass(frozen=True)
 class FunnelPlan:
     """A measured funnel plan, from :func:`tune_funnel`.
@@ -86,7 +120,7 @@ class FunnelPlan:
         exact: True when the chosen plan is exact search: no funnel reached the target, or
             (with ``by="time"``) none was faster than exact search.
         recall_se: Standard error of ``recall`` over the sample queries.
-        table: Every plan tried, as dicts with the same fields.
+        table: Every plan tried, as :class:`PlanRow` records.
     """
 
     dims: tuple[int, ...]
@@ -98,7 +132,7 @@ class FunnelPlan:
     time_ms: float | None = None
     exact: bool = False
     recall_se: float = 0.0
-    table: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)
+    table: list[PlanRow] = field(default_factory=list, repr=False, compare=False)
     corpus: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -125,11 +159,11 @@ class FunnelPlan:
             "| time ms |",
             "|---|---|---|---|---|---|---|",
         ]
-        for row in sorted(self.table, key=lambda r: (not r["feasible"], r["cost"])):
-            t = "" if row["time_ms"] is None else f"{row['time_ms']:.2f}"
+        for row in sorted(self.table, key=lambda r: (not r.feasible, r.cost)):
+            t = "" if row.time_ms is None else f"{row.time_ms:.2f}"
             lines.append(
-                f"| {row['dims']} | {row['candidates']} | {row['recall']:.4f} | {row['cost']:,} | "
-                f"{self.exact_cost / row['cost']:.1f} | {row['work']:,} | {t} |"
+                f"| {row.dims} | {row.candidates} | {row.recall:.4f} | {row.cost:,} | "
+                f"{self.exact_cost / row.cost:.1f} | {row.work:,} | {t} |"
             )
         return "\n".join(lines)
 
@@ -138,11 +172,6 @@ class FunnelPlan:
 #: the first stage (a sequential read): measured at about 30 on 1M x 768 (a 1000-row re-rank at
 #: 768 dims took as long as a 64-dim scan of ~23M rows, at batch 1 and at batch 64).
 GATHER_WEIGHT = 30
-
-
-def _recall(found: npt.NDArray[np.int64], truth: npt.NDArray[np.int64]) -> tuple[float, float]:
-    """Mean recall over the queries and its standard error."""
-    return mean_and_se(recall_per_query(found, truth))
 
 
 def _default_widths(full: int) -> list[int]:
@@ -155,6 +184,87 @@ def _default_widths(full: int) -> list[int]:
 def _default_counts(k: int, n: int) -> list[int]:
     counts = {min(n, int(k * m)) for m in (2, 3, 5, 10, 20, 50, 100, 200, 500, 1000)}
     return sorted(c for c in counts if c >= k)
+
+
+class _Tuner:
+    """The state of one :func:`tune_funnel` call: the sample, the truth, and the table of plans
+    measured so far (each plan measured once)."""
+
+    def __init__(
+        self, q: npt.NDArray[np.float32], corpus: Any, k: int, target: float, margin_se: float, weight: int
+    ) -> None:
+        self.q, self.corpus, self.k = q, corpus, k
+        self.n, self.full = (int(v) for v in corpus.shape)
+        self.target, self.margin_se, self.weight = target, margin_se, weight
+        self.truth = topk(q, corpus, dim=self.full, k=k).indices
+        self.table: list[PlanRow] = []
+        self.tried: dict[tuple[tuple[int, ...], tuple[int, ...]], PlanRow] = {}
+
+    def values(self, dims: tuple[int, ...], cands: tuple[int, ...], weight: int | None = None) -> int:
+        """Values scanned by the first stage plus ``weight`` (default: the ranking weight)
+        times the values gathered later."""
+        w = self.weight if weight is None else weight
+        return self.n * dims[0] + w * sum(c * d for c, d in zip(cands, dims[1:]))
+
+    def rank(self, row: PlanRow) -> int:
+        return self.values(row.dims, row.candidates)
+
+    def add(self, dims: tuple[int, ...], cands: tuple[int, ...], found: npt.ArrayLike) -> PlanRow:
+        """Records the plan whose results on the sample were ``found``."""
+        recall, se = mean_and_se(recall_per_query(found, self.truth))
+        row = PlanRow(
+            dims=dims,
+            candidates=cands,
+            recall=recall,
+            recall_se=se,
+            cost=self.values(dims, cands, 1),
+            work=self.values(dims, cands, GATHER_WEIGHT),
+            feasible=recall - self.margin_se * se >= self.target,
+        )
+        self.table.append(row)
+        self.tried[(dims, cands)] = row
+        return row
+
+    def run(self, dims: tuple[int, ...], cands: tuple[int, ...]) -> TopK:
+        return funnel(self.q, self.corpus, k=self.k, dims=dims, candidates=cands)
+
+    def feasible(self, dims: tuple[int, ...], cands: tuple[int, ...]) -> bool:
+        """Whether the plan reaches the target (measured with :func:`funnel` on first use)."""
+        row = self.tried.get((dims, cands))
+        if row is None:
+            row = self.add(dims, cands, self.run(dims, cands).indices)
+        return row.feasible
+
+    def two_stage(self, ws: Sequence[int], cs: Sequence[int]) -> None:
+        """Every ``(w, D)`` plan, from one ``topk`` per width: a truth row survives a shortlist
+        of ``c`` iff it ranks within ``c`` at ``w``."""
+        cmax = max(cs) if cs else self.k
+        for w in ws:
+            shortlist = topk(self.q, self.corpus, dim=w, k=cmax).indices
+            for c in cs:
+                self.add((w, self.full), (c,), shortlist[:, :c])
+
+    def three_stage(self, ws: Sequence[int], cs: Sequence[int]) -> None:
+        """``(w1, w2, D)`` plans whose first stage alone reaches the target and that could be
+        cheaper than the best plan so far; for each ``(w1, c1, w2)`` the smallest feasible second
+        shortlist, by bisection (recall can only grow with it)."""
+        best = min(self.rank(r) for r in self.table if r.feasible)
+        parents = [r for r in self.table if len(r.dims) == 2 and r.feasible]
+        for first in sorted(parents, key=self.rank):
+            (w1, _), (c1,) = first.dims, first.candidates
+            for w2 in (w for w in ws if w > w1):
+                dims = (w1, w2, self.full)
+                options = [c for c in cs if c < c1 and self.values(dims, (c1, c)) < best]
+                if not options or not self.feasible(dims, (c1, options[-1])):
+                    continue
+                lo, hi = 0, len(options) - 1
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if self.feasible(dims, (c1, options[mid])):
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                best = min(best, self.values(dims, (c1, options[lo])))
 
 
 def tune_funnel(
@@ -182,9 +292,10 @@ def tune_funnel(
     search is always a candidate, so when no funnel reaches the target, the result is exact
     search (``plan.exact``).
 
-    Every row of ``plan.table`` has ``cost`` (rows x dims read) and ``work``, an estimate of
-    time: values scanned by the first stage plus :data:`GATHER_WEIGHT` times the values
-    gathered by later stages (random row reads cost far more per value than a scan).
+    Every row of ``plan.table`` (a :class:`PlanRow`) has ``cost`` (rows x dims read) and
+    ``work``, an estimate of time: values scanned by the first stage plus
+    :data:`GATHER_WEIGHT` times the values gathered by later stages (random row reads cost
+    far more per value than a scan).
 
     Args:
         corpus: As :func:`matryo_fast.topk`.
@@ -236,91 +347,36 @@ def tune_funnel(
     if any(c < kk for c in cs):
         raise ValueError(f"counts must be at least k={kk}, got {cs}")
 
-    truth = topk(q, core_corpus, dim=full, k=kk).indices
-    exact_cost = n * full
-    table: list[dict[str, Any]] = []
-    tried: dict[tuple[tuple[int, ...], tuple[int, ...]], dict[str, Any]] = {}
     # by="cost" ranks plans by rows x dims; by="time" ranks what to try and time by the
     # estimated work, where a gathered value costs GATHER_WEIGHT scanned ones.
-    weight = 1 if by == "cost" else GATHER_WEIGHT
-
-    def rank(dims: tuple[int, ...], cands: tuple[int, ...], w: int = weight) -> int:
-        """Values scanned by the first stage plus ``w`` times the values gathered later."""
-        return n * dims[0] + w * sum(c * d for c, d in zip(cands, dims[1:]))
-
-    def add(
-        dims: tuple[int, ...], cands: tuple[int, ...], measured: tuple[float, float]
-    ) -> dict[str, Any]:
-        recall, se = measured
-        row = {
-            "dims": dims, "candidates": cands, "recall": recall, "recall_se": se,
-            "cost": rank(dims, cands, 1),
-            "work": rank(dims, cands, GATHER_WEIGHT),
-            "feasible": recall - margin_se * se >= target_recall, "time_ms": None,
-        }
-        table.append(row)
-        tried[(dims, cands)] = row
-        return row
-
-    add((full,), (), (1.0, 0.0))
-    cmax = max(cs) if cs else kk
-    shortlists = {w: topk(q, core_corpus, dim=w, k=cmax).indices for w in ws}
-    for w in ws:
-        for c in cs:
-            add((w, full), (c,), _recall(shortlists[w][:, :c], truth))
+    tuner = _Tuner(q, core_corpus, kk, target_recall, margin_se, 1 if by == "cost" else GATHER_WEIGHT)
+    tuner.add((full,), (), tuner.truth)
+    tuner.two_stage(ws, cs)
     if three_stage:
+        tuner.three_stage(ws, cs)
 
-        def feasible3(dims: tuple[int, ...], cands: tuple[int, ...]) -> bool:
-            row = tried.get((dims, cands))
-            if row is None:
-                found = funnel(q, core_corpus, k=kk, dims=dims, candidates=cands)
-                row = add(dims, cands, _recall(found.indices, truth))
-            return bool(row["feasible"])
-
-        best = min(rank(r["dims"], r["candidates"]) for r in table if r["feasible"])
-        parents = [r for r in table if len(r["dims"]) == 2 and r["feasible"]]
-        for first in sorted(parents, key=lambda r: rank(r["dims"], r["candidates"])):
-            (w1, _), (c1,) = first["dims"], first["candidates"]
-            for w2 in (w for w in ws if w > w1):
-                dims = (w1, w2, full)
-                options = [c for c in cs if c < c1 and rank(dims, (c1, c)) < best]
-                # Recall can only grow with the second shortlist: find the smallest feasible
-                # one by bisection, starting from the largest worth trying.
-                if not options or not feasible3(dims, (c1, options[-1])):
-                    continue
-                lo, hi = 0, len(options) - 1
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if feasible3(dims, (c1, options[mid])):
-                        hi = mid
-                    else:
-                        lo = mid + 1
-                best = min(best, rank(dims, (c1, options[lo])))
-
+    table = tuner.table
     feasible = sorted(
-        (r for r in table if r["feasible"]),
-        key=lambda r: (rank(r["dims"], r["candidates"]), r["cost"], len(r["dims"])),
+        (r for r in table if r.feasible), key=lambda r: (tuner.rank(r), r.cost, len(r.dims))
     )
     timed = feasible[:time_top] if by == "time" else feasible[:1]
-    if by == "time" and all(len(r["dims"]) > 1 for r in timed):
-        timed.append(next(r for r in table if len(r["dims"]) == 1))
-    calls = [
-        lambda r=r: funnel(q, core_corpus, k=kk, dims=r["dims"], candidates=r["candidates"])
-        for r in timed
-    ]
+    if by == "time" and all(len(r.dims) > 1 for r in timed):
+        timed.append(next(r for r in table if len(r.dims) == 1))
+    calls = [partial(tuner.run, r.dims, r.candidates) for r in timed]
     for r, ms in zip(timed, median_ms(calls, repeats)):
-        r["time_ms"] = ms
-    chosen = min(timed, key=lambda r: r["time_ms"]) if by == "time" else feasible[0]
+        r.time_ms = ms
+    chosen = min(timed, key=lambda r: r.time_ms or 0.0) if by == "time" else feasible[0]
     return FunnelPlan(
-        dims=chosen["dims"],
-        candidates=chosen["candidates"],
+        dims=chosen.dims,
+        candidates=chosen.candidates,
         k=kk,
-        recall=chosen["recall"],
-        cost=chosen["cost"],
-        exact_cost=exact_cost,
-        time_ms=chosen["time_ms"],
-        exact=len(chosen["dims"]) == 1,
-        recall_se=chosen["recall_se"],
+        recall=chosen.recall,
+        cost=chosen.cost,
+        exact_cost=n * full,
+        time_ms=chosen.time_ms,
+        exact=len(chosen.dims) == 1,
+        recall_se=chosen.recall_se,
         table=table,
         corpus=corpus,
     )
+

@@ -1,17 +1,11 @@
 """Typed public search API: :func:`topk` and its result :class:`TopK` (:class:`Corpus` and
 :func:`open_corpus`, re-exported here, live in :mod:`matryo_fast.corpus`).
 
-The numeric contract (also in ``rust/lib.rs``):
-
-* The score of corpus row ``x`` for query ``q`` at width ``dim`` is the cosine of the prefixes,
-  ``dot(q[:dim], x[:dim]) / (|q[:dim]| * |x[:dim]|)``, accumulated in float32 with fused
-  multiply-add, clamped to ``[-1, 1]``. A zero-norm prefix (query or row) scores exactly ``0.0``.
-  Rows whose float32 squared norm would under- or overflow are scored in float64 instead.
-* Only the first ``dim`` columns of the query and of each row are read.
-* Results are sorted by score descending, equal scores by ascending row index; ``k > N``
-  returns all ``N`` rows. A row's score does not depend on the batch, the thread count or its
-  position, so duplicate rows always tie and keep index order.
-* NaN/Inf in the query, or in the scanned prefix of a corpus row, raise ``ValueError``.
+The numeric contract is written once, in the crate documentation at the top of
+``rust/lib.rs`` ("Numeric contract"): how scores are accumulated (the scalar reference without
+fused multiply-add, the SIMD backends with it), zero and extreme rows, NaN/Inf, the order of
+results and ties. In short: the score is the cosine of the ``dim``-column prefixes, clamped to
+``[-1, 1]``; only the first ``dim`` columns are read; results are sorted by score, ties by row.
 """
 
 from __future__ import annotations

@@ -70,7 +70,9 @@ rust_target = rustup target list --installed | grep -qx $(1) || rustup target ad
 wheels: wheel-x86_64 wheel-aarch64 sdist ## every distribution into dist/wheels: x86-64 and aarch64 wheels, sdist
 
 .PHONY: wheel-x86_64 wheel-aarch64
-wheel-x86_64 wheel-aarch64: wheel-%: $(STAMP)/venv ## one manylinux2014 abi3 wheel, checked by auditwheel
+wheel-x86_64: ## the x86-64 manylinux2014 abi3 wheel into dist/wheels, checked by auditwheel
+wheel-aarch64: ## the aarch64 one (cross-compiled)
+wheel-x86_64 wheel-aarch64: wheel-%: $(STAMP)/venv
 	@$(call rust_target,$*-unknown-linux-gnu)
 	rm -f $(WHEELS)/*_$*.whl
 	time $(ZIG_BUILD) --target $*-unknown-linux-gnu
@@ -85,12 +87,13 @@ sdist: $(STAMP)/venv ## the sdist into dist/wheels, then pip builds a wheel from
 	time $(BIN)/pip wheel -q --no-deps -w build/sdist-wheel $(WHEELS)/*.tar.gz
 	$(BIN)/python scripts/check_dist.py --any-platform build/sdist-wheel/*.whl
 
+# pytest runs from an empty folder, so that only the installed package is importable, with
+# MATRYO_FAST_TEST_INSTALLED=1, so that tests/test_installed.py checks it is.
 .PHONY: test-wheel
 test-wheel: wheel-x86_64 ## install the x86-64 wheel in a fresh venv (numpy, test tools) and run pytest against it
 	rm -rf $(WHEEL_VENV)
 	$(PYTHON) -m venv --without-pip $(WHEEL_VENV)
 	$(BIN)/pip --python $(WHEEL_VENV)/bin/python install -q $(WHEELS)/*_x86_64.whl $(call deps,test)
-	# From an empty folder, so only the installed package is importable; test_installed.py checks it.
 	cd "$$(mktemp -d)" && MATRYO_FAST_TEST_INSTALLED=1 $(abspath $(WHEEL_VENV))/bin/python -m pytest \
 		-p no:cacheprovider -c $(CURDIR)/pyproject.toml --rootdir $(CURDIR) $(CURDIR)/tests
 
@@ -146,4 +149,4 @@ clean: ## remove build outputs (keeps .venv)
 
 .PHONY: help
 help: ## this list
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'

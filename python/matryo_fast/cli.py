@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from matryo_fast import commands
+from matryo_fast import __version__, commands
 
 __all__ = ["main"]
 
@@ -57,6 +57,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="matryo",
         description="Matryoshka embeddings: train, evaluate per dimension, reproduce, search demo.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # ---- train

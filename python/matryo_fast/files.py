@@ -25,8 +25,9 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-__all__ = ["CorpusWriter", "save_corpus", "save_prefix_blocked"]
+__all__ = ["CorpusWriter", "as_float32_rows", "save_corpus", "save_prefix_blocked"]
 
 _MAGIC = b"\x93NUMPY\x01\x00"
 _HEADER_BYTES = 128  # magic + version + length + dict text: room for any 64-bit shape
@@ -37,6 +38,36 @@ def _header(rows: int, dim: int) -> bytes:
     pad = _HEADER_BYTES - len(_MAGIC) - 2 - len(text) - 1
     body = (text + " " * pad + "\n").encode("ascii")
     return _MAGIC + len(body).to_bytes(2, "little") + body
+
+
+def as_float32_rows(batch: Any, dim: int, *, first_row: int = 0) -> npt.NDArray[np.float32]:
+    """A batch of rows checked for a corpus file: ``(n, dim)`` (or ``(dim,)``) floats, finite,
+    as a C-order little-endian float32 array.
+
+    Args:
+        batch: The rows.
+        dim: The row width the file has.
+        first_row: The number of the batch's first row in the file (for messages).
+
+    Raises:
+        ValueError: Wrong shape, NaN/Inf (the message names the row), or values too large
+            for float32.
+        TypeError: A non-float array.
+    """
+    a = np.asarray(batch)
+    if a.dtype.kind != "f":
+        raise TypeError(f"rows must be floating point, got dtype {a.dtype}")
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[1] != dim:
+        raise ValueError(f"rows must have shape (n, {dim}), got {a.shape}")
+    finite = np.isfinite(a).all(axis=1)
+    if not finite.all():
+        bad = int(np.argmin(finite))
+        raise ValueError(f"row {first_row + bad} contains NaN or Inf")
+    if a.dtype.itemsize > 4 and a.size and np.abs(a).max() > np.finfo(np.float32).max:
+        raise ValueError("rows have values too large for float32 (they would overflow to Inf)")
+    return np.ascontiguousarray(a, dtype="<f4")
 
 
 class CorpusWriter:
@@ -128,22 +159,9 @@ class CorpusWriter:
         """
         if self._file is None:
             raise ValueError("the writer is closed")
-        a = np.asarray(batch)
-        if a.dtype.kind != "f":
-            raise TypeError(f"rows must be floating point, got dtype {a.dtype}")
-        if a.ndim == 1:
-            a = a[None, :]
-        if a.ndim != 2 or a.shape[1] != self.dim:
-            raise ValueError(f"rows must have shape (n, {self.dim}), got {a.shape}")
-        finite = np.isfinite(a).all(axis=1)
-        if not finite.all():
-            bad = int(np.argmin(finite))
-            raise ValueError(f"row {self.rows + bad} contains NaN or Inf")
-        if a.dtype.itemsize > 4 and a.size and np.abs(a).max() > np.finfo(np.float32).max:
-            raise ValueError("rows have values too large for float32 (they would overflow to Inf)")
-        a32 = np.ascontiguousarray(a, dtype="<f4")
+        a32 = as_float32_rows(batch, self.dim, first_row=self.rows)
         self._file.write(a32.tobytes())
-        self.rows += a.shape[0]
+        self.rows += a32.shape[0]
 
     def close(self) -> Path:
         """Finishes the header and moves the file into place. Returns the path."""

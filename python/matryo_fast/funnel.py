@@ -27,7 +27,7 @@ from matryo_fast import _core
 from matryo_fast._metrics import mean_and_se, recall_per_query
 from matryo_fast._timing import median_ms
 from matryo_fast._validate import check_int, coerce_query, int_tuple
-from matryo_fast.corpus import CorpusLike, coerce_corpus, open_corpus
+from matryo_fast.corpus import CorpusLike, ShardedSearch, coerce_corpus, open_corpus
 from matryo_fast.search import TopK, topk
 
 __all__ = ["FunnelPlan", "PlanRow", "funnel", "tune_funnel"]
@@ -68,7 +68,10 @@ def funnel(
     cands_t = int_tuple("candidates", candidates)
     c = coerce_corpus(corpus)
     q, single = coerce_query(query, max(dims_t) if dims_t else None)
-    scores, indices = _core.funnel(q, c, list(dims_t), list(cands_t), k)
+    if isinstance(c, ShardedSearch):
+        scores, indices = c._funnel(q, list(dims_t), list(cands_t), k)
+    else:
+        scores, indices = _core.funnel(q, c, list(dims_t), list(cands_t), k)
     if single:
         return TopK(scores[0], indices[0])
     return TopK(scores, indices)

@@ -1,5 +1,5 @@
 """The ``matryo`` console script: ``train``, ``eval``, ``reproduce``, ``recipe-search``, ``demo``,
-``backends``.
+``backends``, and ``encode``, ``search``, ``tune``, ``serve`` (in :mod:`matryo_fast.commands`).
 
 User errors (bad files, options, missing extras) print one line, ``matryo: error: ...``, to
 stderr and exit with status 1; usage errors exit with status 2 (argparse).
@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from matryo_fast import __version__, commands
 
 if TYPE_CHECKING:
     from matryo_fast.programme import Recipe
@@ -88,6 +90,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="matryo",
         description="Matryoshka embeddings: train, evaluate per dimension, reproduce, search demo.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # ---- train
@@ -208,6 +211,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="interactive search demo (arguments are passed through)", add_help=False)
     sub.add_parser("backends", help="list the SIMD backends available on this machine")
+    commands.add_parsers(sub)
     return parser
 
 
@@ -469,6 +473,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_reproduce(ns, args)
         if ns.command == "recipe-search":
             return _cmd_programme(ns, args)
+        if ns.command in commands.COMMANDS:
+            return commands.run(ns)
+    except KeyboardInterrupt:
+        again = " (run the same command again to continue)" if ns.command == "encode" else ""
+        print(f"matryo: interrupted{again}", file=sys.stderr)
+        return 130
     except (
         DataError,
         ValueError,

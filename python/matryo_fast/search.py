@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from matryo_fast import _core
 from matryo_fast._validate import check_int, coerce_query
-from matryo_fast.corpus import Corpus, CorpusLike, coerce_corpus, open_corpus
+from matryo_fast.corpus import Corpus, CorpusLike, ShardedSearch, coerce_corpus, open_corpus
 
 __all__ = ["Corpus", "CorpusLike", "TopK", "open_corpus", "topk"]
 
@@ -38,7 +38,9 @@ def topk(query: Any, corpus: CorpusLike, *, dim: int | None = None, k: int = 10)
     Args:
         query: ``(D,)`` or ``(B, D)`` float32/float64 array; only the first ``dim`` columns are read.
         corpus: A 2-D float32 array (rows contiguous; ``np.memmap`` and strided row views such as
-            ``big[:, :256]`` are used in place), a ``.npy`` path, or a :class:`Corpus`.
+            ``big[:, :256]`` are used in place), a ``.npy`` path, a :class:`Corpus`, or a
+            sharded corpus (its directory, :func:`open_corpus` of it, or
+            :func:`matryo_fast.distributed.connect`).
         dim: Prefix width; ``None`` means all columns of the corpus.
         k: Results per query; ``k > N`` returns all ``N`` rows.
 
@@ -60,7 +62,10 @@ def topk(query: Any, corpus: CorpusLike, *, dim: int | None = None, k: int = 10)
     c = coerce_corpus(corpus)
     d = int(c.shape[1]) if dim is None else check_int("dim", dim)
     q, single = coerce_query(query, d)
-    scores, indices = _core.topk(q, c, d, k)
+    if isinstance(c, ShardedSearch):
+        scores, indices = c._topk(q, d, k)
+    else:
+        scores, indices = _core.topk(q, c, d, k)
     if single:
         return TopK(scores[0], indices[0])
     return TopK(scores, indices)

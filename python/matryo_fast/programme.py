@@ -513,7 +513,7 @@ def _state(
     return {
         "split": split,
         "eval_data": f"stsb/{eval_path.name}",
-        "train_data": os.fspath(train_path),
+        "train_data": f"{train_path.parent.name}/{train_path.name}",
         "seeds": seeds,
         "recipes": [
             {

@@ -19,15 +19,16 @@ from __future__ import annotations
 import operator
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CorpusWriter", "as_float32_rows", "save_corpus", "save_prefix_blocked"]
+__all__ = ["CorpusWriter", "as_float32_rows", "save_corpus", "save_prefix_blocked", "write_atomic"]
 
 _MAGIC = b"\x93NUMPY\x01\x00"
 _HEADER_BYTES = 128  # magic + version + length + dict text: room for any 64-bit shape
@@ -330,31 +331,52 @@ def save_prefix_blocked(
     target = Path(path)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+    with _written_aside(target, overwrite=overwrite) as f:
+        head = b"MATRYOFB" + (1).to_bytes(4, "little") + len(widths).to_bytes(4, "little")
+        head += rows.to_bytes(8, "little") + cols.to_bytes(8, "little")
+        head += b"".join(w.to_bytes(8, "little") for w in widths)
+        f.write(head)
+        col = 0
+        for w in widths:
+            f.write(b"\0" * (-f.tell() % 64))
+            for r0 in range(0, rows, batch_rows):
+                part = np.asarray(a[r0 : r0 + batch_rows, col : col + w])
+                big = part.dtype.itemsize > 4 and part.size and np.abs(part).max() > np.finfo("f4").max
+                if big:
+                    raise ValueError("source has values too large for float32")
+                finite = np.isfinite(part).all(axis=1)
+                if not finite.all():
+                    raise ValueError(f"row {r0 + int(np.argmin(finite))} contains NaN or Inf")
+                f.write(np.ascontiguousarray(part, dtype="<f4").tobytes())
+            col += w
+    return target
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that the file appears only complete: write beside it,
+    fsync, rename over any older file.
+
+    Returns:
+        The path.
+    """
+    target = Path(path)
+    with _written_aside(target, overwrite=True) as f:
+        f.write(data)
+    return target
+
+
+@contextmanager
+def _written_aside(target: Path, *, overwrite: bool) -> Iterator[BinaryIO]:
+    """A new file beside ``target`` to write into; on success it is fsynced and renamed to
+    ``target`` (see :func:`_move_into_place`), on any error removed."""
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
-            head = b"MATRYOFB" + (1).to_bytes(4, "little") + len(widths).to_bytes(4, "little")
-            head += rows.to_bytes(8, "little") + cols.to_bytes(8, "little")
-            head += b"".join(w.to_bytes(8, "little") for w in widths)
-            f.write(head)
-            col = 0
-            for w in widths:
-                f.write(b"\0" * (-f.tell() % 64))
-                for r0 in range(0, rows, batch_rows):
-                    part = np.asarray(a[r0 : r0 + batch_rows, col : col + w])
-                    big = part.dtype.itemsize > 4 and part.size and np.abs(part).max() > np.finfo("f4").max
-                    if big:
-                        raise ValueError("source has values too large for float32")
-                    finite = np.isfinite(part).all(axis=1)
-                    if not finite.all():
-                        raise ValueError(f"row {r0 + int(np.argmin(finite))} contains NaN or Inf")
-                    f.write(np.ascontiguousarray(part, dtype="<f4").tobytes())
-                col += w
+            yield f
             f.flush()
             os.fsync(f.fileno())
         _move_into_place(tmp, target, overwrite=overwrite)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return target

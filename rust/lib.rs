@@ -28,11 +28,13 @@
 
 #![warn(missing_docs)]
 
+pub mod blocked;
 pub mod error;
 pub mod funnel;
 pub mod kernels;
 pub mod layout;
 pub mod pool;
+pub mod quant;
 pub mod search;
 pub mod store;
 pub mod topk;

@@ -26,6 +26,7 @@ from matryo_fast.search import (
     CorpusLike,
     TopK,
     _check_int,
+    check_precision,
     _coerce_corpus,
     _coerce_query,
     open_corpus,
@@ -48,8 +49,13 @@ def funnel(
     k: int = 10,
     dims: Sequence[int],
     candidates: Sequence[int],
+    precisions: Sequence[str] | None = None,
 ) -> TopK:
     """Cascade search: ``topk`` at ``dims[0]``, then re-rank survivors at each wider dim.
+
+    With ``precisions``, each stage also names its tier of a prefix-blocked file (e.g.
+    ``dims=(256, 768, 768), precisions=("binary", "int8", "float32")``): each stage must then
+    be wider or finer than the one before, and neither narrower nor coarser.
 
     Args:
         query: ``(D,)`` or ``(B, D)`` float32/float64 array (as :func:`matryo_fast.topk`).
@@ -58,6 +64,8 @@ def funnel(
         dims: Prefix widths, strictly increasing, within query and corpus.
         candidates: Rows kept after each stage but the last (``len(dims) - 1`` counts,
             non-increasing, each at least ``k``; counts above ``N`` keep every row).
+        precisions: One of ``"float32"``, ``"int8"``, ``"binary"`` per stage. Default: every
+            stage ``"float32"``, or on a file without a float32 tier the finest tier present.
 
     Returns:
         :class:`TopK` of the last stage: cosines at ``dims[-1]``.
@@ -75,11 +83,26 @@ def funnel(
     dims_t = _int_tuple("dims", dims)
     cands_t = _int_tuple("candidates", candidates)
     c = _coerce_corpus(corpus)
+    precs = stage_precisions(c, precisions, len(dims_t))
     q, single = _coerce_query(query, max(dims_t) if dims_t else None)
-    scores, indices = _core.funnel(q, c, list(dims_t), list(cands_t), k)
+    scores, indices = _core.funnel(q, c, list(dims_t), list(cands_t), k, precs)
     if single:
         return TopK(scores[0], indices[0])
     return TopK(scores, indices)
+
+
+def stage_precisions(core_corpus: Any, precisions: Sequence[str] | None, stages: int) -> list[str]:
+    """The precision of each stage: as given (checked), or every stage the finest tier the
+    corpus holds."""
+    if precisions is None:
+        tiers = tuple(core_corpus.tiers) if isinstance(core_corpus, _core.Corpus) else ("float32",)
+        return [tiers[0]] * stages
+    if isinstance(precisions, str) or not isinstance(precisions, Sequence):
+        raise TypeError(f"precisions must be a sequence of names, got {precisions!r}")
+    out = [check_precision(p) for p in precisions]
+    if len(out) != stages:
+        raise ValueError(f"precisions must name one precision per width: {stages} widths, {len(out)} given")
+    return out
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from matryo_fast import _core
 
-__all__ = ["Corpus", "CorpusLike", "TopK", "open_corpus", "topk"]
+__all__ = ["PRECISIONS", "Corpus", "CorpusLike", "TopK", "check_precision", "open_corpus", "topk"]
 
 
 class TopK(NamedTuple):
@@ -65,6 +65,17 @@ class Corpus:
     def layout(self) -> str:
         """``"row-major"`` (a ``.npy`` file) or ``"prefix-blocked"`` (see :func:`save_prefix_blocked`)."""
         return self._inner.layout
+
+    @property
+    def tiers(self) -> tuple[str, ...]:
+        """The precisions the file holds, finest first: ``("float32",)`` for a ``.npy`` file;
+        a prefix-blocked file may hold ``"float32"``, ``"int8"`` and ``"binary"``."""
+        return tuple(self._inner.tiers)
+
+    @property
+    def int8_ranges(self) -> npt.NDArray[np.float32] | None:
+        """The int8 tier's ``(2, D)`` ranges (minima, maxima), or ``None`` without that tier."""
+        return self._inner.int8_ranges
 
     @property
     def dim(self) -> int:
@@ -175,8 +186,30 @@ def _check_int(name: str, value: Any) -> int:
     return max(min(int(value), 2**62), -(2**62))
 
 
-def topk(query: Any, corpus: CorpusLike, *, dim: int | None = None, k: int = 10) -> TopK:
+PRECISIONS = ("float32", "int8", "binary")
+
+
+def check_precision(precision: Any) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a ValueError naming them."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
+    return str(precision)
+
+
+def topk(
+    query: Any,
+    corpus: CorpusLike,
+    *,
+    dim: int | None = None,
+    k: int = 10,
+    precision: str = "float32",
+) -> TopK:
     """Top-``k`` cosine search over the first ``dim`` columns (fused truncate + re-normalize).
+
+    ``precision="binary"`` or ``"int8"`` scans that quantized tier of a prefix-blocked file
+    (see :func:`matryo_fast.save_prefix_blocked` and ``docs/quantized.md``): the score is the
+    cosine of the prefixes' sign vectors, ``1 - 2 * hamming / dim``, or the cosine of the
+    query with the row's de-quantized prefix.
 
     Args:
         query: ``(D,)`` or ``(B, D)`` float32/float64 array; only the first ``dim`` columns are read.
@@ -184,6 +217,7 @@ def topk(query: Any, corpus: CorpusLike, *, dim: int | None = None, k: int = 10)
             ``big[:, :256]`` are used in place), a ``.npy`` path, or a :class:`Corpus`.
         dim: Prefix width; ``None`` means all columns of the corpus.
         k: Results per query; ``k > N`` returns all ``N`` rows.
+        precision: ``"float32"``, ``"int8"`` or ``"binary"``: the tier to scan.
 
     Returns:
         :class:`TopK` with ``scores`` float32 and ``indices`` int64, shape ``(k,)`` or ``(B, k)``.
@@ -191,7 +225,9 @@ def topk(query: Any, corpus: CorpusLike, *, dim: int | None = None, k: int = 10)
     Raises:
         TypeError: Wrong dtype of query or corpus (the message says how to convert).
         ValueError: Bad ``dim``/``k``/shape, NaN/Inf in the query or in a scanned corpus row,
-            non-contiguous rows, or a corrupt ``.npy`` file.
+            non-contiguous rows, a corrupt file, an unknown precision or one the file does not
+            hold (the message lists the tiers present).
+        OSError: The mapped file was truncated, rewritten or replaced since it was opened.
         FileNotFoundError: ``corpus`` names a missing file.
 
     >>> import numpy as np, matryo_fast as mf
@@ -200,10 +236,11 @@ def topk(query: Any, corpus: CorpusLike, *, dim: int | None = None, k: int = 10)
     [1, 0]
     """
     k = _check_int("k", k)
+    precision = check_precision(precision)
     c = _coerce_corpus(corpus)
     d = int(c.shape[1]) if dim is None else _check_int("dim", dim)
     q, single = _coerce_query(query, d)
-    scores, indices = _core.topk(q, c, d, k)
+    scores, indices = _core.topk(q, c, d, k, precision)
     if single:
         return TopK(scores[0], indices[0])
     return TopK(scores, indices)

@@ -11,6 +11,7 @@
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod aarch64_neon;
 pub(crate) mod generic;
+pub mod quant;
 pub(crate) mod scalar;
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,8 @@
 
 use std::time::Instant;
 
-use matryo_fast::kernels::{BatchQueries, RowCopy};
+use matryo_fast::kernels::{Batch, BatchQueries};
+use matryo_fast::layout::RowCopy;
 use matryo_fast::{Kernels, Matrix};
 
 /// `n` finite values in [-1, 1] (the kernel's speed does not depend on them).
@@ -61,15 +62,17 @@ fn main() -> matryo_fast::Result<()> {
             let t0 = Instant::now();
             for _ in 0..w.reps {
                 kernels.batch_dots(
-                    &w.queries,
-                    &p,
-                    &idx,
+                    &mut Batch {
+                        queries: &w.queries,
+                        prefix: &p,
+                        rows: &idx,
+                        thr: &thr,
+                        dots: &mut out,
+                        norms: &mut norms,
+                        scales: &mut scales,
+                        masks: &mut masks,
+                    },
                     &mut copy,
-                    &mut out,
-                    &mut norms,
-                    &mut scales,
-                    &thr,
-                    &mut masks,
                 );
             }
             w.best = w.best.min(t0.elapsed().as_secs_f64());

@@ -333,14 +333,7 @@ fn py_backends(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 #[pyfunction]
 #[pyo3(name = "set_backend", signature = (name=None))]
 fn py_set_backend(name: Option<&str>) -> PyResult<()> {
-    let backend = match name {
-        None => None,
-        Some(n) => Some(Backend::from_name(n).ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "unknown backend {n:?} (known: scalar, avx2, avx512, neon)"
-            ))
-        })?),
-    };
+    let backend = name.map(Backend::parse).transpose()?;
     Ok(kernels::force(backend)?)
 }
 

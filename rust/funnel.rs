@@ -9,7 +9,18 @@ use crate::kernels::Kernels;
 use crate::layout::{Matrix, Prefix};
 use crate::pool;
 use crate::search::{check_dim, check_k, row_scale, scan, score, Hits, Queries};
-use crate::topk::{Hit, TopK};
+use crate::selection::{Hit, Selection};
+
+/// A checked cascade (see [`check_plan`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Prefix width of each stage, strictly increasing.
+    pub dims: Vec<usize>,
+    /// Rows kept by each stage but the last, non-increasing, each at least `k`.
+    pub candidates: Vec<usize>,
+    /// Rows the last stage keeps.
+    pub k: usize,
+}
 
 /// Checks a cascade: widths strictly increasing within query and corpus, one candidate count
 /// per stage but the last, counts non-increasing and at least `k`.
@@ -19,14 +30,14 @@ pub fn check_plan(
     k: i64,
     query_cols: usize,
     corpus_cols: usize,
-) -> Result<(Vec<usize>, Vec<usize>, usize)> {
+) -> Result<Plan> {
     if dims.is_empty() {
         return Err(Error::InvalidPlan(
             "dims must name at least one width".into(),
         ));
     }
-    let (cand_u, k) = check_counts(candidates, k, dims.len())?;
-    let dims_u = dims
+    let (candidates, k) = check_counts(candidates, k, dims.len())?;
+    let widths = dims
         .iter()
         .map(|&d| check_dim(d, query_cols, corpus_cols))
         .collect::<Result<Vec<_>>>()?;
@@ -36,12 +47,20 @@ pub fn check_plan(
             w[0], w[1]
         )));
     }
-    Ok((dims_u, cand_u, k))
+    Ok(Plan {
+        dims: widths,
+        candidates,
+        k,
+    })
 }
 
 /// Checks a cascade's counts: `k >= 1`, one candidate count per stage but the last
 /// (`stages - 1`), counts non-increasing and at least `k`.
-pub(crate) fn check_counts(candidates: &[i64], k: i64, stages: usize) -> Result<(Vec<usize>, usize)> {
+pub(crate) fn check_counts(
+    candidates: &[i64],
+    k: i64,
+    stages: usize,
+) -> Result<(Vec<usize>, usize)> {
     let k = check_k(k)?;
     if candidates.len() + 1 != stages {
         return Err(Error::InvalidPlan(format!(
@@ -61,11 +80,11 @@ pub(crate) fn check_counts(candidates: &[i64], k: i64, stages: usize) -> Result<
             w[0], w[1]
         )));
     }
-    let cand_u = candidates
+    let candidates = candidates
         .iter()
         .map(|&c| usize::try_from(c).unwrap_or(usize::MAX))
         .collect();
-    Ok((cand_u, k))
+    Ok((candidates, k))
 }
 
 /// The funnel search; see the module docs. Scores are cosines at the last width.
@@ -88,11 +107,20 @@ pub fn funnel_with(
     candidates: &[i64],
     k: i64,
 ) -> Result<Hits> {
-    let (dims, cands, k) = check_plan(dims, candidates, k, queries.cols(), corpus.cols())?;
+    let Plan {
+        dims,
+        candidates,
+        k,
+    } = check_plan(dims, candidates, k, queries.cols(), corpus.cols())?;
     let n = corpus.rows();
     let nq = queries.len();
     // How many rows each stage keeps; the last keeps k.
-    let keep: Vec<usize> = cands.iter().copied().chain([k]).map(|c| c.min(n)).collect();
+    let keep: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .chain([k])
+        .map(|c| c.min(n))
+        .collect();
     let prefix0 = corpus.prefix(dims[0]);
     let q0 = queries.normalized(dims[0])?;
     let mut lists = scan(&kernels, &q0, nq, &prefix0, keep[0], 0..n)?;
@@ -136,10 +164,10 @@ pub(crate) fn rescore(
     let mut dots = vec![0.0f32; rows.len()];
     let mut norms = vec![0.0f32; rows.len()];
     kernels.dot_norm(q, prefix, &rows, &mut dots, &mut norms);
-    let mut heap = TopK::new(keep);
+    let mut sel = Selection::new(keep);
     for ((&row, &d), &nn) in rows.iter().zip(&dots).zip(&norms) {
         let s = row_scale(nn, prefix, row)?;
-        heap.push(score(d, s, q, prefix, row), row);
+        sel.push(score(d, s, q, prefix, row), row);
     }
-    Ok(heap.into_sorted())
+    Ok(sel.into_sorted())
 }

@@ -3,7 +3,9 @@
 //! A row-major matrix (a numpy array, a strided row view such as `big[:, :256]`, or a mapped
 //! `.npy` file) is one segment per row. A prefix-blocked file (dims `[0, 64)` of all rows, then
 //! `[64, 128)`, ...; see `store.rs`) is one segment per block, each with its own base and row
-//! stride; the kernels iterate over segments and never assume more.
+//! stride; the kernels iterate over segments and never assume more. The batch kernel wants each
+//! row as one run of whole vector chunks: [`Prefix::chunked_rows`] gives it that, copying the
+//! rows of a multi-segment prefix into a reusable [`RowCopy`].
 
 use std::marker::PhantomData;
 
@@ -22,6 +24,18 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// Columns `[col, col + width)`, row `r`'s run at `base + r * stride` (elements). Reading
+    /// through it is only possible inside a [`Matrix`], whose unsafe constructors state what
+    /// `base` and `stride` must guarantee.
+    pub fn new(col: usize, width: usize, base: *const f32, stride: isize) -> Segment {
+        Segment {
+            col,
+            width,
+            base,
+            stride,
+        }
+    }
+
     /// Pointer to row `row`'s run.
     ///
     /// # Safety
@@ -31,16 +45,6 @@ impl Segment {
         // SAFETY: the Matrix constructor checked that base + row * stride + [0, width) is
         // readable for every row < rows; the caller promises row < rows.
         unsafe { self.base.offset(row as isize * self.stride) }
-    }
-
-    /// Row 0's run (the base of [`Self::row_ptr`]).
-    pub(crate) fn base(&self) -> *const f32 {
-        self.base
-    }
-
-    /// Elements from one row's run to the next.
-    pub(crate) fn stride(&self) -> isize {
-        self.stride
     }
 }
 
@@ -90,40 +94,23 @@ impl<'a> Matrix<'a> {
         Matrix {
             rows,
             cols,
-            segments: vec![Segment {
-                col: 0,
-                width: cols,
-                base: ptr,
-                stride: row_stride,
-            }],
+            segments: vec![Segment::new(0, cols, ptr, row_stride)],
             _borrow: PhantomData,
         }
     }
 
-    /// A matrix made of column runs `(first column, width, base, row stride)` that cover
-    /// `[0, cols)` in order (the prefix-blocked layout: one run per block).
+    /// A matrix made of column segments that cover `[0, cols)` in order (the prefix-blocked
+    /// layout: one segment per block).
     ///
     /// # Safety
-    /// For every run and every `r < rows`, the `width` floats at `base + r * stride` must be
-    /// readable for `'a` and not written to while the matrix is in use.
-    pub unsafe fn from_runs(
-        rows: usize,
-        cols: usize,
-        runs: &[(usize, usize, *const f32, isize)],
-    ) -> Self {
-        debug_assert!(runs.iter().map(|r| r.1).sum::<usize>() == cols);
+    /// For every segment and every `r < rows`, the `width` floats at `base + r * stride` must
+    /// be readable for `'a` and not written to while the matrix is in use.
+    pub unsafe fn from_segments(rows: usize, cols: usize, segments: Vec<Segment>) -> Self {
+        debug_assert!(segments.iter().map(|s| s.width).sum::<usize>() == cols);
         Matrix {
             rows,
             cols,
-            segments: runs
-                .iter()
-                .map(|&(col, width, base, stride)| Segment {
-                    col,
-                    width,
-                    base,
-                    stride,
-                })
-                .collect(),
+            segments,
             _borrow: PhantomData,
         }
     }
@@ -184,6 +171,65 @@ impl Prefix<'_> {
         &self.segments
     }
 
+    /// Number of `lanes`-column chunks a row splits into, segment by segment (the last chunk
+    /// of each segment zero-filled): the unit the batch kernel reads rows and queries in.
+    pub fn chunks(&self, lanes: usize) -> usize {
+        self.segments.iter().map(|s| s.width.div_ceil(lanes)).sum()
+    }
+
+    /// Panics unless every row number is below [`Self::rows`] (the kernels' safety rests on it).
+    pub(crate) fn check_rows(&self, rows: &[usize]) {
+        let n = self.rows;
+        assert!(
+            rows.iter().all(|&r| r < n),
+            "row index out of range ({n} rows)"
+        );
+    }
+
+    /// The rows `rows` as the batch kernel reads them: each one run of `chunks(lanes) * lanes`
+    /// floats, each segment's part zero-padded to whole chunks. When the prefix is one run of
+    /// whole chunks (a row-major matrix, or the first block of a file split there) that is
+    /// where the rows lie; otherwise (several segments, or a width that is not a multiple of
+    /// `lanes`) the rows are copied into `copy`. Panics if a row is out of range.
+    pub(crate) fn chunked_rows<'s>(
+        &'s self,
+        rows: &'s [usize],
+        lanes: usize,
+        copy: &'s mut RowCopy,
+    ) -> ChunkedRows<'s> {
+        self.check_rows(rows);
+        match self.segments() {
+            [seg] if seg.width % lanes == 0 => ChunkedRows {
+                base: seg.base,
+                stride: seg.stride,
+                idx: rows,
+            },
+            segs => {
+                let w = self.chunks(lanes) * lanes;
+                copy.data.clear();
+                copy.data.resize(rows.len() * w, 0.0);
+                for (dst, &row) in copy.data.chunks_exact_mut(w).zip(rows) {
+                    let mut at = 0;
+                    for seg in segs {
+                        // SAFETY: row is in range (checked), so its run in every segment is
+                        // readable for `width` floats (Matrix contract).
+                        let run =
+                            unsafe { std::slice::from_raw_parts(seg.row_ptr(row), seg.width) };
+                        dst[at..at + seg.width].copy_from_slice(run);
+                        at += seg.width.next_multiple_of(lanes);
+                    }
+                }
+                copy.idx.clear();
+                copy.idx.extend(0..rows.len());
+                ChunkedRows {
+                    base: copy.data.as_ptr(),
+                    stride: w as isize,
+                    idx: &copy.idx,
+                }
+            }
+        }
+    }
+
     /// Row `row`'s values in `[0, dim)`, segment by segment (the slow, exact paths use this).
     pub fn row_values(&self, row: usize) -> impl Iterator<Item = f32> + '_ {
         assert!(
@@ -198,4 +244,22 @@ impl Prefix<'_> {
             run.iter().copied()
         })
     }
+}
+
+/// Scratch of [`Prefix::chunked_rows`], reused from block to block: rows copied into whole
+/// chunks when the prefix is not one run of whole chunks.
+#[derive(Clone, Debug, Default)]
+pub struct RowCopy {
+    data: Vec<f32>,
+    idx: Vec<usize>,
+}
+
+/// Rows laid out for the batch kernel by [`Prefix::chunked_rows`]: row `i` is the
+/// `chunks * lanes` floats at `base + idx[i] * stride` (elements), readable while the borrow
+/// lives.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ChunkedRows<'a> {
+    pub base: *const f32,
+    pub stride: isize,
+    pub idx: &'a [usize],
 }

@@ -36,8 +36,8 @@ pub mod layout;
 pub mod pool;
 pub mod quant;
 pub mod search;
+pub mod selection;
 pub mod store;
-pub mod topk;
 
 #[cfg(feature = "python")]
 mod bindings;
@@ -45,6 +45,6 @@ mod bindings;
 pub use error::{Error, Result};
 pub use funnel::funnel;
 pub use kernels::{available, Backend, Kernels};
-pub use layout::{Matrix, Prefix};
+pub use layout::{Matrix, Prefix, Segment};
 pub use search::{topk, Hits, Queries};
 pub use store::NpyFile;

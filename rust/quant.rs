@@ -26,7 +26,7 @@ use crate::kernels::Kernels;
 use crate::pool;
 use crate::search::{check_dim, scan, Hits, Queries};
 use crate::store::NpyFile;
-use crate::topk::{merge, Hit, TopK};
+use crate::selection::{merge, Hit, Selection};
 
 /// The error for a precision the file does not hold; it lists the ones it does.
 pub fn missing_tier(tier: Tier, present: &[Tier]) -> Error {
@@ -320,7 +320,7 @@ const MIN_CHUNK_ROWS: usize = 8192;
 
 /// One thread's selections and buffers.
 struct Worker {
-    heaps: Vec<TopK>,
+    heaps: Vec<Selection>,
     rows: Vec<usize>,
     out: Vec<f32>,
     scratch: Scratch,
@@ -338,7 +338,7 @@ fn scan_codes(scorer: &Scorer<'_>, k: usize) -> Result<Vec<Vec<Hit>>> {
     let starts: Vec<usize> = (0..n).step_by(chunk).collect();
     let new = || -> Result<Worker> {
         Ok(Worker {
-            heaps: (0..nq).map(|_| TopK::new(k)).collect(),
+            heaps: (0..nq).map(|_| Selection::new(k)).collect(),
             rows: Vec::with_capacity(BLOCK_ROWS),
             out: vec![0.0; BLOCK_ROWS * nq],
             scratch: Scratch::default(),
@@ -381,7 +381,7 @@ fn rescore_codes(scorer: &Scorer<'_>, j: usize, list: Vec<Hit>, keep: usize) -> 
     rows.sort_unstable();
     let mut out = vec![0.0f32; rows.len()];
     scorer.score(Some(j), &rows, &mut Scratch::default(), &mut out)?;
-    let mut heap = TopK::new(keep);
+    let mut heap = Selection::new(keep);
     for (&row, &s) in rows.iter().zip(&out) {
         heap.push(s, row);
     }

@@ -1,16 +1,16 @@
 //! `topk`: the fused scan. Rows are split into chunks that run on the pool; each chunk walks
 //! its rows in cache-sized blocks, computes dot products and squared norms with the active
-//! kernels, turns them into cosines and keeps a bounded top-k per query. Chunks are merged by
-//! the total order of [`crate::topk::rank`], so the answer does not depend on the threading.
+//! kernels, turns them into cosines and keeps a bounded [`Selection`] per query. Chunks are merged by
+//! the total order of [`crate::selection::rank`], so the answer does not depend on the threading.
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::kernels::generic::scale_of;
-use crate::kernels::{BatchQueries, Kernels, RowCopy};
-use crate::layout::{Matrix, Prefix};
+use crate::kernels::{Batch, BatchQueries, Kernels};
+use crate::layout::{Matrix, Prefix, RowCopy};
 use crate::pool;
-use crate::topk::{merge, Hit, TopK};
+use crate::selection::{merge, Hit, Selection};
 
 /// Rows per chunk at least (smaller chunks cost more in scheduling than they gain).
 const MIN_CHUNK_ROWS: usize = 4096;
@@ -308,8 +308,8 @@ fn guess_floors(
 fn merge_workers(workers: Vec<Worker<'_>>, nq: usize, k: usize) -> Vec<Vec<Hit>> {
     let mut per_query: Vec<Vec<Vec<Hit>>> = vec![Vec::with_capacity(workers.len()); nq];
     for w in workers {
-        for (j, heap) in w.heaps.into_iter().enumerate() {
-            per_query[j].push(heap.into_vec());
+        for (j, sel) in w.selections.into_iter().enumerate() {
+            per_query[j].push(sel.into_vec());
         }
     }
     if nq > 1 {
@@ -376,7 +376,7 @@ fn block_rows(dim: usize, nq: usize) -> usize {
 /// for every chunk the thread runs (nothing here grows with the corpus).
 struct Worker<'a> {
     job: &'a Job<'a>,
-    heaps: Vec<TopK>,
+    selections: Vec<Selection>,
     block: usize,
     rows: Vec<usize>,
     norms: Vec<f32>,
@@ -406,8 +406,8 @@ impl<'a> Worker<'a> {
         };
         Worker {
             job,
-            heaps: (0..job.nq)
-                .map(|j| TopK::with_floor(k, floors.map_or(f32::NEG_INFINITY, |f| f[j])))
+            selections: (0..job.nq)
+                .map(|j| Selection::with_floor(k, floors.map_or(f32::NEG_INFINITY, |f| f[j])))
                 .collect(),
             block,
             rows: Vec::with_capacity(block),
@@ -455,27 +455,27 @@ impl<'a> Worker<'a> {
         }
         // The padding of the last group never passes.
         self.scales[m..n].fill(f32::NAN);
-        let thr = self.heaps[0].threshold();
+        let sel = &mut self.selections[0];
         kernels.pass_masks(
             &self.dots[..n],
             &self.scales[..n],
-            thr,
+            sel.threshold(),
             &mut self.masks[..groups],
         );
-        self.take_special()?;
-        let heap = &mut self.heaps[0];
-        let masks = &self.masks[..groups];
         select(
-            heap,
+            sel,
             &self.dots[..m],
             &self.scales[..m],
             &self.rows,
-            masks,
+            &self.masks[..groups],
             lanes,
         );
+        // The rows out of range were left unmarked: they are scored apart.
+        self.take_special()?;
+        let sel = &mut self.selections[0];
         for &i in &self.special {
             let row = self.rows[i];
-            heap.push(score(self.dots[i], self.scales[i], qn, prefix, row), row);
+            sel.push(score(self.dots[i], self.scales[i], qn, prefix, row), row);
         }
         Ok(())
     }
@@ -491,38 +491,30 @@ impl<'a> Worker<'a> {
             ..
         } = *self.job;
         let (m, dim) = (self.rows.len(), prefix.dim());
-        for (t, heap) in self.thr.iter_mut().zip(&self.heaps) {
-            *t = heap.threshold();
+        for (t, sel) in self.thr.iter_mut().zip(&self.selections) {
+            *t = sel.threshold();
         }
-        kernels.batch_dots(
-            bq,
+        let mut batch = Batch {
+            queries: bq,
             prefix,
-            &self.rows,
-            &mut self.copy,
-            &mut self.dots,
-            &mut self.norms[..m],
-            &mut self.scales[..m],
-            &self.thr,
-            &mut self.masks,
-        );
+            rows: &self.rows,
+            thr: &self.thr,
+            dots: &mut self.dots,
+            norms: &mut self.norms[..m],
+            scales: &mut self.scales[..m],
+            masks: &mut self.masks,
+        };
+        kernels.batch_dots(&mut batch, &mut self.copy);
+        select_batch(&mut self.selections, &batch);
+        // The rows out of range were left unmarked: every query scores them apart.
         self.take_special()?;
-        let (padded, groups) = (bq.padded(), bq.groups());
-        select_batch(
-            &mut self.heaps,
-            &self.dots,
-            padded,
-            &self.scales[..m],
-            &self.rows,
-            &self.masks[..m * groups],
-            groups,
-            kernels.lanes(),
-        );
+        let padded = bq.padded();
         for &i in &self.special {
             let row = self.rows[i];
-            for (j, heap) in self.heaps.iter_mut().enumerate() {
+            for (j, sel) in self.selections.iter_mut().enumerate() {
                 let q = &qn[j * dim..(j + 1) * dim];
                 let s = score(self.dots[i * padded + j], self.scales[i], q, prefix, row);
-                heap.push(s, row);
+                sel.push(s, row);
             }
         }
         Ok(())
@@ -554,59 +546,53 @@ impl<'a> Worker<'a> {
     }
 }
 
-/// A batch's [`select`]: offers row `rows[i]` with score `dots[i * padded + j] * scales[i]` to
-/// query `j`'s heap for every bit `b` of `masks[i * groups + h]` (`j = h * lanes + b`), each
-/// checked again against the heap's threshold, which may have risen since the kernel took it.
-/// Nearly every row's words are all zero.
-#[allow(clippy::too_many_arguments)]
-fn select_batch(
-    heaps: &mut [TopK],
-    dots: &[f32],
-    padded: usize,
-    scales: &[f32],
-    rows: &[usize],
-    masks: &[u32],
-    groups: usize,
-    lanes: usize,
-) {
-    for (i, (words, (&row, &scale))) in masks
+/// A batch's [`select`], after [`Kernels::batch_dots`]: offers row `rows[i]` with score
+/// `dots[i * padded + j] * scales[i]` to query `j`'s selection for every bit `b` of
+/// `masks[i * groups + h]` (`j = h * lanes + b`), each checked again against the selection's
+/// threshold, which may have risen since the kernel took it. Nearly every row's words are all
+/// zero.
+fn select_batch(selections: &mut [Selection], batch: &Batch<'_>) {
+    let q = batch.queries;
+    let (padded, groups, lanes) = (q.padded(), q.groups(), q.lanes());
+    let m = batch.rows.len();
+    for (i, (words, (&row, &scale))) in batch.masks[..m * groups]
         .chunks_exact(groups)
-        .zip(rows.iter().zip(scales))
+        .zip(batch.rows.iter().zip(&batch.scales[..m]))
         .enumerate()
     {
         if words.iter().fold(0, |a, &w| a | w) == 0 {
             continue;
         }
-        let dots = &dots[i * padded..(i + 1) * padded];
+        let dots = &batch.dots[i * padded..(i + 1) * padded];
         for (h, &word) in words.iter().enumerate() {
             let mut mask = word;
             while mask != 0 {
                 let j = h * lanes + mask.trailing_zeros() as usize;
                 mask &= mask - 1;
                 let v = dots[j] * scale;
-                let heap = &mut heaps[j];
-                if v >= heap.threshold() {
-                    heap.push(finish(v), row);
+                let sel = &mut selections[j];
+                if v >= sel.threshold() {
+                    sel.push(finish(v), row);
                 }
             }
         }
     }
 }
 
-/// Offers rows `rows[i]` with scores `dots[i] * scales[i]` to `heap`, looking only at the rows
-/// the kernel marked (compared with a threshold no higher than the heap's): bit `t` of
+/// Offers rows `rows[i]` with scores `dots[i] * scales[i]` to `sel`, looking only at the rows
+/// the kernel marked (compared with a threshold no higher than the selection's): bit `t` of
 /// `masks[g]` marks row `g * lanes + t`. Most rows lose to the threshold, and rows whose scale
 /// is NaN (scored exactly elsewhere) never pass, so nearly all words are zero.
 #[inline]
 fn select(
-    heap: &mut TopK,
+    sel: &mut Selection,
     dots: &[f32],
     scales: &[f32],
     rows: &[usize],
     masks: &[u32],
     lanes: usize,
 ) {
-    let mut thr = heap.threshold();
+    let mut thr = sel.threshold();
     // Nearly all words are zero: test eight at a time.
     for (c, eight) in masks.chunks(8).enumerate() {
         if eight.iter().fold(0, |a, &m| a | m) == 0 {
@@ -617,7 +603,7 @@ fn select(
                 let g = c * 8 + t;
                 let r = g * lanes..(g * lanes + lanes).min(rows.len());
                 offer(
-                    heap,
+                    sel,
                     &mut thr,
                     mask,
                     &dots[r.clone()],
@@ -633,7 +619,7 @@ fn select(
 /// `thr` (which may have risen since the mask was taken), keeping `thr` up to date.
 #[inline(always)]
 fn offer(
-    heap: &mut TopK,
+    sel: &mut Selection,
     thr: &mut f32,
     mut mask: u32,
     dots: &[f32],
@@ -645,8 +631,8 @@ fn offer(
         mask &= mask - 1;
         let v = dots[t] * scales[t];
         if v >= *thr {
-            heap.push(finish(v), rows[t]);
-            *thr = heap.threshold();
+            sel.push(finish(v), rows[t]);
+            *thr = sel.threshold();
         }
     }
 }

@@ -15,7 +15,7 @@ use memmap2::Mmap;
 
 use crate::blocked::{self, Tier, MAGIC as BLOCKED_MAGIC};
 use crate::error::{Error, Result};
-use crate::layout::Matrix;
+use crate::layout::{Matrix, Segment};
 
 /// What the header says about the array.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,9 +26,20 @@ pub struct Header {
     pub cols: usize,
     /// Byte offset of the data (of the first block).
     pub data_offset: usize,
-    /// Column blocks `(first column, width, byte offset)`, each row-major with row stride
-    /// `width`; a `.npy` file is one block of width `cols`.
-    pub blocks: Vec<(usize, usize, usize)>,
+    /// The column blocks, in column order; a `.npy` file is one block of width `cols`.
+    pub blocks: Vec<Block>,
+}
+
+/// Columns `[col, col + width)` of every row, stored row-major (row stride `width`) from byte
+/// `offset` of the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// First column.
+    pub col: usize,
+    /// Number of columns.
+    pub width: usize,
+    /// Byte offset of row 0 in the file.
+    pub offset: usize,
 }
 
 const MAGIC: &[u8] = b"\x93NUMPY";
@@ -152,7 +163,11 @@ pub fn parse_header(bytes: &[u8], file_len: u64, path: &str) -> Result<Header> {
         rows,
         cols,
         data_offset,
-        blocks: vec![(0, cols, data_offset)],
+        blocks: vec![Block {
+            col: 0,
+            width: cols,
+            offset: data_offset,
+        }],
     })
 }
 
@@ -386,14 +401,14 @@ impl NpyFile {
                 Some(offs) => layout
                     .columns()
                     .zip(offs)
-                    .map(|((c, w), &o)| (c, w, o))
+                    .map(|((col, width), &offset)| Block { col, width, offset })
                     .collect(),
                 None => Vec::new(),
             };
             let header = Header {
                 rows: layout.rows,
                 cols: layout.cols,
-                data_offset: blocks.first().map_or(0, |b| b.2),
+                data_offset: blocks.first().map_or(0, |b| b.offset),
                 blocks,
             };
             (header, Some(layout))
@@ -478,17 +493,13 @@ impl NpyFile {
             return Err(crate::quant::missing_tier(Tier::Float32, &self.tiers()));
         }
         let (rows, cols) = self.shape();
-        let runs: Vec<(usize, usize, *const f32, isize)> = self
+        let segments = self
             .header
             .blocks
             .iter()
-            .map(|&(col, width, offset)| {
-                (
-                    col,
-                    width,
-                    self.map[offset..].as_ptr().cast::<f32>(),
-                    width as isize,
-                )
+            .map(|b| {
+                let base = self.map[b.offset..].as_ptr().cast::<f32>();
+                Segment::new(b.col, b.width, base, b.width as isize)
             })
             .collect();
         // SAFETY: the header parsers checked that every block's offset is a multiple of 4 (64
@@ -497,7 +508,7 @@ impl NpyFile {
         // file (exact total length), so every row r < rows has `width` readable f32s at
         // base + r * width; the blocks cover [0, cols) in order; the map lives as long as the
         // borrow of self, and it is never written.
-        Ok(unsafe { Matrix::from_runs(rows, cols, &runs) })
+        Ok(unsafe { Matrix::from_segments(rows, cols, segments) })
     }
 
     /// `"row-major"` for `.npy` files, `"prefix-blocked"` for the blocked layout.
@@ -668,25 +679,28 @@ mod tests {
         let h = blocked::parse(&bytes, bytes.len() as u64, "b").unwrap();
         assert_eq!((h.rows, h.cols, h.widths.len()), (rows, cols, 7));
         let f32_offs = h.blocks_of(Tier::Float32).unwrap().to_vec();
-        let blocks: Vec<(usize, usize, usize)> =
-            h.columns().zip(f32_offs).map(|((c, w), o)| (c, w, o)).collect();
+        let blocks: Vec<Block> = h
+            .columns()
+            .zip(f32_offs)
+            .map(|((col, width), offset)| Block { col, width, offset })
+            .collect();
         // A file's bytes are only 1-byte aligned in a Vec; copy the blocks into f32 buffers.
         let bufs: Vec<Vec<f32>> = blocks
             .iter()
-            .map(|&(_, w, off)| {
-                bytes[off..off + rows * w * 4]
+            .map(|b| {
+                bytes[b.offset..b.offset + rows * b.width * 4]
                     .chunks(4)
                     .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
                     .collect()
             })
             .collect();
-        let runs: Vec<(usize, usize, *const f32, isize)> = blocks
+        let segments = blocks
             .iter()
             .zip(&bufs)
-            .map(|(&(c, w, _), b)| (c, w, b.as_ptr(), w as isize))
+            .map(|(b, buf)| Segment::new(b.col, b.width, buf.as_ptr(), b.width as isize))
             .collect();
         // SAFETY: each buffer holds rows * width floats, alive for the test.
-        let mb = unsafe { Matrix::from_runs(rows, cols, &runs) };
+        let mb = unsafe { Matrix::from_segments(rows, cols, segments) };
         let mr = Matrix::from_slice(&x, rows, cols).unwrap();
         let q: Vec<f32> = (0..3 * cols)
             .map(|i| ((i * 31 % 97) as f32) - 48.0)

@@ -13,7 +13,7 @@
 use std::array;
 use std::mem::MaybeUninit;
 
-use crate::layout::Segment;
+use crate::layout::{Prefix, Segment};
 
 /// The entry points of a backend: wrappers that instantiate the generic algorithm for the
 /// backend's vector type `$simd`, compiled with the CPU features `$features` if given.
@@ -56,7 +56,7 @@ macro_rules! entry_points {
         /// # Safety
         /// As the generic function; the CPU must support the backend's features.
         $(#[target_feature(enable = $features)])?
-        pub(crate) unsafe fn batch_dots(b: $crate::kernels::generic::Batch<'_>) {
+        pub(crate) unsafe fn batch_dots(b: $crate::kernels::generic::RawBatch<'_>) {
             // SAFETY: forwarded contract; the features are enabled by this function's attribute.
             unsafe { $crate::kernels::generic::batch_dots::<$simd>(b) }
         }
@@ -357,24 +357,18 @@ unsafe fn dot_norm_by_segment<S: Simd>(
 // on the order of its factors). Each row is read once per group pair from L1, while the
 // queries (16 KiB for 64 queries at 64 dims) stay there too.
 
-/// Number of `lanes`-column chunks a row splits into, segment by segment.
-pub(crate) fn chunk_count(segs: &[Segment], lanes: usize) -> usize {
-    segs.iter().map(|s| s.width.div_ceil(lanes)).sum()
-}
-
 /// Lays out unit queries (dense, `dim` columns each) for [`batch_dots`] into `out` (zeroed,
 /// `ceil(nq / LANES)` groups long): query `j = h * LANES + i` is lane `i` of group `h`; column
 /// `l` of its chunk `t` is at `out[h * LANES * chunks * LANES + (l * chunks + t) * LANES + i]`
 /// (zero past a segment's width, and for the missing queries of the last group).
 pub(crate) fn permute_queries(
-    segs: &[Segment],
+    prefix: &Prefix<'_>,
     lanes: usize,
     qn: &[f32],
     nq: usize,
     out: &mut [f32],
 ) {
-    let chunks = chunk_count(segs, lanes);
-    let dim: usize = segs.iter().map(|s| s.width).sum();
+    let (segs, dim, chunks) = (prefix.segments(), prefix.dim(), prefix.chunks(lanes));
     let group_len = lanes * chunks * lanes;
     assert_eq!(
         out.len(),
@@ -413,14 +407,15 @@ pub(crate) fn scale_of(nn: f32) -> f32 {
     }
 }
 
-/// One call of [`batch_dots`]: the queries, the rows, and where each row's results go. Besides
+/// One call of [`batch_dots`], as raw pointers ([`crate::kernels::Batch`] is its safe, checked
+/// form): the queries, the rows, and where each row's results go. Besides
 /// the dot products, the kernel writes each row's squared norm and scale ([`scale_of`]) and
 /// marks the (row, query) pairs worth a look: `masks[i * mask_stride + h]` gets bit `b` set
 /// where `dot(row i, query h * LANES + b) * scales[i] >= thr[h * LANES + b]` (as
 /// [`Simd::pass_mask`]). A scan passes its selections' thresholds, so that the pairs that
 /// lose, nearly all of them, cost no work after the kernel; rows with a NaN scale never pass.
 #[derive(Clone, Copy)]
-pub(crate) struct Batch<'a> {
+pub(crate) struct RawBatch<'a> {
     /// `groups` groups of queries of `chunks` chunks, laid out by [`permute_queries`].
     pub qs: *const f32,
     pub groups: usize,
@@ -470,7 +465,7 @@ pub(crate) unsafe fn pass_masks<S: Simd>(
 }
 
 /// `R` rows against `H` query groups: `outs[r] + h * LANES` receives the dot products of row
-/// `r` with group `h`'s queries, and `masks[r] + h` their bits (see [`Batch`]); `xs[r]` points
+/// `r` with group `h`'s queries, and `masks[r] + h` their bits (see [`RawBatch`]); `xs[r]` points
 /// at row `r`'s `chunks * LANES` values, `qs[h]` at group `h`, `thr[h]` at its thresholds. At
 /// most 4 x 2: 8 accumulators, 2 query vectors and a broadcast fit AVX2's 16 registers with
 /// room to spare (a prototype measured on Zen 3, 64 dims: 4 x 2 43.8 G multiply-adds/s, 2 x 4
@@ -532,7 +527,7 @@ unsafe fn batch_tile<S: Simd, const R: usize, const H: usize, const C: usize>(
 
 /// `out[i * out_stride + j] = x_i . q_j` for the rows `x_i` and the queries `q_j` of `b`;
 /// bitwise as [`dot_norm_block`]. Also writes the rows' norms and scales and the masks (see
-/// [`Batch`]), computing the norms from the rows as it first reads them (prefetched ahead).
+/// [`RawBatch`]), computing the norms from the rows as it first reads them (prefetched ahead).
 ///
 /// # Safety
 /// `b.qs` holds `b.groups` groups of `b.chunks` chunks; for every `i < b.idx.len()`, row `i`
@@ -541,7 +536,7 @@ unsafe fn batch_tile<S: Simd, const R: usize, const H: usize, const C: usize>(
 /// `b.scales` at `i`; `b.thr` is readable for `groups * LANES` floats; the backend's target
 /// features are enabled.
 #[inline(always)]
-pub(crate) unsafe fn batch_dots<S: Simd>(b: Batch<'_>) {
+pub(crate) unsafe fn batch_dots<S: Simd>(b: RawBatch<'_>) {
     // SAFETY: forwarded contract. Each chunk count gets its own loop nest: one shared with the
     // general case ran the 64-dim tile 4% slower (measured).
     unsafe {
@@ -583,8 +578,8 @@ const QUERY_SET_FLOATS: usize = 32 * 1024;
 /// # Safety
 /// As [`batch_dots`].
 #[inline(always)]
-unsafe fn batch_rows<S: Simd, const C: usize>(b: Batch<'_>) {
-    let Batch {
+unsafe fn batch_rows<S: Simd, const C: usize>(b: RawBatch<'_>) {
+    let RawBatch {
         qs,
         groups,
         chunks,

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
-use crate::layout::{Prefix, Segment};
+use crate::layout::{Prefix, RowCopy, Segment};
 
 /// A kernel implementation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,6 +65,17 @@ impl Backend {
         Backend::ALL
             .into_iter()
             .find(|b| b.name() == name.trim().to_ascii_lowercase())
+    }
+
+    /// The backend called `name`, or an error that lists the known and the available ones.
+    pub fn parse(name: &str) -> Result<Backend> {
+        Backend::from_name(name).ok_or_else(|| {
+            Error::Backend(format!(
+                "unknown backend {name:?} (known: {}; available here: {})",
+                names(&Backend::ALL),
+                names(&available())
+            ))
+        })
     }
 
     /// Whether this CPU can run the backend.
@@ -108,18 +119,14 @@ static DEFAULT: OnceLock<std::result::Result<Backend, String>> = OnceLock::new()
 fn default_backend() -> Result<Backend> {
     DEFAULT
         .get_or_init(|| match std::env::var("MATRYO_FAST_BACKEND") {
-            Ok(name) if !name.trim().is_empty() => match Backend::from_name(&name) {
-                Some(b) if b.is_available() => Ok(b),
-                Some(b) => Err(format!(
+            Ok(name) if !name.trim().is_empty() => match Backend::parse(&name) {
+                Ok(b) if b.is_available() => Ok(b),
+                Ok(b) => Err(format!(
                     "MATRYO_FAST_BACKEND={name:?}: backend {b} is not supported by this CPU \
                      (available: {})",
                     names(&available())
                 )),
-                None => Err(format!(
-                    "MATRYO_FAST_BACKEND={name:?} is not a backend (known: scalar, avx2, \
-                     avx512, neon; available here: {})",
-                    names(&available())
-                )),
+                Err(e) => Err(format!("MATRYO_FAST_BACKEND: {e}")),
             },
             _ => Ok(available()[0]),
         })
@@ -159,7 +166,7 @@ pub fn force(backend: Option<Backend>) -> Result<()> {
 
 type DotNormFn = unsafe fn(*const f32, &[Segment], &[usize], &mut [f32], &mut [f32]);
 type PassMaskFn = unsafe fn(*const f32, *const f32, usize, f32, *mut u32);
-type BatchDotFn = unsafe fn(generic::Batch<'_>);
+type BatchDotFn = unsafe fn(generic::RawBatch<'_>);
 
 /// The block operations of one backend, behind safe, checked wrappers.
 #[derive(Clone, Copy)]
@@ -203,15 +210,35 @@ impl BatchQueries {
     pub fn padded(&self) -> usize {
         self.groups() * self.lanes
     }
+
+    /// Queries per group (the lanes of the backend they were laid out for).
+    pub fn lanes(&self) -> usize {
+        self.lanes
+    }
 }
 
-/// Scratch of [`Kernels::batch_dots`], reused from block to block: rows copied into whole
-/// chunks when the prefix is not one run of whole chunks (a blocked file, or a width that is
-/// not a multiple of the lanes).
-#[derive(Clone, Debug, Default)]
-pub struct RowCopy {
-    data: Vec<f32>,
-    idx: Vec<usize>,
+/// One call of [`Kernels::batch_dots`]: the queries and rows it reads, and the buffers it
+/// writes. With `P` = [`BatchQueries::padded`] and `G` = [`BatchQueries::groups`], for
+/// `m = rows.len()` rows: `dots` holds at least `m * P` floats, `masks` `m * G` words,
+/// `norms` and `scales` `m` floats, `thr` `P` floats.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    /// The unit queries, laid out by [`Kernels::batch_queries`] over `prefix`.
+    pub queries: &'a BatchQueries,
+    /// The columns scanned.
+    pub prefix: &'a Prefix<'a>,
+    /// The rows, by row number in the prefix's matrix.
+    pub rows: &'a [usize],
+    /// One selection threshold per query (the missing queries of the last group included).
+    pub thr: &'a [f32],
+    /// Written: row `i`'s dot product with query `j` at `dots[i * P + j]`.
+    pub dots: &'a mut [f32],
+    /// Written: row `i`'s squared norm.
+    pub norms: &'a mut [f32],
+    /// Written: row `i`'s `1/|x_i|`, or NaN (see [`generic::scale_of`]).
+    pub scales: &'a mut [f32],
+    /// Written: bit `b` of `masks[i * G + h]` marks the pair (row `i`, query `h * lanes + b`).
+    pub masks: &'a mut [u32],
 }
 
 impl Kernels {
@@ -263,14 +290,6 @@ impl Kernels {
         }
     }
 
-    fn check_rows(prefix: &Prefix<'_>, rows: &[usize]) {
-        let n = prefix.rows();
-        assert!(
-            rows.iter().all(|&r| r < n),
-            "row index out of range ({n} rows)"
-        );
-    }
-
     /// `dots[i] = q . x` and `norms[i] = |x|^2` over `prefix` for `x = rows[i]`, in one pass.
     pub fn dot_norm(
         &self,
@@ -281,7 +300,7 @@ impl Kernels {
         norms: &mut [f32],
     ) {
         assert!(q.len() >= prefix.dim() && dots.len() >= rows.len() && norms.len() >= rows.len());
-        Self::check_rows(prefix, rows);
+        prefix.check_rows(rows);
         // SAFETY: q covers [0, dim); every row is in range, so every segment run is readable
         // (Matrix contract); the outputs are long enough; `new` checked the CPU features.
         unsafe { (self.dot_norm)(q.as_ptr(), prefix.segments(), rows, dots, norms) }
@@ -292,18 +311,12 @@ impl Kernels {
     pub fn batch_queries(&self, prefix: &Prefix<'_>, qn: &[f32], nq: usize) -> BatchQueries {
         assert_eq!(qn.len(), nq * prefix.dim(), "queries are not nq x dim");
         let lanes = self.lanes();
-        let chunks = generic::chunk_count(prefix.segments(), lanes);
+        let chunks = prefix.chunks(lanes);
         let len = nq.div_ceil(lanes) * lanes * chunks * lanes;
         // 16 floats of slack hold any shift to a 64-byte boundary.
         let mut data = vec![0.0; len + 16];
         let start = data.as_ptr().align_offset(64).min(16);
-        generic::permute_queries(
-            prefix.segments(),
-            lanes,
-            qn,
-            nq,
-            &mut data[start..start + len],
-        );
+        generic::permute_queries(prefix, lanes, qn, nq, &mut data[start..start + len]);
         BatchQueries {
             data,
             start,
@@ -336,92 +349,57 @@ impl Kernels {
         }
     }
 
-    /// `out[i * P + j] = x_i . q_j` over `prefix` for `x_i = rows[i]` and the queries `q_j`,
-    /// where `P` is [`BatchQueries::padded`] (the missing queries of the last group give 0),
+    /// For the batch `b` (see [`Batch`]): `dots[i * P + j] = x_i . q_j` over the prefix for
+    /// `x_i = rows[i]` and the queries `q_j` (the missing queries of the last group give 0),
     /// and `norms[i] = |x_i|^2`, both bitwise as [`Self::dot_norm`] computes them, with
     /// `scales[i]` the row's `1/|x_i|`, or NaN when its squared norm is outside the range that
     /// float32 keeps exact enough (see [`generic::scale_of`]). With them, a bit per (row,
-    /// query): bit `b` of `masks[i * G + h]` (`G` = [`BatchQueries::groups`]) is set where
-    /// `out[i * P + j] * scales[i] >= thr[j]` for `j = h * lanes + b` (the float32 product;
-    /// false when it is NaN), so that a scan looks only at the pairs that pass its selections'
-    /// thresholds.
-    #[allow(clippy::too_many_arguments)]
-    pub fn batch_dots(
-        &self,
-        queries: &BatchQueries,
-        prefix: &Prefix<'_>,
-        rows: &[usize],
-        copy: &mut RowCopy,
-        out: &mut [f32],
-        norms: &mut [f32],
-        scales: &mut [f32],
-        thr: &[f32],
-        masks: &mut [u32],
-    ) {
-        Self::check_rows(prefix, rows);
+    /// query): bit `b` of `masks[i * G + h]` is set where `dots[i * P + j] * scales[i] >=
+    /// thr[j]` for `j = h * lanes + b` (the float32 product; false when it is NaN), so that a
+    /// scan looks only at the pairs that pass its selections' thresholds. `copy` is scratch for
+    /// rows that must be copied into whole chunks ([`Prefix::chunked_rows`]). Panics if a row
+    /// is out of range or a buffer is too short.
+    pub fn batch_dots(&self, b: &mut Batch<'_>, copy: &mut RowCopy) {
         let lanes = self.lanes();
-        let segs = prefix.segments();
-        let chunks = generic::chunk_count(segs, lanes);
+        let chunks = b.prefix.chunks(lanes);
+        let queries = b.queries;
         assert_eq!(queries.lanes, lanes, "queries laid out for another backend");
         assert_eq!(queries.chunks, chunks, "queries and rows differ in width");
-        let (m, padded, groups) = (rows.len(), queries.padded(), queries.groups());
+        let (m, padded, groups) = (b.rows.len(), queries.padded(), queries.groups());
         assert!(
-            out.len() >= m * padded,
+            b.dots.len() >= m * padded,
             "outputs shorter than rows x queries"
         );
         assert!(
-            masks.len() >= m * groups,
+            b.masks.len() >= m * groups,
             "masks shorter than rows x groups"
         );
         assert!(
-            norms.len() >= m && scales.len() >= m,
+            b.norms.len() >= m && b.scales.len() >= m,
             "norms or scales shorter than the rows"
         );
-        assert!(thr.len() >= padded, "fewer thresholds than queries");
-        let (base, stride, idx): (*const f32, isize, &[usize]) = match segs {
-            // One run of whole chunks (a row-major matrix, or the first block of a file split
-            // there): the kernel reads the rows where they are.
-            [seg] if seg.width % lanes == 0 => (seg.base(), seg.stride(), rows),
-            _ => {
-                let w = chunks * lanes;
-                copy.data.clear();
-                copy.data.resize(m * w, 0.0);
-                for (dst, &row) in copy.data.chunks_exact_mut(w).zip(rows) {
-                    let mut at = 0;
-                    for seg in segs {
-                        // SAFETY: row is in range (checked), so its run in every segment is
-                        // readable for `width` floats (Matrix contract).
-                        let run =
-                            unsafe { std::slice::from_raw_parts(seg.row_ptr(row), seg.width) };
-                        dst[at..at + seg.width].copy_from_slice(run);
-                        at += seg.width.next_multiple_of(lanes);
-                    }
-                }
-                copy.idx.clear();
-                copy.idx.extend(0..m);
-                (copy.data.as_ptr(), w as isize, &copy.idx)
-            }
-        };
-        let batch = generic::Batch {
+        assert!(b.thr.len() >= padded, "fewer thresholds than queries");
+        let rows = b.prefix.chunked_rows(b.rows, lanes, copy);
+        let raw = generic::RawBatch {
             qs: queries.data[queries.start..].as_ptr(),
             groups,
             chunks,
-            base,
-            stride,
-            idx,
-            out: out.as_mut_ptr(),
+            base: rows.base,
+            stride: rows.stride,
+            idx: rows.idx,
+            out: b.dots.as_mut_ptr(),
             out_stride: padded,
-            norms: norms.as_mut_ptr(),
-            scales: scales.as_mut_ptr(),
-            thr: thr.as_ptr(),
-            masks: masks.as_mut_ptr(),
+            norms: b.norms.as_mut_ptr(),
+            scales: b.scales.as_mut_ptr(),
+            thr: b.thr.as_ptr(),
+            masks: b.masks.as_mut_ptr(),
             mask_stride: groups,
         };
         // SAFETY: the queries hold `groups` groups of `chunks` chunks for this backend (checked);
-        // each row `base + idx[i] * stride` has `chunks * lanes` readable floats: in the first
-        // case the rows are in range and their one run is `chunks * lanes` wide, in the second
-        // each is a copy of that length; `out`, `masks`, `norms`, `scales` and `thr` hold what
-        // the kernel writes and reads for `m` rows (checked); `new` checked the CPU features.
-        unsafe { (self.batch_dot)(batch) }
+        // each row `base + idx[i] * stride` has `chunks * lanes` readable floats (the contract
+        // of `chunked_rows`, which checked the rows); `dots`, `masks`, `norms`, `scales` and
+        // `thr` hold what the kernel writes and reads for `m` rows (checked); `new` checked the
+        // CPU features.
+        unsafe { (self.batch_dot)(raw) }
     }
 }

@@ -3,9 +3,9 @@
 
 use proptest::prelude::*;
 
-use super::{available, Backend, Kernels, RowCopy};
+use super::{available, Backend, Batch, Kernels};
 use crate::funnel::funnel_with;
-use crate::layout::Matrix;
+use crate::layout::{Matrix, RowCopy, Segment};
 use crate::search::{topk_with, Queries};
 
 /// Dims around every lane width (1, 4, 8, 16) and some odd ones; 32, 64 and 128 are 8 chunks
@@ -140,15 +140,17 @@ fn check_batch_dots(
         let mut masks = vec![u32::MAX; rows * groups];
         let mut copy = RowCopy::default();
         kern.batch_dots(
-            &bq,
-            p,
-            idx,
+            &mut Batch {
+                queries: &bq,
+                prefix: p,
+                rows: idx,
+                thr: &thr,
+                dots: &mut out,
+                norms: &mut norms,
+                scales: &mut scales,
+                masks: &mut masks,
+            },
             &mut copy,
-            &mut out,
-            &mut norms,
-            &mut scales,
-            &thr,
-            &mut masks,
         );
         for i in 0..rows {
             let nn = fused_norms[i];
@@ -230,15 +232,17 @@ fn batch_dots_refuses_short_buffers() {
             let mut masks = vec![0; len(5, rows * groups)];
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 kern.batch_dots(
-                    &bq,
-                    &p,
-                    &idx,
+                    &mut Batch {
+                        queries: &bq,
+                        prefix: &p,
+                        rows: &idx,
+                        thr: &thr,
+                        dots: &mut out,
+                        norms: &mut norms,
+                        scales: &mut scales,
+                        masks: &mut masks,
+                    },
                     &mut RowCopy::default(),
-                    &mut out,
-                    &mut norms,
-                    &mut scales,
-                    &thr,
-                    &mut masks,
                 )
             }));
             assert_eq!(
@@ -566,16 +570,16 @@ fn segment_by_segment_walk_equals_row_by_row_bitwise() {
         .map(|(b, &w)| data(rows * (w + 2), 300 + b as u64))
         .collect();
     let mut col = 0;
-    let runs: Vec<(usize, usize, *const f32, isize)> = widths
+    let segments = widths
         .iter()
         .zip(&blocks)
         .map(|(&w, blk)| {
             col += w;
-            (col - w, w, blk.as_ptr(), (w + 2) as isize)
+            Segment::new(col - w, w, blk.as_ptr(), (w + 2) as isize)
         })
         .collect();
-    // SAFETY: run b's row r is blocks[b][r * (w + 2)..][..w], inside the block for r < rows.
-    let m = unsafe { Matrix::from_runs(rows, cols, &runs) };
+    // SAFETY: segment b's row r is blocks[b][r * (w + 2)..][..w], inside the block for r < rows.
+    let m = unsafe { Matrix::from_segments(rows, cols, segments) };
     let q = data(cols, 9);
     for backend in available() {
         let kern = Kernels::new(backend).unwrap();

@@ -1,4 +1,4 @@
-//! Bounded top-k selection with one total order: score descending, then row ascending.
+//! Bounded best-`k` selection with one total order: score descending, then row ascending.
 //! Because the order is total and scores are never NaN, merging per-thread selections in any
 //! order gives the same result as one sequential pass.
 
@@ -19,26 +19,27 @@ pub fn rank(a: &Hit, b: &Hit) -> Ordering {
     b.score.total_cmp(&a.score).then(a.row.cmp(&b.row))
 }
 
-/// The best `k` hits pushed so far. Hits at or above the threshold go into a buffer of up to
-/// `2k`; when it fills, a linear-time selection keeps the best `k` and raises the threshold to
-/// the worst of them. Each push costs O(1) amortized, whatever `k` (a heap costs O(log k) per
-/// insertion, which dominates a funnel's large first-stage shortlists).
+/// The best `k` hits pushed so far (one query's running selection; not a heap). Hits at or
+/// above the threshold go into a buffer of up to `2k`; when it fills, a linear-time selection
+/// keeps the best `k` and raises the threshold to the worst of them. Each push costs O(1)
+/// amortized, whatever `k` (a heap costs O(log k) per insertion, which dominates a funnel's
+/// large first-stage shortlists).
 #[derive(Clone, Debug)]
-pub struct TopK {
+pub struct Selection {
     k: usize,
     threshold: f32,
     buf: Vec<Hit>,
 }
 
-impl TopK {
+impl Selection {
     /// An empty selection of at most `k` hits.
-    pub fn new(k: usize) -> TopK {
+    pub fn new(k: usize) -> Selection {
         let threshold = if k == 0 {
             f32::INFINITY
         } else {
             f32::NEG_INFINITY
         };
-        TopK {
+        Selection {
             k,
             threshold,
             buf: Vec::with_capacity(k.saturating_mul(2).min(4096)),
@@ -48,8 +49,8 @@ impl TopK {
     /// An empty selection of at most `k` hits that refuses hits scoring below `floor` (a
     /// guess of the `k`-th best score; if fewer than `k` hits reach it, the selection ends
     /// with fewer than `k` and the caller must search again without it).
-    pub fn with_floor(k: usize, floor: f32) -> TopK {
-        let mut t = TopK::new(k);
+    pub fn with_floor(k: usize, floor: f32) -> Selection {
+        let mut t = Selection::new(k);
         t.threshold = t.threshold.max(floor);
         t
     }
@@ -139,18 +140,18 @@ mod tests {
 
     proptest! {
         #[test]
-        fn heap_equals_full_sort(scores in proptest::collection::vec(-3i8..3, 0..200), k in 0usize..50) {
+        fn selection_equals_full_sort(scores in proptest::collection::vec(-3i8..3, 0..200), k in 0usize..50) {
             // Few distinct scores, so ties are frequent.
             let hits: Vec<Hit> = scores.iter().enumerate().map(|(row, &s)| Hit { score: f32::from(s), row }).collect();
             let mut want = hits.clone();
             want.sort_by(rank);
             want.truncate(k);
-            let mut h = TopK::new(k);
-            for x in &hits { h.push(x.score, x.row); }
-            prop_assert_eq!(h.into_sorted(), want.clone());
+            let mut s = Selection::new(k);
+            for x in &hits { s.push(x.score, x.row); }
+            prop_assert_eq!(s.into_sorted(), want.clone());
             // Split into parts, select each, merge: same answer.
             let parts: Vec<Vec<Hit>> = hits.chunks(7).map(|c| {
-                let mut t = TopK::new(k);
+                let mut t = Selection::new(k);
                 for x in c { t.push(x.score, x.row); }
                 t.into_vec()
             }).collect();

@@ -641,3 +641,104 @@ pub fn pack_bits(r: &[f32], out: &mut Vec<u8>) {
         out.push(byte);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn write(dir: &Path, name: &str, x: &[f32], rows: usize, widths: &[usize], tiers: &[Tier]) -> Vec<u8> {
+        let cols: usize = widths.iter().sum();
+        let mut ranges = vec![-1.0f32; cols];
+        ranges.extend(vec![1.0f32; cols]);
+        let path = dir.join(name);
+        let mut w = Writer::create(&path, rows, widths, tiers, Some(&ranges).filter(|_| tiers.contains(&Tier::Int8)).map(|r| r.as_slice()), true).unwrap();
+        for batch in x.chunks(7 * cols) {
+            w.write_rows(batch).unwrap();
+        }
+        w.finish().unwrap();
+        std::fs::read(path).unwrap()
+    }
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("mf-blocked-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn roundtrip_every_tier_set() {
+        let dir = tmpdir("rt");
+        let (rows, widths) = (23usize, [16usize, 16, 5]);
+        let cols = 37;
+        let x: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919 % 1013) as f32 / 506.5) - 1.0).collect();
+        for bits in 1u32..8 {
+            let tiers: Vec<Tier> = Tier::ALL.into_iter().filter(|t| bits & t.bit() != 0).collect();
+            let bytes = write(&dir, "a.mfb", &x, rows, &widths, &tiers);
+            let l = parse(&bytes, bytes.len() as u64, "a").unwrap();
+            assert_eq!((l.rows, l.cols, l.tiers.clone()), (rows, cols, tiers.clone()));
+            if let Some(offs) = l.blocks_of(Tier::Float32) {
+                // Block 2, row 4, column 1 is x[4][33].
+                let at = offs[2] + (4 * 5 + 1) * 4;
+                assert_eq!(f32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), x[4 * cols + 33]);
+                let n = l.norms_of(Tier::Float32).unwrap();
+                let at = n[0] + 4 * 4;
+                let want = x[4 * cols..4 * cols + 16].iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt() as f32;
+                assert_eq!(f32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), want);
+            }
+            if let Some(offs) = l.blocks_of(Tier::Binary) {
+                let mut want = Vec::new();
+                pack_bits(&x[4 * cols + 32..5 * cols], &mut want);
+                assert_eq!(bytes[offs[2] + 4], want[0]);
+            }
+            if let Some(offs) = l.blocks_of(Tier::Int8) {
+                let p = l.int8.as_ref().unwrap();
+                assert_eq!(bytes[offs[1] + 4 * 16 + 3] as i8, p.code(x[4 * cols + 19], 19));
+            }
+            // A corrupt copy: every header byte changed in turn parses or fails, never panics.
+            for pos in 0..64.min(bytes.len()) {
+                let mut v = bytes.clone();
+                v[pos] ^= 0x5a;
+                let _ = parse(&v, v.len() as u64, "a");
+            }
+            assert!(parse(&bytes[..bytes.len() - 1], bytes.len() as u64 - 1, "a").unwrap_err().to_string().contains("truncated"));
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn writer_refuses_bad_input_and_leaves_nothing() {
+        let dir = tmpdir("bad");
+        let path = dir.join("b.mfb");
+        let err = |r: Result<Writer>| r.unwrap_err().to_string();
+        assert!(err(Writer::create(&path, 3, &[8], &[Tier::Int8], None, false)).contains("ranges"));
+        let nan = [f32::NAN, 0.0, 1.0, 1.0];
+        assert!(err(Writer::create(&path, 3, &[2], &[Tier::Int8], Some(&nan), false)).contains("NaN"));
+        assert!(err(Writer::create(&path, 3, &[2], &[Tier::Int8], Some(&[0.0, 0.0, 1.0]), false)).contains("shape"));
+        assert!(err(Writer::create(&path, 3, &[2], &[Tier::Int8], Some(&[2.0, 0.0, 1.0, 1.0]), false)).contains("below"));
+        assert!(err(Writer::create(&path, 3, &[4, 4], &[Tier::Binary], None, false)).contains("multiple of 8"));
+        assert!(err(Writer::create(&path, 3, &[8], &[], None, false)).contains("no tier"));
+        let mut w = Writer::create(&path, 3, &[2], &[Tier::Float32], None, false).unwrap();
+        assert!(w.write_rows(&[1.0, f32::INFINITY]).unwrap_err().to_string().contains("row 0"));
+        w.write_rows(&[1.0, 2.0]).unwrap();
+        assert!(w.write_rows(&[1.0; 6]).unwrap_err().to_string().contains("do not fit"));
+        assert!(w.finish().unwrap_err().to_string().contains("only 1 of the 3"));
+        // Nothing under the final name, and no temporary file left beside it.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    proptest! {
+        #[test]
+        fn fuzz_v2_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..400), bits in 0u32..9, nblocks in 0u32..5) {
+            let mut v = MAGIC.to_vec();
+            v.extend(2u32.to_le_bytes());
+            v.extend(nblocks.to_le_bytes());
+            v.extend(tail);
+            if v.len() >= 36 {
+                v[32..36].copy_from_slice(&bits.to_le_bytes());
+            }
+            let _ = parse(&v, v.len() as u64, "f");
+        }
+    }
+}

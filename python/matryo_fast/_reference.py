@@ -183,11 +183,14 @@ def int8_codes(x: npt.ArrayLike, ranges: npt.ArrayLike) -> npt.NDArray[np.int8]:
 
 
 def int8_values(codes: npt.ArrayLike, ranges: npt.ArrayLike) -> F64:
-    """The de-quantized values: each code's bin centre ``min + step * (code + 128.5)``."""
+    """The de-quantized values: each code's bin centre ``min + step * (code + 128.5)``,
+    evaluated in float32 as the contract defines it (a centre near zero keeps the sign that
+    float32 rounding gives it), returned as float64."""
     r = np.asarray(ranges, dtype=np.float32)
-    start, step = r[0].astype(np.float64), ((r[1] - r[0]) / np.float32(255)).astype(np.float64)
-    step = np.where(step == 0, 1.0, step)
-    out: F64 = start + step * (np.asarray(codes, dtype=np.float64) + 128.5)
+    start, step = r[0], (r[1] - r[0]) / np.float32(255)
+    step = np.where(step == 0, np.float32(1), step).astype(np.float32)
+    half = np.asarray(codes, dtype=np.float32) + np.float32(128.5)
+    out: F64 = (start + step * half).astype(np.float64)
     return out
 
 

@@ -380,3 +380,7 @@ impl QuantKernels {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "quant_tests.rs"]
+mod tests;

@@ -119,9 +119,10 @@ impl PyBlockedWriter {
             .map(|t| Tier::from_name(t))
             .collect::<Result<Vec<_>, _>>()?;
         let ranges = match &ranges {
-            Some(r) => Some(r.as_slice().map_err(|_| {
-                PyValueError::new_err("ranges must be C-contiguous")
-            })?),
+            Some(r) => Some(
+                r.as_slice()
+                    .map_err(|_| PyValueError::new_err("ranges must be C-contiguous"))?,
+            ),
             None => None,
         };
         let w = Writer::create(&path, rows, &widths, &tiers, ranges, overwrite)?;
@@ -135,7 +136,10 @@ impl PyBlockedWriter {
         let x = batch.as_slice().map_err(|_| {
             PyValueError::new_err("batch must be C-contiguous; use np.ascontiguousarray(batch)")
         })?;
-        let mut guard = self.inner.lock().map_err(|_| PyOSError::new_err("writer poisoned"))?;
+        let mut guard = self
+            .inner
+            .lock()
+            .map_err(|_| PyOSError::new_err("writer poisoned"))?;
         let w = guard
             .as_mut()
             .ok_or_else(|| PyValueError::new_err("the writer is closed"))?;
@@ -145,7 +149,10 @@ impl PyBlockedWriter {
 
     /// Flushes, syncs and renames the file into place; returns its path.
     fn finish(&self, py: Python<'_>) -> PyResult<String> {
-        let mut guard = self.inner.lock().map_err(|_| PyOSError::new_err("writer poisoned"))?;
+        let mut guard = self
+            .inner
+            .lock()
+            .map_err(|_| PyOSError::new_err("writer poisoned"))?;
         let w = guard
             .take()
             .ok_or_else(|| PyValueError::new_err("the writer is closed"))?;
@@ -155,7 +162,10 @@ impl PyBlockedWriter {
 
     /// Discards the file being written.
     fn abort(&self) -> PyResult<()> {
-        let mut guard = self.inner.lock().map_err(|_| PyOSError::new_err("writer poisoned"))?;
+        let mut guard = self
+            .inner
+            .lock()
+            .map_err(|_| PyOSError::new_err("writer poisoned"))?;
         drop(guard.take());
         Ok(())
     }
@@ -251,7 +261,10 @@ fn quantized_file(corpus: &CorpusArg<'_>, tiers: &[Tier]) -> PyResult<Arc<NpyFil
     match corpus {
         CorpusArg::File(f) => Ok(Arc::clone(f)),
         CorpusArg::Array(_) => {
-            let t = tiers.iter().find(|t| **t != Tier::Float32).map_or("", |t| t.name());
+            let t = tiers
+                .iter()
+                .find(|t| **t != Tier::Float32)
+                .map_or("", |t| t.name());
             Err(PyValueError::new_err(format!(
                 "precision {t:?} needs a prefix-blocked file that holds that tier (a numpy \
                  array is float32 only): write one with save_prefix_blocked(path, x, \
@@ -306,8 +319,7 @@ fn py_funnel<'py>(
     if tiers.iter().any(|t| *t != Tier::Float32) {
         let file = quantized_file(&corpus, &tiers)?;
         let queries = Queries::new(query_slice(&query)?, qcols)?;
-        let hits =
-            py.detach(|| quant::funnel(&file, queries, &dims, &tiers, &candidates, k))?;
+        let hits = py.detach(|| quant::funnel(&file, queries, &dims, &tiers, &candidates, k))?;
         return to_arrays(py, hits);
     }
     funnel::check_plan(&dims, &candidates, k, qcols, corpus.cols())?;

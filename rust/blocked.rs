@@ -143,7 +143,9 @@ impl Int8Params {
     /// The code of value `x` in column `c` (as sentence-transformers computes it in float32).
     #[inline]
     pub fn code(&self, x: f32, c: usize) -> i8 {
-        let u = ((x - self.start[c]) / self.step[c]).floor().clamp(0.0, 255.0);
+        let u = ((x - self.start[c]) / self.step[c])
+            .floor()
+            .clamp(0.0, 255.0);
         (u as i32 - 128) as i8
     }
 
@@ -226,7 +228,9 @@ impl Layout {
             }
         }
         if has(Tier::Int8) != int8.is_some() {
-            return Err(bad("int8 ranges go with the int8 tier and only with it".into()));
+            return Err(bad(
+                "int8 ranges go with the int8 tier and only with it".into()
+            ));
         }
         let usz = |v: u64| usize::try_from(v).map_err(|_| large());
         let mut end: u64 = if version == 1 {
@@ -300,7 +304,13 @@ impl Layout {
         v.extend((self.widths.len() as u32).to_le_bytes());
         v.extend((self.rows as u64).to_le_bytes());
         v.extend((self.cols as u64).to_le_bytes());
-        v.extend(self.tiers.iter().map(|t| t.bit()).sum::<u32>().to_le_bytes());
+        v.extend(
+            self.tiers
+                .iter()
+                .map(|t| t.bit())
+                .sum::<u32>()
+                .to_le_bytes(),
+        );
         v.extend(0u32.to_le_bytes());
         for &w in &self.widths {
             v.extend((w as u64).to_le_bytes());
@@ -340,7 +350,10 @@ pub fn parse(bytes: &[u8], file_len: u64, path: &str) -> Result<Layout> {
         )));
     }
     let nblocks = u32_at(12).ok_or_else(truncated)? as usize;
-    let (rows, cols) = (u64_at(16).ok_or_else(truncated)?, u64_at(24).ok_or_else(truncated)?);
+    let (rows, cols) = (
+        u64_at(16).ok_or_else(truncated)?,
+        u64_at(24).ok_or_else(truncated)?,
+    );
     let (tiers, widths_at) = if version == 1 {
         (vec![Tier::Float32], 32)
     } else {
@@ -348,7 +361,10 @@ pub fn parse(bytes: &[u8], file_len: u64, path: &str) -> Result<Layout> {
         if bits == 0 || bits > 7 || u32_at(36) != Some(0) {
             return Err(bad(format!("unknown tier set {bits:#x}")));
         }
-        let tiers: Vec<Tier> = Tier::ALL.into_iter().filter(|t| bits & t.bit() != 0).collect();
+        let tiers: Vec<Tier> = Tier::ALL
+            .into_iter()
+            .filter(|t| bits & t.bit() != 0)
+            .collect();
         (tiers, 40)
     };
     // Each width takes 8 bytes of the header: more blocks than that cannot be read.
@@ -370,10 +386,7 @@ pub fn parse(bytes: &[u8], file_len: u64, path: &str) -> Result<Layout> {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         let cols_u = n / 8;
-        Some(
-            Int8Params::new(&vals, cols_u)
-                .map_err(|e| bad(format!("corrupt int8 ranges: {e}")))?,
-        )
+        Some(Int8Params::new(&vals, cols_u).map_err(|e| bad(format!("corrupt int8 ranges: {e}")))?)
     } else {
         None
     };
@@ -433,11 +446,7 @@ impl Writer {
         let cols: usize = widths.iter().sum();
         let int8 = match (tiers.contains(&Tier::Int8), ranges) {
             (true, Some(r)) => Some(Int8Params::new(r, cols)?),
-            (true, None) => {
-                return Err(Error::DimMismatch(
-                    "the int8 tier needs ranges".into(),
-                ))
-            }
+            (true, None) => return Err(Error::DimMismatch("the int8 tier needs ranges".into())),
             (false, _) => None,
         };
         let widths64: Vec<u64> = widths.iter().map(|&w| w as u64).collect();
@@ -484,9 +493,7 @@ impl Writer {
         // From here on, dropping `w` removes the temporary file.
         let header = w.layout.header();
         let len = w.layout.len;
-        let res = file
-            .set_len(len)
-            .and_then(|()| file.write_all(&header));
+        let res = file.set_len(len).and_then(|()| file.write_all(&header));
         w.file = Some(file);
         res.map_err(io_err(&w.tmp))?;
         Ok(w)
@@ -536,12 +543,14 @@ impl Writer {
                         self.buf.extend(r.iter().flat_map(|v| v.to_le_bytes()));
                     }),
                     Tier::Int8 => {
-                        let p = self.layout.int8.as_ref().ok_or_else(|| {
-                            Error::DimMismatch("int8 tier without ranges".into())
-                        })?;
+                        let p =
+                            self.layout.int8.as_ref().ok_or_else(|| {
+                                Error::DimMismatch("int8 tier without ranges".into())
+                            })?;
                         for r in rows {
-                            self.buf
-                                .extend(r.iter().enumerate().map(|(i, &v)| p.code(v, col + i) as u8));
+                            self.buf.extend(
+                                r.iter().enumerate().map(|(i, &v)| p.code(v, col + i) as u8),
+                            );
                         }
                     }
                     Tier::Binary => rows.for_each(|r| pack_bits(r, &mut self.buf)),
@@ -647,12 +656,29 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn write(dir: &Path, name: &str, x: &[f32], rows: usize, widths: &[usize], tiers: &[Tier]) -> Vec<u8> {
+    fn write(
+        dir: &Path,
+        name: &str,
+        x: &[f32],
+        rows: usize,
+        widths: &[usize],
+        tiers: &[Tier],
+    ) -> Vec<u8> {
         let cols: usize = widths.iter().sum();
         let mut ranges = vec![-1.0f32; cols];
         ranges.extend(vec![1.0f32; cols]);
         let path = dir.join(name);
-        let mut w = Writer::create(&path, rows, widths, tiers, Some(&ranges).filter(|_| tiers.contains(&Tier::Int8)).map(|r| r.as_slice()), true).unwrap();
+        let mut w = Writer::create(
+            &path,
+            rows,
+            widths,
+            tiers,
+            Some(&ranges)
+                .filter(|_| tiers.contains(&Tier::Int8))
+                .map(|r| r.as_slice()),
+            true,
+        )
+        .unwrap();
         for batch in x.chunks(7 * cols) {
             w.write_rows(batch).unwrap();
         }
@@ -671,20 +697,38 @@ mod tests {
         let dir = tmpdir("rt");
         let (rows, widths) = (23usize, [16usize, 16, 5]);
         let cols = 37;
-        let x: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919 % 1013) as f32 / 506.5) - 1.0).collect();
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919 % 1013) as f32 / 506.5) - 1.0)
+            .collect();
         for bits in 1u32..8 {
-            let tiers: Vec<Tier> = Tier::ALL.into_iter().filter(|t| bits & t.bit() != 0).collect();
+            let tiers: Vec<Tier> = Tier::ALL
+                .into_iter()
+                .filter(|t| bits & t.bit() != 0)
+                .collect();
             let bytes = write(&dir, "a.mfb", &x, rows, &widths, &tiers);
             let l = parse(&bytes, bytes.len() as u64, "a").unwrap();
-            assert_eq!((l.rows, l.cols, l.tiers.clone()), (rows, cols, tiers.clone()));
+            assert_eq!(
+                (l.rows, l.cols, l.tiers.clone()),
+                (rows, cols, tiers.clone())
+            );
             if let Some(offs) = l.blocks_of(Tier::Float32) {
                 // Block 2, row 4, column 1 is x[4][33].
                 let at = offs[2] + (4 * 5 + 1) * 4;
-                assert_eq!(f32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), x[4 * cols + 33]);
+                assert_eq!(
+                    f32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()),
+                    x[4 * cols + 33]
+                );
                 let n = l.norms_of(Tier::Float32).unwrap();
                 let at = n[0] + 4 * 4;
-                let want = x[4 * cols..4 * cols + 16].iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt() as f32;
-                assert_eq!(f32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), want);
+                let want = x[4 * cols..4 * cols + 16]
+                    .iter()
+                    .map(|&v| f64::from(v).powi(2))
+                    .sum::<f64>()
+                    .sqrt() as f32;
+                assert_eq!(
+                    f32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()),
+                    want
+                );
             }
             if let Some(offs) = l.blocks_of(Tier::Binary) {
                 let mut want = Vec::new();
@@ -693,7 +737,10 @@ mod tests {
             }
             if let Some(offs) = l.blocks_of(Tier::Int8) {
                 let p = l.int8.as_ref().unwrap();
-                assert_eq!(bytes[offs[1] + 4 * 16 + 3] as i8, p.code(x[4 * cols + 19], 19));
+                assert_eq!(
+                    bytes[offs[1] + 4 * 16 + 3] as i8,
+                    p.code(x[4 * cols + 19], 19)
+                );
             }
             // A corrupt copy: every header byte changed in turn parses or fails, never panics.
             for pos in 0..64.min(bytes.len()) {
@@ -701,7 +748,12 @@ mod tests {
                 v[pos] ^= 0x5a;
                 let _ = parse(&v, v.len() as u64, "a");
             }
-            assert!(parse(&bytes[..bytes.len() - 1], bytes.len() as u64 - 1, "a").unwrap_err().to_string().contains("truncated"));
+            assert!(
+                parse(&bytes[..bytes.len() - 1], bytes.len() as u64 - 1, "a")
+                    .unwrap_err()
+                    .to_string()
+                    .contains("truncated")
+            );
         }
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -713,16 +765,60 @@ mod tests {
         let err = |r: Result<Writer>| r.unwrap_err().to_string();
         assert!(err(Writer::create(&path, 3, &[8], &[Tier::Int8], None, false)).contains("ranges"));
         let nan = [f32::NAN, 0.0, 1.0, 1.0];
-        assert!(err(Writer::create(&path, 3, &[2], &[Tier::Int8], Some(&nan), false)).contains("NaN"));
-        assert!(err(Writer::create(&path, 3, &[2], &[Tier::Int8], Some(&[0.0, 0.0, 1.0]), false)).contains("shape"));
-        assert!(err(Writer::create(&path, 3, &[2], &[Tier::Int8], Some(&[2.0, 0.0, 1.0, 1.0]), false)).contains("below"));
-        assert!(err(Writer::create(&path, 3, &[4, 4], &[Tier::Binary], None, false)).contains("multiple of 8"));
+        assert!(err(Writer::create(
+            &path,
+            3,
+            &[2],
+            &[Tier::Int8],
+            Some(&nan),
+            false
+        ))
+        .contains("NaN"));
+        assert!(err(Writer::create(
+            &path,
+            3,
+            &[2],
+            &[Tier::Int8],
+            Some(&[0.0, 0.0, 1.0]),
+            false
+        ))
+        .contains("shape"));
+        assert!(err(Writer::create(
+            &path,
+            3,
+            &[2],
+            &[Tier::Int8],
+            Some(&[2.0, 0.0, 1.0, 1.0]),
+            false
+        ))
+        .contains("below"));
+        assert!(err(Writer::create(
+            &path,
+            3,
+            &[4, 4],
+            &[Tier::Binary],
+            None,
+            false
+        ))
+        .contains("multiple of 8"));
         assert!(err(Writer::create(&path, 3, &[8], &[], None, false)).contains("no tier"));
         let mut w = Writer::create(&path, 3, &[2], &[Tier::Float32], None, false).unwrap();
-        assert!(w.write_rows(&[1.0, f32::INFINITY]).unwrap_err().to_string().contains("row 0"));
+        assert!(w
+            .write_rows(&[1.0, f32::INFINITY])
+            .unwrap_err()
+            .to_string()
+            .contains("row 0"));
         w.write_rows(&[1.0, 2.0]).unwrap();
-        assert!(w.write_rows(&[1.0; 6]).unwrap_err().to_string().contains("do not fit"));
-        assert!(w.finish().unwrap_err().to_string().contains("only 1 of the 3"));
+        assert!(w
+            .write_rows(&[1.0; 6])
+            .unwrap_err()
+            .to_string()
+            .contains("do not fit"));
+        assert!(w
+            .finish()
+            .unwrap_err()
+            .to_string()
+            .contains("only 1 of the 3"));
         // Nothing under the final name, and no temporary file left beside it.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         std::fs::remove_dir_all(dir).unwrap();

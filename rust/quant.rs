@@ -21,12 +21,12 @@ use rayon::prelude::*;
 use crate::blocked::{Int8Params, Tier};
 use crate::error::{Error, Result};
 use crate::funnel::{check_counts, rescore as rescore_f32};
-use crate::kernels::quant::{binary_words, row_words, CodeSeg, QuantKernels};
+use crate::kernels::quant::{binary_words, row_words, CodeSeg, Int8Job, Int8Out, QuantKernels};
 use crate::kernels::Kernels;
 use crate::pool;
 use crate::search::{check_dim, scan, Hits, Queries};
-use crate::store::NpyFile;
 use crate::selection::{merge, Hit, Selection};
+use crate::store::NpyFile;
 
 /// The error for a precision the file does not hold; it lists the ones it does.
 pub fn missing_tier(tier: Tier, present: &[Tier]) -> Error {
@@ -242,8 +242,9 @@ impl<'a> Scorer<'a> {
                 };
                 s.words.resize(*words, 0);
                 s.ham.resize(m * nq, 0);
+                let codes = (&self.segs[..], self.rows);
                 self.kernels
-                    .hamming(&self.segs, self.rows, q, nq, rows, &mut s.words, &mut s.ham);
+                    .hamming(codes, q, nq, rows, &mut s.words, &mut s.ham);
                 let d = self.dim as f64;
                 for (o, &h) in out.iter_mut().zip(&s.ham[..m * nq]) {
                     *o = ((d - 2.0 * f64::from(h)) / d) as f32;
@@ -263,19 +264,21 @@ impl<'a> Scorer<'a> {
                 s.v.resize(dim, 0.0);
                 s.dots.resize(m * nq, 0.0);
                 s.tails.resize(m, 0.0);
-                self.kernels.int8(
-                    &self.segs,
-                    self.rows,
-                    &params.start,
-                    &params.step,
-                    q,
+                let job = Int8Job {
+                    segs: &self.segs,
+                    start: &params.start,
+                    step: &params.step,
+                    qs: q,
                     nq,
                     rows,
-                    *tail_from,
-                    &mut s.v,
-                    &mut s.dots,
-                    &mut s.tails,
-                );
+                    tail_from: *tail_from,
+                };
+                let buffers = Int8Out {
+                    v: &mut s.v,
+                    dots: &mut s.dots,
+                    tails: &mut s.tails,
+                };
+                self.kernels.int8(job, self.rows, buffers);
                 for (i, &row) in rows.iter().enumerate() {
                     let nb = match base {
                         // SAFETY: row < rows (the kernel checked it) and the norm array holds
@@ -474,7 +477,10 @@ pub fn funnel(
             }
         });
     }
-    Ok(Hits::from_lists(lists.unwrap_or_default(), keep[keep.len() - 1]))
+    Ok(Hits::from_lists(
+        lists.unwrap_or_default(),
+        keep[keep.len() - 1],
+    ))
 }
 
 /// `f(j, list)` for every query's list, on the pool when there are several.
@@ -491,6 +497,10 @@ fn per_query(
                 .collect()
         })
     } else {
-        lists.into_iter().enumerate().map(|(j, l)| f(j, l)).collect()
+        lists
+            .into_iter()
+            .enumerate()
+            .map(|(j, l)| f(j, l))
+            .collect()
     }
 }

@@ -179,35 +179,54 @@ pub(crate) unsafe fn dequantize(
     }
 }
 
-/// `out[i * nq + j] = dot(q_j, v_i)` over the prefix, `v_i` row `rows[i]` de-quantized, and
+/// What the int8 kernel reads: the prefix's code segments and de-quantization, the queries,
+/// and the rows to score.
+#[derive(Clone, Copy)]
+pub(crate) struct Int8Job<'a> {
+    /// The prefix's segments (covering `[0, dim)`).
+    pub segs: &'a [CodeSeg],
+    /// Per column `min` and `step` (at least `dim` of each).
+    pub start: &'a [f32],
+    pub step: &'a [f32],
+    /// Unit queries, `nq x dim`.
+    pub qs: &'a [f32],
+    pub nq: usize,
+    pub rows: &'a [usize],
+    /// First column of the norm tail (see [`int8_generic`]).
+    pub tail_from: usize,
+}
+
+/// What the int8 kernel writes (and its scratch).
+pub(crate) struct Int8Out<'a> {
+    /// Scratch: one de-quantized row, `dim` long.
+    pub v: &'a mut [f32],
+    /// `rows x nq` dot products.
+    pub dots: &'a mut [f32],
+    /// Per row, the float64 sum of its squared values over `[tail_from, dim)`.
+    pub tails: &'a mut [f64],
+}
+
+/// `dots[i * nq + j] = dot(q_j, v_i)` over the prefix, `v_i` row `rows[i]` de-quantized, and
 /// `tails[i]` the float64 sum of `v_i[c]^2` for `c` in `[tail_from, dim)`.
 ///
 /// # Safety
 /// Every row is a row of the tier; `qs.len() == nq * dim`; `v.len() == dim` (the prefix
-/// width, covered by `segs`, `start` and `step`); `out.len() >= rows.len() * nq`,
+/// width, covered by `segs`, `start` and `step`); `dots.len() >= rows.len() * nq`,
 /// `tails.len() >= rows.len()`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn int8_generic<const FUSED: bool>(
-    segs: &[CodeSeg],
-    start: &[f32],
-    step: &[f32],
-    qs: &[f32],
-    nq: usize,
-    rows: &[usize],
-    tail_from: usize,
-    v: &mut [f32],
-    out: &mut [f32],
-    tails: &mut [f64],
-) {
-    let dim = v.len();
-    for (i, &row) in rows.iter().enumerate() {
+unsafe fn int8_generic<const FUSED: bool>(job: Int8Job<'_>, out: Int8Out<'_>) {
+    let dim = out.v.len();
+    let nq = job.nq;
+    for (i, &row) in job.rows.iter().enumerate() {
         // SAFETY: forwarded contract.
-        unsafe { dequantize(segs, start, step, row, v) };
-        for (o, q) in out[i * nq..(i + 1) * nq].iter_mut().zip(qs.chunks_exact(dim)) {
-            *o = dot16::<FUSED>(q, v);
+        unsafe { dequantize(job.segs, job.start, job.step, row, out.v) };
+        for (o, q) in out.dots[i * nq..(i + 1) * nq]
+            .iter_mut()
+            .zip(job.qs.chunks_exact(dim))
+        {
+            *o = dot16::<FUSED>(q, out.v);
         }
-        tails[i] = v[tail_from..]
+        out.tails[i] = out.v[job.tail_from..]
             .iter()
             .map(|&x| f64::from(x) * f64::from(x))
             .sum();
@@ -215,18 +234,7 @@ unsafe fn int8_generic<const FUSED: bool>(
 }
 
 type HammingFn = unsafe fn(&[CodeSeg], &[u64], usize, &[usize], &mut [u64], &mut [u32]);
-type Int8Fn = unsafe fn(
-    &[CodeSeg],
-    &[f32],
-    &[f32],
-    &[f32],
-    usize,
-    &[usize],
-    usize,
-    &mut [f32],
-    &mut [f32],
-    &mut [f64],
-);
+type Int8Fn = unsafe fn(Int8Job<'_>, Int8Out<'_>);
 
 macro_rules! wrappers {
     ($name:ident, $fused:literal $(, $features:literal)?) => {
@@ -255,23 +263,9 @@ macro_rules! wrappers {
             /// # Safety
             /// As the generic function; the CPU must support the features.
             $(#[target_feature(enable = $features)])?
-            #[allow(clippy::too_many_arguments)]
-            pub(crate) unsafe fn int8(
-                segs: &[CodeSeg],
-                start: &[f32],
-                step: &[f32],
-                qs: &[f32],
-                nq: usize,
-                rows: &[usize],
-                tail_from: usize,
-                v: &mut [f32],
-                out: &mut [f32],
-                tails: &mut [f64],
-            ) {
+            pub(crate) unsafe fn int8(job: Int8Job<'_>, out: Int8Out<'_>) {
                 // SAFETY: forwarded contract; the features are enabled by the attribute.
-                unsafe {
-                    int8_generic::<$fused>(segs, start, step, qs, nq, rows, tail_from, v, out, tails)
-                }
+                unsafe { int8_generic::<$fused>(job, out) }
             }
         }
     };
@@ -281,7 +275,11 @@ wrappers!(scalar, false);
 #[cfg(target_arch = "x86_64")]
 wrappers!(avx2, true, "avx2,fma,popcnt");
 #[cfg(target_arch = "x86_64")]
-wrappers!(avx512, true, "avx512f,avx512bw,avx512vpopcntdq,avx2,fma,popcnt");
+wrappers!(
+    avx512,
+    true,
+    "avx512f,avx512bw,avx512vpopcntdq,avx2,fma,popcnt"
+);
 #[cfg(target_arch = "aarch64")]
 wrappers!(neon, true, "neon");
 
@@ -308,9 +306,10 @@ impl QuantKernels {
         }
         match backend {
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx512 if std::arch::is_x86_feature_detected!("avx512vpopcntdq")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("popcnt") =>
+            Backend::Avx512
+                if std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("popcnt") =>
             {
                 of!(avx512, "avx512-vpopcntdq")
             }
@@ -329,18 +328,18 @@ impl QuantKernels {
         self.name
     }
 
-    /// Hamming distances of `rows` to the `nq` queries `qt` (transposed words); see
-    /// [`hamming_generic`]. Rows are checked against `nrows`.
+    /// Hamming distances of `rows` (of a tier of `nrows` rows, checked) to the `nq` queries
+    /// `qt` (transposed words); see [`hamming_generic`].
     pub(crate) fn hamming(
         &self,
-        segs: &[CodeSeg],
-        nrows: usize,
+        codes: (&[CodeSeg], usize),
         qt: &[u64],
         nq: usize,
         rows: &[usize],
         scratch: &mut [u64],
         out: &mut [u32],
     ) {
+        let (segs, nrows) = codes;
         let words = binary_words(segs);
         assert!(rows.iter().all(|&r| r < nrows), "row out of range");
         assert!(qt.len() == words * nq && scratch.len() == words && out.len() >= rows.len() * nq);
@@ -350,34 +349,17 @@ impl QuantKernels {
         unsafe { (self.hamming)(segs, qt, nq, rows, scratch, out) }
     }
 
-    /// Int8 dot products and tail norms; see [`int8_generic`]. Rows are checked against
-    /// `nrows`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn int8(
-        &self,
-        segs: &[CodeSeg],
-        nrows: usize,
-        start: &[f32],
-        step: &[f32],
-        qs: &[f32],
-        nq: usize,
-        rows: &[usize],
-        tail_from: usize,
-        v: &mut [f32],
-        out: &mut [f32],
-        tails: &mut [f64],
-    ) {
-        let dim = v.len();
-        assert!(rows.iter().all(|&r| r < nrows), "row out of range");
-        assert!(segs.iter().all(|s| s.col + s.width <= dim));
-        assert!(start.len() >= dim && step.len() >= dim && qs.len() == nq * dim);
-        assert!(out.len() >= rows.len() * nq && tails.len() >= rows.len() && tail_from <= dim);
+    /// Int8 dot products and tail norms of `job.rows` (of a tier of `nrows` rows, checked);
+    /// see [`int8_generic`].
+    pub(crate) fn int8(&self, job: Int8Job<'_>, nrows: usize, out: Int8Out<'_>) {
+        let dim = out.v.len();
+        assert!(job.rows.iter().all(|&r| r < nrows), "row out of range");
+        assert!(job.segs.iter().all(|s| s.col + s.width <= dim));
+        assert!(job.start.len() >= dim && job.step.len() >= dim && job.qs.len() == job.nq * dim);
+        assert!(out.dots.len() >= job.rows.len() * job.nq && out.tails.len() >= job.rows.len());
+        assert!(job.tail_from <= dim);
         // SAFETY: as `hamming`; the buffers have the lengths the kernel needs (checked).
-        unsafe {
-            (self.int8)(
-                segs, start, step, qs, nq, rows, tail_from, v, out, tails,
-            )
-        }
+        unsafe { (self.int8)(job, out) }
     }
 }
 

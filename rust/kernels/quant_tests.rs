@@ -3,12 +3,14 @@
 
 use proptest::prelude::*;
 
-use super::{binary_words, CodeSeg, QuantKernels};
+use super::{binary_words, CodeSeg, Int8Job, Int8Out, QuantKernels};
 use crate::blocked::pack_bits;
 use crate::kernels::{available, Backend};
 
 /// Widths around byte, word and vector boundaries.
-const WIDTHS: [usize; 17] = [1, 3, 7, 8, 9, 15, 16, 17, 63, 64, 65, 100, 127, 128, 129, 256, 300];
+const WIDTHS: [usize; 17] = [
+    1, 3, 7, 8, 9, 15, 16, 17, 63, 64, 65, 100, 127, 128, 129, 256, 300,
+];
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -22,9 +24,12 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// `(first column, width, row stride in bytes)` of each block.
+type Segs = Vec<(usize, usize, usize)>;
+
 /// Blocks of `widths` over `rows` rows of `x` (`rows x cols`), each packed (binary) or as
 /// codes, with their segments.
-fn blocks(x: &[f32], rows: usize, widths: &[usize], binary: bool) -> (Vec<Vec<u8>>, Vec<(usize, usize, usize)>) {
+fn blocks(x: &[f32], rows: usize, widths: &[usize], binary: bool) -> (Vec<Vec<u8>>, Segs) {
     let cols: usize = widths.iter().sum();
     let (mut out, mut segs, mut col) = (Vec::new(), Vec::new(), 0);
     for &w in widths {
@@ -59,12 +64,21 @@ fn code_segs(bufs: &[Vec<u8>], segs: &[(usize, usize, usize)], dim: usize) -> Ve
 
 /// Bit-by-bit Hamming distance of the signs of two value prefixes.
 fn naive_hamming(a: &[f32], b: &[f32]) -> u32 {
-    a.iter().zip(b).map(|(x, y)| u32::from((*x > 0.0) != (*y > 0.0))).sum()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| u32::from((*x > 0.0) != (*y > 0.0)))
+        .sum()
 }
 
 /// The queries' words, transposed, as `quant.rs` builds them (through `row_words` on the
 /// packed query).
-fn query_words(q: &[f32], nq: usize, cols: usize, widths: &[usize], dim: usize) -> (Vec<u64>, Vec<u64>) {
+fn query_words(
+    q: &[f32],
+    nq: usize,
+    cols: usize,
+    widths: &[usize],
+    dim: usize,
+) -> (Vec<u64>, Vec<u64>) {
     let (bufs, segs) = blocks(q, nq, widths, true);
     let cs = code_segs(&bufs, &segs, dim);
     let words = binary_words(&cs);
@@ -88,7 +102,11 @@ fn hamming_every_backend_equals_bit_by_bit() {
     for backend in available() {
         let k = QuantKernels::new(backend);
         for &cols in &WIDTHS {
-            let widths: Vec<usize> = if cols > 64 { vec![64, cols - 64] } else { vec![cols] };
+            let widths: Vec<usize> = if cols > 64 {
+                vec![64, cols - 64]
+            } else {
+                vec![cols]
+            };
             for rows in [1usize, 5, 33] {
                 for nq in [1usize, 3, 8, 17, 64] {
                     let x = values(rows * cols, (cols * 7 + rows) as u64);
@@ -100,14 +118,19 @@ fn hamming_every_backend_equals_bit_by_bit() {
                         let mut scratch = vec![0u64; binary_words(&cs)];
                         let mut out = vec![0u32; rows * nq];
                         let idx: Vec<usize> = (0..rows).rev().collect();
-                        k.hamming(&cs, rows, &qt, nq, &idx, &mut scratch, &mut out);
+                        k.hamming((&cs, rows), &qt, nq, &idx, &mut scratch, &mut out);
                         for (i, &r) in idx.iter().enumerate() {
                             for j in 0..nq {
                                 let want = naive_hamming(
                                     &q[j * cols..j * cols + dim],
                                     &x[r * cols..r * cols + dim],
                                 );
-                                assert_eq!(out[i * nq + j], want, "{} cols {cols} dim {dim} nq {nq}", k.name());
+                                assert_eq!(
+                                    out[i * nq + j],
+                                    want,
+                                    "{} cols {cols} dim {dim} nq {nq}",
+                                    k.name()
+                                );
                             }
                         }
                     }
@@ -117,8 +140,18 @@ fn hamming_every_backend_equals_bit_by_bit() {
     }
 }
 
-fn int8_case(cols: usize, rows: usize, nq: usize, dim: usize, k: &QuantKernels) -> (Vec<f32>, Vec<f64>, Vec<f64>, Vec<f64>) {
-    let widths: Vec<usize> = if cols > 64 { vec![64, cols - 64] } else { vec![cols] };
+fn int8_case(
+    cols: usize,
+    rows: usize,
+    nq: usize,
+    dim: usize,
+    k: &QuantKernels,
+) -> (Vec<f32>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let widths: Vec<usize> = if cols > 64 {
+        vec![64, cols - 64]
+    } else {
+        vec![cols]
+    };
     let x = values(rows * cols, cols as u64 * 3 + 1);
     let q = values(nq * dim, nq as u64 + 5);
     let start: Vec<f32> = (0..cols).map(|c| -1.0 - c as f32 / 100.0).collect();
@@ -130,7 +163,24 @@ fn int8_case(cols: usize, rows: usize, nq: usize, dim: usize, k: &QuantKernels) 
     let mut out = vec![0.0f32; rows * nq];
     let mut tails = vec![0.0f64; rows];
     let idx: Vec<usize> = (0..rows).collect();
-    k.int8(&cs, rows, &start, &step, &q, nq, &idx, tail_from, &mut v, &mut out, &mut tails);
+    let job = Int8Job {
+        segs: &cs,
+        start: &start,
+        step: &step,
+        qs: &q,
+        nq,
+        rows: &idx,
+        tail_from,
+    };
+    k.int8(
+        job,
+        rows,
+        Int8Out {
+            v: &mut v,
+            dots: &mut out,
+            tails: &mut tails,
+        },
+    );
     // float64 from the codes, written independently.
     let mut want = vec![0.0f64; rows * nq];
     let mut want_tails = vec![0.0f64; rows];
@@ -162,7 +212,11 @@ fn int8_every_backend_close_to_float64_and_scalar() {
                     let (s_out, ..) = int8_case(cols, 9, nq, dim, &scalar);
                     let scale = (dim as f64).sqrt() * 4.0;
                     for i in 0..out.len() {
-                        assert!((f64::from(out[i]) - want[i]).abs() <= 1e-6 * scale, "{} {cols} {dim}", k.name());
+                        assert!(
+                            (f64::from(out[i]) - want[i]).abs() <= 1e-6 * scale,
+                            "{} {cols} {dim}",
+                            k.name()
+                        );
                         assert!((out[i] - s_out[i]).abs() as f64 <= 1e-6 * scale);
                     }
                     for (t, w) in tails.iter().zip(&want_tails) {
@@ -204,7 +258,7 @@ proptest! {
             let k = QuantKernels::new(backend);
             let mut scratch = vec![0u64; binary_words(&cs)];
             let mut out = vec![0u32; rows * nq];
-            k.hamming(&cs, rows, &qt, nq, &idx, &mut scratch, &mut out);
+            k.hamming((&cs, rows), &qt, nq, &idx, &mut scratch, &mut out);
             for r in 0..rows {
                 for j in 0..nq {
                     prop_assert_eq!(out[r * nq + j], naive_hamming(&q[j * cols..j * cols + dim], &x[r * cols..r * cols + dim]));

@@ -37,6 +37,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from matryo_fast._reference import normalised_prefix
+from matryo_fast._timing import interleaved_times
+
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
@@ -164,9 +167,8 @@ def normalized_prefix_copy(corpus: F32, dim: int, norms: F32, chunk: int = 65536
 
 
 def normalize_rows(q: F32) -> F32:
-    """Rows divided by their L2 norm (zero rows stay zero)."""
-    n = np.linalg.norm(q, axis=1, keepdims=True)
-    return np.ascontiguousarray(q / np.where(n > 0, n, 1), dtype=np.float32)
+    """Rows scaled to unit L2 norm (zero rows stay zero), as float32."""
+    return np.ascontiguousarray(normalised_prefix(q, q.shape[1]), dtype=np.float32)
 
 
 def topk_from_scores(scores: F32, k: int) -> tuple[I64, F32]:
@@ -346,32 +348,25 @@ def time_rounds(
         elif repeats > 0:
             runs = max(repeats, min(MORE_RUNS * repeats, int(FAST_S / max(warm, 1e-9))))
         plan[name] = (runs, warm, probe.delta_mb if probe else None, result)
-    rounds = max(1, repeats)
-    times: dict[str, list[float]] = {name: [] for name in plan}
-    for r in range(rounds):
-        for name in plan:
-            if name in got:
-                continue
-            runs = plan[name][0]
-            # Spread evenly over the rounds, the remainder first: `runs` in all.
-            turn = math.ceil(runs * (r + 1) / rounds) - math.ceil(runs * r / rounds)
-            if turn <= 0:
-                continue
-            if last != name:
-                time.sleep(pause_s)
-            last = name
-            try:
-                for _ in range(turn):
-                    gc.collect()
-                    t0 = time.perf_counter()
-                    fns[name]()
-                    times[name].append(time.perf_counter() - t0)
-            except Exception as e:  # noqa: BLE001 - as above
-                got[name] = e
+    last_turn = [last]
+
+    def before_turn(name: str) -> None:
+        if last_turn[0] != name:
+            time.sleep(pause_s)
+        last_turn[0] = name
+
+    timed = interleaved_times(
+        {name: fns[name] for name in plan},
+        {name: p[0] for name, p in plan.items()},
+        repeats,
+        before_turn=before_turn,
+        before_run=gc.collect,
+    )
     for name, (runs, warm, peak, result) in plan.items():
-        if name in got:
+        ts = timed[name]
+        if isinstance(ts, Exception):
+            got[name] = ts
             continue
-        ts = times[name]
         got[name] = Timing(
             median_s=statistics.median(ts),
             min_s=min(ts),
@@ -383,6 +378,71 @@ def time_rounds(
             times_s=ts,
         )
     return {name: got[name] for name in fns}
+
+
+# --------------------------------------------------------------------------------------------
+# Methods: the one runner every benchmark times its peers with
+# --------------------------------------------------------------------------------------------
+
+
+class NotAvailable(Exception):
+    """A method cannot run this case; the message says why."""
+
+
+def need_memory(nbytes: float, what: str) -> None:
+    """Raises :class:`NotAvailable` unless ``nbytes`` (with a 25% margin) are available."""
+    import psutil
+
+    avail = psutil.virtual_memory().available
+    if nbytes * 1.25 > avail:
+        raise NotAvailable(f"{what} needs ~{nbytes / 1e9:.1f} GB, only {avail / 1e9:.1f} GB available")
+
+
+def not_run(e: Exception) -> str:
+    """Why a method has no timing, for its table row."""
+    if isinstance(e, NotAvailable):
+        return f"n/a: {e}"
+    msg = str(e).splitlines()[0][:100] if str(e) else ""
+    return f"n/a: {type(e).__name__}: {msg}"
+
+
+@dataclass
+class MethodResult:
+    """One method's outcome in :func:`run_methods`: its timing, or why there is none."""
+
+    timing: Timing | None
+    why: str = ""
+
+
+def run_methods(
+    setups: dict[str, Callable[[], Callable[[], Any]]],
+    repeats: int,
+    *,
+    label: str = "",
+    slow_s: float = 2.0,
+    budget_s: float = 10.0,
+    memory: bool = True,
+    pause_s: float = PAUSE_S,
+) -> dict[str, MethodResult]:
+    """Sets up every method (``setups[name]()`` returns the call to time; a setup that raises
+    is reported, not fatal), times the calls together in interleaved rounds
+    (:func:`time_rounds`), prints each median after ``label``, and returns the results in the
+    order of ``setups``."""
+    results: dict[str, MethodResult] = {}
+    calls: dict[str, Callable[[], Any]] = {}
+    for name, setup in setups.items():
+        try:
+            calls[name] = setup()
+        except Exception as e:  # noqa: BLE001 - a peer failing is reported, not fatal
+            results[name] = MethodResult(None, not_run(e))
+    timed = time_rounds(calls, repeats, slow_s=slow_s, budget_s=budget_s, memory=memory, pause_s=pause_s)
+    for name, got in timed.items():
+        results[name] = MethodResult(None, not_run(got)) if isinstance(got, Exception) else MethodResult(got)
+    for name in setups:
+        r = results[name]
+        shown = f"{fmt_ms(r.timing.median_s)} ms" if r.timing else r.why
+        print(f"  {label}{name}: {shown}", flush=True)
+    return {name: results[name] for name in setups}
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,9 +549,8 @@ def exact_topk_f64(
 
     Sorted by (score desc, index asc). Chunked: never holds more than ``chunk`` rows in float64.
     """
-    q = queries[:, :dim].astype(np.float64)
-    qn = q / np.where((n := np.linalg.norm(q, axis=1, keepdims=True)) > 0, n, 1)
-    b = q.shape[0]
+    qn = normalised_prefix(queries, dim)
+    b = qn.shape[0]
     best_s = np.empty((b, 0))
     best_i = np.empty((b, 0), dtype=np.int64)
     for s in range(0, corpus.shape[0], chunk):
@@ -520,14 +579,6 @@ def cosine_f64(corpus: F32, query: F32, dim: int, idx: Sequence[int] | I64) -> n
     out = np.empty_like(s)
     out[order] = np.clip(s, -1, 1)
     return out
-
-
-def recall_at_k(ref: I64, got: I64) -> float:
-    """Mean fraction of each reference top-k row found in the corresponding result row."""
-    ref = np.asarray(ref).reshape(len(ref), -1)
-    got = np.asarray(got).reshape(len(ref), -1)
-    hits = [len(set(r.tolist()) & set(g.tolist())) / len(r) for r, g in zip(ref, got, strict=True)]
-    return float(np.mean(hits))
 
 
 @dataclass

@@ -37,12 +37,15 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import _harness as h
 import bench_topk as bt
 import numpy as np
+
+from matryo_fast._metrics import recall_at_k
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -137,7 +140,7 @@ class Report:
 
 
 def recall(truth: np.ndarray, got: np.ndarray) -> float:
-    return h.recall_at_k(np.asarray(truth), np.asarray(got))
+    return recall_at_k(got, truth)
 
 
 def plan_line(args: argparse.Namespace, plan: Any, tune_s: float, tune_note: str) -> str:
@@ -233,14 +236,15 @@ class QualityData:
 
 
 def quality_data(args: argparse.Namespace) -> QualityData:
-    from matryo_fast.demo import _read_tsv, _sentences, default_data_dir
+    from matryo_fast._extras import default_data_dir
+    from matryo_fast.demo import corpus_sentences, read_tsv
 
     data = args.text_data or default_data_dir()
     if not (data / "stsb" / "test.tsv").is_file():
         raise SystemExit(f"no STS-B data under {data}; pass --text-data or set MATRYO_FAST_DATA")
-    texts, pairs = _sentences(data)
+    texts, pairs = corpus_sentences(data)
     row_of = {t: i for i, t in enumerate(texts)}
-    cands = sorted({row_of[r["sentence1"]] for r in _read_tsv(data / "stsb" / "test.tsv")})
+    cands = sorted({row_of[r["sentence1"]] for r in read_tsv(data / "stsb" / "test.tsv")})
     need = args.tune_queries + args.eval_queries
     if need > len(cands):
         raise SystemExit(f"only {len(cands)} distinct STS-B test sentence1 queries; asked {need}")
@@ -275,7 +279,7 @@ def embeddings(
     model: str | None, qd: QualityData, data_dir: Path, log: Any
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """(queries, corpus file rows, how) for one model: the needed rows of a cached encoding."""
-    from matryo_fast.demo import _build_corpus
+    from matryo_fast.demo import build_corpus
 
     needed = np.concatenate([qd.query_rows, qd.corpus_rows])
     cached = f"quality-{_slug(model)}-all{len(qd.texts)}.npy"
@@ -286,7 +290,7 @@ def embeddings(
     elif len(needed) == len(qd.texts):
         print(f"quality: encoding {len(qd.texts):,} sentences into {full} ...", flush=True)
         full.parent.mkdir(parents=True, exist_ok=True)
-        _build_corpus(qd.texts, full, model)
+        build_corpus(qd.texts, full, model)
         src, how, pick = full, f"encoded into {full}", needed
     else:
         digest = hashlib.sha1(needed.tobytes()).hexdigest()[:10]
@@ -294,7 +298,7 @@ def embeddings(
         if not _valid_npy(src, len(needed)):
             print(f"quality: encoding {len(needed):,} sentences into {src} ...", flush=True)
             src.parent.mkdir(parents=True, exist_ok=True)
-            _build_corpus([qd.texts[i] for i in needed], src, model)
+            build_corpus([qd.texts[i] for i in needed], src, model)
             how = f"encoded {len(needed):,} sentences into {src}"
         else:
             how = f"reused {src}"
@@ -371,17 +375,18 @@ def quality_one(
     for b in args.batches:
         q = eval_q[:b]
         qq = q[0] if b == 1 else q
-        got = h.time_rounds(
+        got = h.run_methods(
             {
-                "funnel": lambda qq=qq: plan.search(qq, corpus),
-                "exact": lambda qq=qq: mf.topk(qq, corpus, dim=full, k=k),
+                "funnel": partial(partial, plan.search, qq, corpus),
+                "exact": partial(partial, mf.topk, qq, corpus, dim=full, k=k),
             },
             args.repeats,
+            label=f"{name} batch {len(q)} ",
             memory=False,
         )
-        for failed in (v for v in got.values() if isinstance(v, Exception)):
-            raise failed
-        tf, te = got["funnel"], got["exact"]
+        tf, te = got["funnel"].timing, got["exact"].timing
+        if tf is None or te is None:
+            raise RuntimeError(f"{name}: {got['funnel'].why or got['exact'].why}")
         rows.append(
             [
                 str(len(q)),
@@ -402,6 +407,11 @@ def quality_one(
         f"quality, {name}: held-out recall@{k} {held:.4f} >= {args.target}: "
         f"{'PASS' if ok else 'FAIL'} (plan {plan_str(plan)}, {plan.speedup:.1f}x less read)"
     ]
+
+
+def _setup(make: Callable[[bt.Ctx], bt.Run], ctx: bt.Ctx, q: np.ndarray) -> Callable[[], Any]:
+    """The call that times the method made by ``make`` on the queries ``q``."""
+    return partial(make(ctx), q)
 
 
 def quality(mf: Any, args: argparse.Namespace, say: Report) -> list[str]:
@@ -502,9 +512,9 @@ def speed(mf: Any, args: argparse.Namespace, say: Report) -> tuple[list[str], in
     norms = h.prefix_norms(x, full)
     prepared: Any
     try:
-        bt._need_memory(n * full * 4, "the prepared copy")
+        h.need_memory(n * full * 4, "the prepared copy")
         prepared = h.normalized_prefix_copy(x, full, norms)
-    except bt.NotAvailable as e:
+    except h.NotAvailable as e:
         prepared = e
     prep_s = time.perf_counter() - t0
     say(f"- float64 oracle ({bmax} queries), norms and prepared copy: {prep_s:.1f} s, untimed")
@@ -553,21 +563,14 @@ def speed(mf: Any, args: argparse.Namespace, say: Report) -> tuple[list[str], in
     for b in args.batches:
         q = eval_q[:b]
         ctx = bt.Ctx(x, str(path), full, k, b, args.threads, corpus, norms, prepared)
-        res: dict[str, tuple[h.Timing | None, str]] = {}
-        runs: dict[str, Callable[[], Any]] = {}
-        for name, _label, _reads, make in methods:
-            try:
-                run = make(ctx)
-                runs[name] = lambda r=run, q=q: r(q)
-            except Exception as e:  # noqa: BLE001 - a peer failing is reported, not fatal
-                res[name] = (None, bt.not_run(e))
-        timed = h.time_rounds(runs, args.repeats, slow_s=args.slow_s, budget_s=args.budget_s)
-        for name, got in timed.items():
-            res[name] = (None, bt.not_run(got)) if isinstance(got, Exception) else (got, "")
-        for name, _label, _reads, _make in methods:
-            got_t = res[name][0]
-            shown = f"{h.fmt_ms(got_t.median_s)} ms" if got_t else res[name][1]
-            print(f"  batch {b} {name}: {shown}", flush=True)
+        timed = h.run_methods(
+            {name: partial(_setup, make, ctx, q) for name, _label, _reads, make in methods},
+            args.repeats,
+            label=f"batch {b} ",
+            slow_s=args.slow_s,
+            budget_s=args.budget_s,
+        )
+        res = {name: (r.timing, r.why) for name, r in timed.items()}
         ft = res["funnel"][0]
         rows = []
         for name, label, reads, _make in methods:

@@ -23,6 +23,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import _harness as h
@@ -35,8 +36,7 @@ import numpy as np
 # --------------------------------------------------------------------------------------------
 
 
-class NotAvailable(Exception):
-    """The method cannot run this case; the message says why."""
+NotAvailable = h.NotAvailable
 
 
 @dataclass
@@ -96,14 +96,6 @@ def make_mf_array(ctx: Ctx) -> Run:
     return _mf_run(ctx, ctx.corpus)
 
 
-def _need_memory(nbytes: float, what: str) -> None:
-    import psutil
-
-    avail = psutil.virtual_memory().available
-    if nbytes * 1.25 > avail:
-        raise NotAvailable(f"{what} needs ~{nbytes / 1e9:.1f} GB, only {avail / 1e9:.1f} GB available")
-
-
 def _prepared(ctx: Ctx) -> np.ndarray:
     if isinstance(ctx.prepared, NotAvailable):
         raise ctx.prepared
@@ -114,7 +106,7 @@ def make_np_naive(ctx: Ctx) -> Run:
     # What a user writes first: slice the prefix, re-normalize the whole slice (an N x dim copy,
     # plus the x*x temporary inside np.linalg.norm), matmul, argpartition + argsort.
     n = ctx.corpus.shape[0]
-    _need_memory(2 * n * ctx.dim * 4 + n * ctx.batch * 4, "the per-call normalized copy")
+    h.need_memory(2 * n * ctx.dim * 4 + n * ctx.batch * 4, "the per-call normalized copy")
     x, dim, k = ctx.corpus, ctx.dim, ctx.k
 
     def run(q: np.ndarray) -> tuple[np.ndarray, Any]:
@@ -416,40 +408,24 @@ def set_threads(n: int) -> list[str]:
     return done
 
 
-def not_run(e: Exception) -> str:
-    """Why a method has no timing, for its table row (also used by bench_funnel.py)."""
-    if isinstance(e, NotAvailable):
-        return f"n/a: {e}"
-    msg = str(e).splitlines()[0][:100] if str(e) else ""
-    return f"n/a: {type(e).__name__}: {msg}"
-
-
 def run_case(
     ctx: Ctx, methods: list[Method], q: np.ndarray, args: argparse.Namespace
 ) -> dict[str, tuple[Method, h.Timing | None, str]]:
-    """Time every method on one (dim, batch) case, in interleaved rounds
-    (:func:`_harness.time_rounds`); a method that cannot run gets a reason."""
-    results: dict[str, tuple[Method, h.Timing | None, str]] = {}
-    runs: dict[str, Callable[[], Any]] = {}
+    """Time every method on one (dim, batch) case with :func:`_harness.run_methods`; a method
+    that cannot run gets a reason."""
+    got = h.run_methods(
+        {m.name: partial(_setup, m, ctx, q) for m in methods},
+        args.repeats,
+        label=f"dim {ctx.dim} batch {ctx.batch} ",
+        slow_s=args.slow_s,
+        budget_s=args.budget_s,
+    )
+    return {m.name: (m, got[m.name].timing, got[m.name].why) for m in methods}
 
-    def failed(m: Method, e: Exception) -> tuple[Method, None, str]:
-        return (m, None, not_run(e))
 
-    for m in methods:
-        try:
-            run = m.make(ctx)
-            runs[m.name] = lambda r=run: r(q)
-        except Exception as e:  # noqa: BLE001 - a peer failing is reported, not fatal
-            results[m.name] = failed(m, e)
-    timed = h.time_rounds(runs, args.repeats, slow_s=args.slow_s, budget_s=args.budget_s)
-    by_name = {m.name: m for m in methods}
-    for name, got in timed.items():
-        results[name] = failed(by_name[name], got) if isinstance(got, Exception) else (by_name[name], got, "")
-    for m in methods:
-        t = results[m.name][1]
-        shown = f"{h.fmt_ms(t.median_s)} ms" if t else results[m.name][2]
-        print(f"  dim {ctx.dim} batch {ctx.batch} {m.name}: {shown}", flush=True)
-    return {m.name: results[m.name] for m in methods}
+def _setup(m: Method, ctx: Ctx, q: np.ndarray) -> Callable[[], Any]:
+    """The call that times method ``m`` on the queries ``q``."""
+    return partial(m.make(ctx), q)
 
 
 def table_rows(
@@ -694,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
         prepared: Any = NotAvailable("not built (no selected method needs it)")
         if PREPARED_NEEDED & set(args.methods):
             try:
-                _need_memory(n * dim * 4, "the prepared copy")
+                h.need_memory(n * dim * 4, "the prepared copy")
                 prepared = h.normalized_prefix_copy(x, dim, norms)
             except NotAvailable as e:
                 prepared = e

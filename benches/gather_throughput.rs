@@ -6,7 +6,8 @@
 //! bench-funnel`; otherwise the first rounds read it from disk. No peer; it shows what a change
 //! to the gather path does, on the file the funnel benchmark searches.
 //!
-//! Usage: `gather_throughput [FILE]` (default: the funnel benchmark's split-at-64 copy).
+//! Usage: `cargo bench --bench gather_throughput -- [FILE]` (default: the funnel benchmark's
+//! split-at-64 copy); `cargo bench` also passes `--bench`, which is skipped.
 
 use std::time::Instant;
 
@@ -16,7 +17,8 @@ const DEFAULT: &str = "build/bench/mrl-clustered-v1_n1000000_d768_seed0.s64.mfb"
 
 fn main() -> matryo_fast::Result<()> {
     let path = std::env::args()
-        .nth(1)
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
         .unwrap_or_else(|| DEFAULT.to_string());
     let file = NpyFile::open(&path)?;
     let m = file.matrix().expect("a float32 tier");

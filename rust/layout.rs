@@ -4,7 +4,7 @@
 //! `.npy` file) is one segment per row. A prefix-blocked file (dims `[0, 64)` of all rows, then
 //! `[64, 128)`, ...; see `store.rs`) is one segment per block, each with its own base and row
 //! stride; the kernels iterate over segments and never assume more. The batch kernel wants each
-//! row as one run of whole vector chunks: [`Prefix::chunked_rows`] gives it that, copying the
+//! row as one run of whole vector chunks: `Prefix::chunked_rows` gives it that, copying the
 //! rows of a multi-segment prefix into a reusable [`RowCopy`].
 
 use std::marker::PhantomData;
@@ -246,7 +246,7 @@ impl Prefix<'_> {
     }
 }
 
-/// Scratch of [`Prefix::chunked_rows`], reused from block to block: rows copied into whole
+/// Scratch of `Prefix::chunked_rows`, reused from block to block: rows copied into whole
 /// chunks when the prefix is not one run of whole chunks.
 #[derive(Clone, Debug, Default)]
 pub struct RowCopy {
@@ -254,7 +254,7 @@ pub struct RowCopy {
     idx: Vec<usize>,
 }
 
-/// Rows laid out for the batch kernel by [`Prefix::chunked_rows`]: row `i` is the
+/// Rows laid out for the batch kernel by `Prefix::chunked_rows`: row `i` is the
 /// `chunks * lanes` floats at `base + idx[i] * stride` (elements), readable while the borrow
 /// lives.
 #[derive(Clone, Copy, Debug)]

@@ -4,24 +4,41 @@
 //! memory-mapped from `.npy` files, for Matryoshka embeddings. Pure Rust; the PyO3 module lives
 //! in `bindings.rs` behind the `python` feature.
 //!
+//! Modules: [`layout`] (how the kernels see a corpus: column segments, the row copy of the
+//! batch kernel), [`kernels`] (the SIMD backends, dispatched at run time), [`selection`] (a
+//! query's bounded best-`k` buffer), [`search`] (the fused scan), [`mod@funnel`] (shortlist and
+//! re-score), [`store`] (the mapped corpus files), [`pool`] (the thread pool), [`error`].
+//!
 //! ## Numeric contract
+//! This section is the one statement of the contract; `python/matryo_fast/search.py` and the
+//! README point here.
 //! - **Score.** For a query `q`, a row `x` and a prefix width `dim`, the score is the cosine of
-//!   the prefixes, `dot(q[:dim], x[:dim]) / (|q[:dim]| * |x[:dim]|)`. The query prefix is scaled
-//!   to unit norm in float64 and rounded to float32 once; the dot product and the row's squared
-//!   norm are accumulated in float32 with fused multiply-add, `LANES` partial sums per
-//!   (query, row) pair (lane `l` takes columns `l, l + LANES, ...`), added in a fixed tree
-//!   order (batches compute the same sums with the queries in the vector lanes and add them in
-//!   the same order, so their values are bitwise the same); the score is `dot * (1 / sqrt(|x|^2))`,
-//!   clamped to `[-1, 1]`. Expect agreement with a float64 computation to about `1e-6 * sqrt(dim)`.
+//!   the prefixes, `dot(q[:dim], x[:dim]) / (|q[:dim]| * |x[:dim]|)`, clamped to `[-1, 1]`.
+//! - **Query.** The query prefix is scaled to unit norm in float64 and rounded to float32 once.
+//! - **Accumulation.** The dot product and the row's squared norm are accumulated in float32
+//!   as `LANES` partial sums per (query, row) pair: lane `l` takes the columns `l, l + LANES,
+//!   ...` of each column segment in order (a segment's last partial chunk zero-filled), each
+//!   step `acc = x * q + acc`. The partial sums are then added in a fixed pairwise tree,
+//!   `((p0 + p1) + (p2 + p3)) + ...` (AVX-512 first adds lane `i` to lane `i + 8`, then the same
+//!   tree). The score is `dot * (1 / sqrt(|x|^2))`.
+//!   - The **scalar reference** (`LANES = 1`) is a plain sequential float32 dot product: each
+//!     step rounds the product, then the sum. It does **not** use fused multiply-add (Rust never
+//!     contracts `a * b + c` into one), so it gives the same bits on every CPU.
+//!   - The **SIMD backends** (AVX2 + FMA: 8 lanes; AVX-512F: 16; NEON: 4) do each step as one
+//!     fused multiply-add (one rounding). They differ from the scalar reference, and from each
+//!     other (lane counts), in the last bits; every SIMD path is tested against the scalar one.
+//!   - Within one backend, every entry point (one query, a batch with the queries in the
+//!     vector lanes, the funnel's gather) computes the same sums in the same order, so a row's
+//!     score is bitwise the same whichever computed it, and it depends only on the row's values
+//!     and the query, not on the batch, the thread count or the row's position: duplicate rows
+//!     always tie. Expect agreement with a float64 computation to about `1e-6 * sqrt(dim)`.
 //! - **Zero and extreme rows.** A zero-norm prefix (query or row) scores exactly `0.0`. A row
 //!   whose float32 squared norm is outside `[1e-30, 1e30]` (where float32 squares may under- or
 //!   overflow) is scored in float64 instead.
 //! - **NaN/Inf.** NaN or Inf in a query prefix, or in a scanned row prefix, is an error that
 //!   names the query or the row. Columns at or beyond `dim` are never read.
 //! - **Order.** Results are sorted by score descending, then row ascending; `k > N` returns
-//!   `N` rows. A row's score depends only on its values and the query, not on the batch, the
-//!   thread count or the row's position, so duplicate rows always tie and keep index order.
-//!   Different backends may differ in the last bits (their lane counts differ).
+//!   `N` rows.
 //! - **Memory.** Nothing grows with `N` per call: buffers are per block (a few hundred rows),
 //!   the selections are up to `2k` per query per thread, and the sample that guesses a large
 //!   `k`'s starting threshold is at most 16,384 rows.

@@ -59,3 +59,23 @@ def test_time_call_is_the_one_method_case() -> None:
 
     t = h.time_call(run, 2, memory=False, pause_s=0.0)
     assert t.result == 1 and t.runs == h.MORE_RUNS * 2 and n == 1 + t.runs
+
+
+def test_run_methods_reports_setup_and_call_failures_in_order() -> None:
+    def cannot() -> Callable[[], None]:
+        raise h.NotAvailable("no library")
+
+    def fails() -> None:
+        raise RuntimeError("broke\nsecond line")
+
+    got = h.run_methods(
+        {"ok": lambda: lambda: 7, "missing": cannot, "bad": lambda: fails},
+        2,
+        memory=False,
+        pause_s=0.0,
+    )
+    assert list(got) == ["ok", "missing", "bad"]
+    ok = got["ok"].timing
+    assert ok is not None and ok.result == 7 and got["ok"].why == ""
+    assert got["missing"].timing is None and got["missing"].why == "n/a: no library"
+    assert got["bad"].timing is None and got["bad"].why == "n/a: RuntimeError: broke"

@@ -212,7 +212,8 @@ def test_funnel_across_precisions(tmp_path: Path) -> None:
     )
     recall = np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(f.indices, exact.indices)])
     assert recall >= 0.9
-    np.testing.assert_allclose(f.scores, ref.prefix_cosine(q, x, 100)[np.arange(5)[:, None], f.indices], atol=1e-5)
+    oracle = ref.prefix_cosine(q, x, 100)[np.arange(5)[:, None], f.indices]
+    np.testing.assert_allclose(f.scores, oracle, atol=1e-5)
 
 
 def test_bad_input(tmp_path: Path) -> None:
@@ -297,3 +298,32 @@ def test_file_replaced_under_open_corpus_raises(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="replaced"):
         mf.topk(x[0], corpus, k=3, precision="binary")
     assert mf.topk(x[0], mf.open_corpus(path), k=1, precision="binary").indices[0] == 99
+
+
+def test_tune_funnel_across_precisions(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((50, 128))
+    x = (centres[rng.integers(0, 50, 6000)] + 0.5 * rng.standard_normal((6000, 128))).astype(np.float32)
+    q = (x[rng.integers(0, 6000, 60)] + 0.3 * rng.standard_normal((60, 128))).astype(np.float32)
+    path = mf.save_prefix_blocked(tmp_path / "t.mfb", x, tiers=ALL, split_at=(64,))
+    corpus = mf.open_corpus(path)
+    plan = mf.tune_funnel(corpus, q, k=10, target_recall=0.95, precisions=("binary", "int8", "float32"))
+    assert len(plan.precisions) == len(plan.dims) and plan.precisions[-1] == "float32"
+    assert plan.recall - 2 * plan.recall_se >= 0.95
+    assert plan.bytes_read <= plan.exact_bytes == 6000 * 128 * 4
+    # The plan reads the fewest bytes among the feasible plans tried.
+    assert plan.bytes_read == min(r.bytes_read for r in plan.table if r.feasible)
+    assert {p for r in plan.table for p in r.precisions} == set(ALL)
+    assert "bytes read" in plan.to_markdown()
+    found = plan.search(q)
+    truth = mf.topk(q, x, k=10).indices
+    assert np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(found.indices, truth)]) == plan.recall
+    # Float32-only tuning is unchanged: every stage float32, ranked by rows x dims.
+    plain = mf.tune_funnel(corpus, q, k=10, target_recall=0.95)
+    assert set(plain.precisions) == {"float32"} and "precisions" not in plain.params
+    # A file without float32: the last stage is the finest tier present.
+    qpath = mf.save_prefix_blocked(tmp_path / "q.mfb", x, tiers=("int8", "binary"), split_at=(64,))
+    qplan = mf.tune_funnel(mf.open_corpus(qpath), q, k=10, target_recall=0.9, precisions=("binary",))
+    assert qplan.precisions[-1] == "int8"
+    with pytest.raises(ValueError, match="no float32 tier"):
+        mf.tune_funnel(mf.open_corpus(qpath), q, k=10, precisions=("float32",))

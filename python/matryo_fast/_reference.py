@@ -31,6 +31,7 @@ __all__ = [
     "int8_codes",
     "int8_cosine",
     "int8_values",
+    "normalised_prefix",
     "prefix_cosine",
     "quantized_topk_reference",
     "topk_reference",
@@ -40,8 +41,11 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 
-def _normalised_prefix(x: npt.ArrayLike, dim: int) -> F64:
-    """Rows of ``x[:, :dim]`` scaled to unit norm in float64; zero-norm rows stay zero."""
+def normalised_prefix(x: npt.ArrayLike, dim: int) -> F64:
+    """Rows of ``x[:, :dim]`` scaled to unit norm in float64; zero-norm rows stay zero.
+
+    The one prefix normalisation of the package: evaluation's ``truncate_normalize`` and the
+    benchmarks' float64 checks use it too."""
     p = np.asarray(x)[:, :dim].astype(np.float64)
     norms = np.linalg.norm(p, axis=1, keepdims=True)
     out: F64 = np.divide(p, norms, out=np.zeros_like(p), where=norms > 0)
@@ -62,7 +66,7 @@ def prefix_cosine(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int) -> F64:
     q = np.atleast_2d(np.asarray(query))
     c = np.asarray(corpus)
     uniq, inverse = np.unique(c[:, :dim], axis=0, return_inverse=True)
-    scores = _normalised_prefix(q, dim) @ _normalised_prefix(uniq, dim).T
+    scores = normalised_prefix(q, dim) @ normalised_prefix(uniq, dim).T
     clipped: F64 = np.clip(scores[:, inverse.reshape(-1)], -1.0, 1.0)
     return clipped
 
@@ -79,9 +83,7 @@ def _check(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int | None, k: int)
     return d
 
 
-def topk_reference(
-    query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int | None, k: int
-) -> tuple[F64, I64]:
+def topk_reference(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int | None, k: int) -> tuple[F64, I64]:
     """Top-``k`` rows by prefix cosine, in float64: the contract of :func:`matryo_fast.topk`.
 
     Args:
@@ -179,7 +181,8 @@ def int8_codes(x: npt.ArrayLike, ranges: npt.ArrayLike) -> npt.NDArray[np.int8]:
     start, step = r[0], (r[1] - r[0]) / np.float32(255)
     step = np.where(step == 0, np.float32(1), step).astype(np.float32)
     u = np.clip(np.floor((np.asarray(x, dtype=np.float32) - start) / step), 0, 255)
-    return (u - 128).astype(np.int8)
+    codes: npt.NDArray[np.int8] = (u - 128).astype(np.int8)
+    return codes
 
 
 def int8_values(codes: npt.ArrayLike, ranges: npt.ArrayLike) -> F64:
@@ -198,8 +201,8 @@ def int8_cosine(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int, ranges: n
     """Cosine of each query prefix with each row's de-quantized prefix, ``(B, N)``, float64
     (a zero prefix scores 0)."""
     v = int8_values(int8_codes(corpus, ranges), ranges)
-    q = _normalised_prefix(np.atleast_2d(np.asarray(query)), dim)
-    scores: F64 = np.clip(q @ _normalised_prefix(v, dim).T, -1.0, 1.0)
+    q = normalised_prefix(np.atleast_2d(np.asarray(query)), dim)
+    scores: F64 = np.clip(q @ normalised_prefix(v, dim).T, -1.0, 1.0)
     return scores
 
 

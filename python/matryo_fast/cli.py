@@ -44,9 +44,9 @@ def _str_list(text: str) -> list[str]:
 
 
 def _default_data(*parts: str) -> str:
-    from matryo_fast.reproduce import DEFAULT_DATA_DIR
+    from matryo_fast._extras import default_data_dir
 
-    return os.fspath(DEFAULT_DATA_DIR.joinpath(*parts))
+    return os.fspath(default_data_dir().joinpath(*parts))
 
 
 def _build_parser() -> argparse.ArgumentParser:

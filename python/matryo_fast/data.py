@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from matryo_fast._extras import require
+
 if TYPE_CHECKING:
     from datasets import Dataset
 
@@ -328,10 +330,6 @@ def to_dataset(table: dict[str, list[Any]]) -> Dataset:
     Raises:
         ImportError: ``datasets`` is not installed (``pip install "matryo-fast[train]"``).
     """
-    try:
-        from datasets import Dataset
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            'matryo_fast.data.to_dataset needs the "datasets" package: pip install "matryo-fast[train]"'
-        ) from exc
-    return Dataset.from_dict(table)
+    datasets = require("datasets", feature="matryo_fast.data.to_dataset")
+    out: Dataset = datasets.Dataset.from_dict(table)
+    return out

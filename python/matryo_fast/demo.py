@@ -14,46 +14,46 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 import matryo_fast as mf
-from matryo_fast.funnel import _median_ms
+from matryo_fast._extras import default_data_dir
+from matryo_fast._metrics import recall_per_query
+from matryo_fast._timing import median_ms
+
+__all__ = ["build_corpus", "corpus_sentences", "main", "read_tsv"]
 
 
-def default_data_dir() -> Path:
-    """``$MATRYO_FAST_DATA``, else ``shared/data`` beside the repository checkout."""
-    env = os.environ.get("MATRYO_FAST_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
-
-
-def _read_tsv(path: Path) -> list[dict[str, str]]:
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    """The rows of a tab-separated file with a header (no quoting), as dicts."""
     with open(path, encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
-def _sentences(data: Path) -> tuple[list[str], list[tuple[str, str]]]:
+def corpus_sentences(data: Path) -> tuple[list[str], list[tuple[str, str]]]:
     """Unique sentences (stable order) and the STS-B test pairs scored >= 4 (near paraphrases)."""
     seen: dict[str, None] = {}
     for split in ("train", "dev", "test"):
-        for row in _read_tsv(data / "stsb" / f"{split}.tsv"):
+        for row in read_tsv(data / "stsb" / f"{split}.tsv"):
             seen.setdefault(row["sentence1"])
             seen.setdefault(row["sentence2"])
-    for row in _read_tsv(data / "nli" / "triplets.tsv"):
+    for row in read_tsv(data / "nli" / "triplets.tsv"):
         for col in ("anchor", "positive", "negative"):
             seen.setdefault(row[col])
     pairs = [
         (r["sentence1"], r["sentence2"])
-        for r in _read_tsv(data / "stsb" / "test.tsv")
+        for r in read_tsv(data / "stsb" / "test.tsv")
         if float(r["score"]) >= 4.0 and r["sentence1"] != r["sentence2"]
     ]
     return list(seen), pairs
 
 
-def _build_corpus(texts: list[str], out: Path, model_name: str | None) -> Path:
+def build_corpus(texts: list[str], out: Path, model_name: str | None) -> Path:
+    """Encodes ``texts`` with the model (default: the shipped MiniLM) into the corpus file ``out``."""
     from matryo_fast.models import encode, load_model, model_dim
 
     model = load_model(model_name)
@@ -88,13 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"matryo-fast {mf.__version__}: backend {info['active']} (available: "
           f"{', '.join(info['available'])}), {info['threads']} threads")
 
-    texts, pairs = _sentences(data)
+    texts, pairs = corpus_sentences(data)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     path = args.out_dir / "corpus.npy"
     print(f"\n1. Corpus: {len(texts):,} unique sentences (STS-B + NLI) from {data}")
     fresh = args.rebuild or not path.exists() or mf.open_corpus(path).shape[0] != len(texts)
     if fresh:
-        _build_corpus(texts, path, args.model)
+        build_corpus(texts, path, args.model)
     corpus = mf.open_corpus(path)
     n, full = corpus.shape
     print(f"   {path}: {n:,} x {full} float32, {path.stat().st_size / 1e6:.0f} MB, memory-mapped"
@@ -122,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     for d in dims:
         res = mf.topk(q, corpus, dim=d, k=11)
         got = without_self(res.indices)
-        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth10)])
+        recall = recall_per_query(got, truth10).mean()
         found = np.mean([p in row for p, row in zip(partner, got)])
-        t_batch, t_one = _median_ms(
-            [lambda d=d: mf.topk(q, corpus, dim=d, k=11), lambda d=d: mf.topk(q[0], corpus, dim=d, k=11)],
+        t_batch, t_one = median_ms(
+            [partial(mf.topk, q, corpus, dim=d, k=11), partial(mf.topk, q[0], corpus, dim=d, k=11)],
             5,
         )
         print(f"   {d:>5} {100 * d / full:>8.1f}% {t_batch:>9.2f} {t_one:>10.3f} "
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     # Tune on other STS-B test sentences than the ones checked afterwards (held out).
     used = {a for a, _ in pairs}
     tune_texts = list(dict.fromkeys(
-        r["sentence1"] for r in _read_tsv(data / "stsb" / "test.tsv") if r["sentence1"] not in used
+        r["sentence1"] for r in read_tsv(data / "stsb" / "test.tsv") if r["sentence1"] not in used
     ))[:512]
     tune_q = encode(model, tune_texts, batch_size=128)
     print(f"\n4. Funnel: tune on {len(tune_q)} other queries for recall@10 >= 0.99 against exact "
@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         print("   (no funnel beat exact search at this corpus size; funnels pay off on large corpora)")
     exact = mf.topk(q, corpus, dim=full, k=10).indices
     got = plan.search(q).indices
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, exact)])
-    t_plan, t_exact = _median_ms([lambda: plan.search(q), lambda: mf.topk(q, corpus, dim=full, k=10)], 5)
+    recall = recall_per_query(got, exact).mean()
+    t_plan, t_exact = median_ms([lambda: plan.search(q), lambda: mf.topk(q, corpus, dim=full, k=10)], 5)
     print(f"   the {len(q)} held-out queries of step 2: recall@10 {recall:.3f}; {t_plan:.2f} ms vs exact "
           f"{t_exact:.2f} ms ({t_exact / t_plan:.1f}x)")
     return 0

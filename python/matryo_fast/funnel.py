@@ -7,39 +7,29 @@ GIL released) and keeps the next count; the last stage returns the top ``k``. Ev
 the prefix cosine of :func:`topk`, with the same input contract and errors.
 
 :func:`tune_funnel` measures recall@k against exact full-width search on sample queries for a
-grid of plans and returns the cheapest plan that reaches the target.
+grid of plans and returns the cheapest plan that reaches the target, as a :class:`FunnelPlan`
+whose ``table`` lists every plan tried (:class:`PlanRow`).
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from matryo_fast import _core
-from matryo_fast.search import (
-    CorpusLike,
-    TopK,
-    _check_int,
-    check_precision,
-    _coerce_corpus,
-    _coerce_query,
-    open_corpus,
-    topk,
-)
+from matryo_fast._metrics import mean_and_se, recall_per_query
+from matryo_fast._timing import median_ms
+from matryo_fast._validate import PRECISIONS, check_int, check_precision, coerce_query, int_tuple
+from matryo_fast.corpus import CorpusLike, coerce_corpus, open_corpus
+from matryo_fast.search import TopK, topk
 
-__all__ = ["FunnelPlan", "funnel", "tune_funnel"]
-
-
-def _int_tuple(name: str, values: Any) -> tuple[int, ...]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
-        raise TypeError(f"{name} must be a sequence of ints, got {type(values).__name__}")
-    return tuple(_check_int(name, v) for v in values)
+__all__ = ["FunnelPlan", "PlanRow", "funnel", "tune_funnel"]
 
 
 def funnel(
@@ -79,30 +69,81 @@ def funnel(
     >>> mf.funnel(x[3], x, k=2, dims=(16, 64), candidates=(50,)).indices[0]
     np.int64(3)
     """
-    k = _check_int("k", k)
-    dims_t = _int_tuple("dims", dims)
-    cands_t = _int_tuple("candidates", candidates)
-    c = _coerce_corpus(corpus)
+    k = check_int("k", k)
+    dims_t = int_tuple("dims", dims)
+    cands_t = int_tuple("candidates", candidates)
+    c = coerce_corpus(corpus)
     precs = stage_precisions(c, precisions, len(dims_t))
-    q, single = _coerce_query(query, max(dims_t) if dims_t else None)
-    scores, indices = _core.funnel(q, c, list(dims_t), list(cands_t), k, precs)
+    q, single = coerce_query(query, max(dims_t) if dims_t else None)
+    scores, indices = _core.funnel(q, c, list(dims_t), list(cands_t), k, list(precs))
     if single:
         return TopK(scores[0], indices[0])
     return TopK(scores, indices)
 
 
-def stage_precisions(core_corpus: Any, precisions: Sequence[str] | None, stages: int) -> list[str]:
+def finest_tier(core_corpus: Any) -> str:
+    """The finest precision the corpus holds (``"float32"`` for arrays and ``.npy`` files)."""
+    return finest_tiers(core_corpus)[0]
+
+
+def finest_tiers(core_corpus: Any) -> tuple[str, ...]:
+    """The tiers the corpus holds, finest first."""
+    return tuple(core_corpus.tiers) if isinstance(core_corpus, _core.Corpus) else ("float32",)
+
+
+def stage_precisions(core_corpus: Any, precisions: Sequence[str] | None, stages: int) -> tuple[str, ...]:
     """The precision of each stage: as given (checked), or every stage the finest tier the
     corpus holds."""
     if precisions is None:
-        tiers = tuple(core_corpus.tiers) if isinstance(core_corpus, _core.Corpus) else ("float32",)
-        return [tiers[0]] * stages
+        return (finest_tier(core_corpus),) * stages
     if isinstance(precisions, str) or not isinstance(precisions, Sequence):
         raise TypeError(f"precisions must be a sequence of names, got {precisions!r}")
-    out = [check_precision(p) for p in precisions]
+    out = tuple(check_precision(p) for p in precisions)
     if len(out) != stages:
         raise ValueError(f"precisions must name one precision per width: {stages} widths, {len(out)} given")
     return out
+
+
+#: Bytes a row's prefix of ``d`` values takes in each tier.
+ROW_BYTES = {"float32": lambda d: 4 * d, "int8": lambda d: d, "binary": lambda d: -(-d // 8)}
+#: Finer tiers rank higher: a stage may follow another only if it is neither narrower nor coarser.
+FINENESS = {p: i for i, p in enumerate(reversed(PRECISIONS))}
+
+
+@dataclass
+class PlanRow:
+    """One plan tried by :func:`tune_funnel`.
+
+    Attributes:
+        dims: Widths of the stages.
+        candidates: Rows kept after each stage but the last.
+        recall: Mean recall@k against exact full-width search on the sample queries.
+        recall_se: Its standard error over the queries.
+        cost: Rows x dims read per query.
+        work: Estimated time: values scanned by the first stage plus :data:`GATHER_WEIGHT`
+            times the values gathered by later stages.
+        feasible: Whether ``recall - margin_se * recall_se`` reaches the target.
+        time_ms: Measured median time on the sample batch (``None`` if not timed).
+        precisions: The precision of each stage.
+        bytes_read: Bytes read per query: the first stage's tier of every row at its width,
+            plus each later stage's tier of its candidates.
+
+    Fields can also be read by name, ``row["recall"]``, as when the table held dicts.
+    """
+
+    dims: tuple[int, ...]
+    candidates: tuple[int, ...]
+    recall: float
+    recall_se: float
+    cost: int
+    work: int
+    feasible: bool
+    time_ms: float | None = None
+    precisions: tuple[str, ...] = ()
+    bytes_read: int = 0
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
 
 
 @dataclass(frozen=True)
@@ -120,7 +161,10 @@ class FunnelPlan:
         exact: True when the chosen plan is exact search: no funnel reached the target, or
             (with ``by="time"``) none was faster than exact search.
         recall_se: Standard error of ``recall`` over the sample queries.
-        table: Every plan tried, as dicts with the same fields.
+        table: Every plan tried, as :class:`PlanRow` records.
+        precisions: The precision of each stage (``plan.precisions``).
+        bytes_read: Bytes the plan reads per query; ``exact_bytes`` the same for exact search
+            at the finest tier.
     """
 
     dims: tuple[int, ...]
@@ -132,13 +176,19 @@ class FunnelPlan:
     time_ms: float | None = None
     exact: bool = False
     recall_se: float = 0.0
-    table: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)
+    table: list[PlanRow] = field(default_factory=list, repr=False, compare=False)
     corpus: Any = field(default=None, repr=False, compare=False)
+    precisions: tuple[str, ...] = ()
+    bytes_read: int = 0
+    exact_bytes: int = 0
 
     @property
     def params(self) -> dict[str, Any]:
         """Keyword arguments for :func:`funnel`: ``mf.funnel(q, corpus, **plan.params)``."""
-        return {"k": self.k, "dims": self.dims, "candidates": self.candidates}
+        params: dict[str, Any] = {"k": self.k, "dims": self.dims, "candidates": self.candidates}
+        if any(p != "float32" for p in self.precisions):
+            params["precisions"] = self.precisions
+        return params
 
     @property
     def speedup(self) -> float:
@@ -155,15 +205,16 @@ class FunnelPlan:
     def to_markdown(self) -> str:
         """The table of every plan tried, as Markdown (best first)."""
         lines = [
-            "| dims | candidates | recall@k | cost (rows x dims) | x less than exact | est. work "
-            "| time ms |",
-            "|---|---|---|---|---|---|---|",
+            "| dims | candidates | precisions | recall@k | cost (rows x dims) | bytes read "
+            "| x less than exact | est. work | time ms |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
-        for row in sorted(self.table, key=lambda r: (not r["feasible"], r["cost"])):
-            t = "" if row["time_ms"] is None else f"{row['time_ms']:.2f}"
+        for row in sorted(self.table, key=lambda r: (not r.feasible, r.bytes_read, r.cost)):
+            t = "" if row.time_ms is None else f"{row.time_ms:.2f}"
+            precs = "/".join(row.precisions)
             lines.append(
-                f"| {row['dims']} | {row['candidates']} | {row['recall']:.4f} | {row['cost']:,} | "
-                f"{self.exact_cost / row['cost']:.1f} | {row['work']:,} | {t} |"
+                f"| {row.dims} | {row.candidates} | {precs} | {row.recall:.4f} | {row.cost:,} | "
+                f"{row.bytes_read:,} | {self.exact_cost / row.cost:.1f} | {row.work:,} | {t} |"
             )
         return "\n".join(lines)
 
@@ -172,16 +223,6 @@ class FunnelPlan:
 #: the first stage (a sequential read): measured at about 30 on 1M x 768 (a 1000-row re-rank at
 #: 768 dims took as long as a 64-dim scan of ~23M rows, at batch 1 and at batch 64).
 GATHER_WEIGHT = 30
-
-
-def _recall(found: npt.NDArray[np.int64], truth: npt.NDArray[np.int64]) -> tuple[float, float]:
-    """Mean over queries of |found ∩ truth| / |truth| (rows of index arrays), and its standard
-    error over the queries."""
-    hits = np.array(
-        [len(np.intersect1d(f, t, assume_unique=True)) / max(len(t), 1) for f, t in zip(found, truth)]
-    )
-    se = float(hits.std(ddof=1) / np.sqrt(len(hits))) if len(hits) > 1 else 0.0
-    return float(hits.mean()), se
 
 
 def _default_widths(full: int) -> list[int]:
@@ -196,18 +237,133 @@ def _default_counts(k: int, n: int) -> list[int]:
     return sorted(c for c in counts if c >= k)
 
 
-def _median_ms(fns: Sequence[Any], repeats: int) -> list[float]:
-    """Median time of each call, the calls taken in turn (one round at a time) so that a slow
-    spell of a shared machine slows every one of them alike."""
-    for fn in fns:
-        fn()  # warm-up
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            ts.append((time.perf_counter() - t0) * 1e3)
-    return [float(np.median(ts)) for ts in times]
+class _Tuner:
+    """The state of one :func:`tune_funnel` call: the sample, the truth, and the table of plans
+    measured so far (each plan measured once)."""
+
+    def __init__(
+        self,
+        q: npt.NDArray[np.float32],
+        corpus: Any,
+        k: int,
+        target: float,
+        margin_se: float,
+        weight: int,
+        precisions: tuple[str, ...] | None = None,
+    ) -> None:
+        self.q, self.corpus, self.k = q, corpus, k
+        self.n, self.full = (int(v) for v in corpus.shape)
+        self.target, self.margin_se, self.weight = target, margin_se, weight
+        # The last stage: the finest tier present. Without `precisions`, every stage is float32
+        # and plans are ranked by rows x dims as before; with them, by bytes read.
+        self.final = finest_tier(corpus)
+        self.by_bytes = precisions is not None
+        self.stage_precisions = precisions if precisions is not None else (self.final,)
+        self.truth = topk(q, corpus, dim=self.full, k=k, precision=self.final).indices
+        self.table: list[PlanRow] = []
+        self.tried: dict[tuple[tuple[int, ...], tuple[int, ...], tuple[str, ...]], PlanRow] = {}
+
+    def values(
+        self,
+        dims: tuple[int, ...],
+        cands: tuple[int, ...],
+        precs: tuple[str, ...],
+        weight: int | None = None,
+        by_bytes: bool | None = None,
+    ) -> int:
+        """What the first stage scans plus ``weight`` (default: the ranking weight) times what
+        later stages gather, in values (rows x dims) or in bytes (default: bytes when tuning
+        precisions)."""
+        w = self.weight if weight is None else weight
+        in_bytes = self.by_bytes if by_bytes is None else by_bytes
+
+        def unit(d: int, p: str) -> int:
+            return ROW_BYTES[p](d) if in_bytes else d
+
+        first = self.n * unit(dims[0], precs[0])
+        return first + w * sum(c * unit(d, p) for c, d, p in zip(cands, dims[1:], precs[1:]))
+
+    def rank(self, row: PlanRow) -> int:
+        return self.values(row.dims, row.candidates, row.precisions)
+
+    def add(
+        self, dims: tuple[int, ...], cands: tuple[int, ...], precs: tuple[str, ...], found: npt.ArrayLike
+    ) -> PlanRow:
+        """Records the plan whose results on the sample were ``found``."""
+        recall, se = mean_and_se(recall_per_query(found, self.truth))
+        row = PlanRow(
+            dims=dims,
+            candidates=cands,
+            recall=recall,
+            recall_se=se,
+            cost=self.values(dims, cands, precs, 1, by_bytes=False),
+            work=self.values(dims, cands, precs, GATHER_WEIGHT),
+            feasible=recall - self.margin_se * se >= self.target,
+            precisions=precs,
+            bytes_read=self.values(dims, cands, precs, 1, by_bytes=True),
+        )
+        self.table.append(row)
+        self.tried[(dims, cands, precs)] = row
+        return row
+
+    def run(self, dims: tuple[int, ...], cands: tuple[int, ...], precs: tuple[str, ...]) -> TopK:
+        return funnel(self.q, self.corpus, k=self.k, dims=dims, candidates=cands, precisions=precs)
+
+    def feasible(self, dims: tuple[int, ...], cands: tuple[int, ...], precs: tuple[str, ...]) -> bool:
+        """Whether the plan reaches the target (measured with :func:`funnel` on first use)."""
+        row = self.tried.get((dims, cands, precs))
+        if row is None:
+            row = self.add(dims, cands, precs, self.run(dims, cands, precs).indices)
+        return row.feasible
+
+    def stages(self, ws: Sequence[int]) -> list[tuple[int, str]]:
+        """The (width, precision) of every stage but the last to try: the widths at each
+        precision, and the full width at each precision coarser than the last stage's."""
+        out = [(w, p) for p in self.stage_precisions for w in ws]
+        out += [(self.full, p) for p in self.stage_precisions if FINENESS[p] < FINENESS[self.final]]
+        return out
+
+    @staticmethod
+    def follows(a: tuple[int, str], b: tuple[int, str]) -> bool:
+        """Whether stage ``b`` may follow stage ``a``: neither narrower nor coarser, not equal."""
+        return b[0] >= a[0] and FINENESS[b[1]] >= FINENESS[a[1]] and a != b
+
+    def two_stage(self, ws: Sequence[int], cs: Sequence[int]) -> None:
+        """Every ``(w, D)`` plan, from one ``topk`` per first stage: a truth row survives a
+        shortlist of ``c`` iff it ranks within ``c`` at ``w``."""
+        cmax = max(cs) if cs else self.k
+        last = (self.full, self.final)
+        for w, p in self.stages(ws):
+            if not self.follows((w, p), last):
+                continue
+            shortlist = topk(self.q, self.corpus, dim=w, k=cmax, precision=p).indices
+            for c in cs:
+                self.add((w, self.full), (c,), (p, self.final), shortlist[:, :c])
+
+    def three_stage(self, ws: Sequence[int], cs: Sequence[int]) -> None:
+        """``(w1, w2, D)`` plans whose first stage alone reaches the target and that could be
+        cheaper than the best plan so far; for each ``(w1, c1, w2)`` the smallest feasible second
+        shortlist, by bisection (recall can only grow with it)."""
+        best = min(self.rank(r) for r in self.table if r.feasible)
+        parents = [r for r in self.table if len(r.dims) == 2 and r.feasible]
+        last = (self.full, self.final)
+        for first in sorted(parents, key=self.rank):
+            (w1, _), (c1,), (p1, _) = first.dims, first.candidates, first.precisions
+            for w2, p2 in self.stages(ws):
+                if not (self.follows((w1, p1), (w2, p2)) and self.follows((w2, p2), last)):
+                    continue
+                dims, precs = (w1, w2, self.full), (p1, p2, self.final)
+                options = [c for c in cs if c < c1 and self.values(dims, (c1, c), precs) < best]
+                if not options or not self.feasible(dims, (c1, options[-1]), precs):
+                    continue
+                lo, hi = 0, len(options) - 1
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if self.feasible(dims, (c1, options[mid]), precs):
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                best = min(best, self.values(dims, (c1, options[lo]), precs))
 
 
 def tune_funnel(
@@ -223,6 +379,7 @@ def tune_funnel(
     time_top: int = 5,
     repeats: int = 3,
     margin_se: float = 2.0,
+    precisions: Sequence[str] | None = None,
 ) -> FunnelPlan:
     """Finds the cheapest funnel plan whose measured recall@k reaches ``target_recall``.
 
@@ -235,9 +392,10 @@ def tune_funnel(
     search is always a candidate, so when no funnel reaches the target, the result is exact
     search (``plan.exact``).
 
-    Every row of ``plan.table`` has ``cost`` (rows x dims read) and ``work``, an estimate of
-    time: values scanned by the first stage plus :data:`GATHER_WEIGHT` times the values
-    gathered by later stages (random row reads cost far more per value than a scan).
+    Every row of ``plan.table`` (a :class:`PlanRow`) has ``cost`` (rows x dims read) and
+    ``work``, an estimate of time: values scanned by the first stage plus
+    :data:`GATHER_WEIGHT` times the values gathered by later stages (random row reads cost
+    far more per value than a scan).
 
     Args:
         corpus: As :func:`matryo_fast.topk`.
@@ -258,6 +416,11 @@ def tune_funnel(
             was not tuned on (measured: plans chosen at a bare 0.99 on 200 tuning queries gave
             0.9825 to 0.9895 on 200 others). ``0`` compares the mean alone.
         repeats: Timing rounds (median); each round times every plan once, in turn.
+        precisions: Also search the precision of each stage but the last among these tiers
+            of a prefix-blocked file (e.g. ``("binary", "int8", "float32")``), ranking plans by
+            bytes read (``bytes_read``) instead of rows x dims; the last stage uses the finest
+            tier present (float32 when the file has it; recall is then against exact float32
+            search, else against exact search at that tier).
 
     Returns:
         The chosen :class:`FunnelPlan`, with every plan tried in ``plan.table``.
@@ -265,115 +428,69 @@ def tune_funnel(
     Raises:
         ValueError: Bad ``target_recall``, ``by``, widths or counts, or a :func:`topk` error.
     """
-    k = _check_int("k", k)
+    k = check_int("k", k)
     if not (isinstance(target_recall, (int, float)) and 0.0 < target_recall <= 1.0):
         raise ValueError(f"target_recall must be in (0, 1], got {target_recall!r}")
     if not (isinstance(margin_se, (int, float)) and 0.0 <= margin_se < float("inf")):
         raise ValueError(f"margin_se must be a finite number >= 0, got {margin_se!r}")
     if by not in ("cost", "time"):
         raise ValueError(f"by must be 'cost' or 'time', got {by!r}")
-    q, _ = _coerce_query(sample_queries)
+    q, _ = coerce_query(sample_queries)
     if isinstance(corpus, (str, os.PathLike)):
         corpus = open_corpus(corpus)  # map the file once for every plan tried
-    core_corpus = _coerce_corpus(corpus)
+    core_corpus = coerce_corpus(corpus)
     n, full = (int(v) for v in core_corpus.shape)
     if n == 0:
         raise ValueError("cannot tune a funnel on an empty corpus")
     if q.shape[1] < full:
         raise ValueError(f"sample queries have {q.shape[1]} columns; the corpus has {full}")
     kk = min(k, n)
-    ws = sorted(set(_int_tuple("widths", widths))) if widths is not None else _default_widths(full)
-    cs = sorted(set(_int_tuple("counts", counts))) if counts is not None else _default_counts(kk, n)
+    ws = sorted(set(int_tuple("widths", widths))) if widths is not None else _default_widths(full)
+    cs = sorted(set(int_tuple("counts", counts))) if counts is not None else _default_counts(kk, n)
     if any(w < 1 or w >= full for w in ws):
         raise ValueError(f"widths must be between 1 and {full - 1} (below the corpus width), got {ws}")
     if any(c < kk for c in cs):
         raise ValueError(f"counts must be at least k={kk}, got {cs}")
 
-    truth = topk(q, core_corpus, dim=full, k=kk).indices
-    exact_cost = n * full
-    table: list[dict[str, Any]] = []
-    tried: dict[tuple[tuple[int, ...], tuple[int, ...]], dict[str, Any]] = {}
-    # by="cost" ranks plans by rows x dims; by="time" ranks what to try and time by the
-    # estimated work, where a gathered value costs GATHER_WEIGHT scanned ones.
+    precs = None if precisions is None else stage_precisions(core_corpus, precisions, len(precisions))
+    if precs is not None and not precs:
+        raise ValueError("precisions must name at least one tier")
+    missing = [p for p in precs or () if p not in finest_tiers(core_corpus)]
+    if missing:
+        raise ValueError(
+            f"the corpus holds no {missing[0]} tier (tiers present: {', '.join(finest_tiers(core_corpus))})"
+        )
+    # by="cost" ranks plans by rows x dims (or bytes); by="time" ranks what to try and time by
+    # the estimated work, where a gathered value costs GATHER_WEIGHT scanned ones.
     weight = 1 if by == "cost" else GATHER_WEIGHT
-
-    def rank(dims: tuple[int, ...], cands: tuple[int, ...], w: int = weight) -> int:
-        """Values scanned by the first stage plus ``w`` times the values gathered later."""
-        return n * dims[0] + w * sum(c * d for c, d in zip(cands, dims[1:]))
-
-    def add(
-        dims: tuple[int, ...], cands: tuple[int, ...], measured: tuple[float, float]
-    ) -> dict[str, Any]:
-        recall, se = measured
-        row = {
-            "dims": dims, "candidates": cands, "recall": recall, "recall_se": se,
-            "cost": rank(dims, cands, 1),
-            "work": rank(dims, cands, GATHER_WEIGHT),
-            "feasible": recall - margin_se * se >= target_recall, "time_ms": None,
-        }
-        table.append(row)
-        tried[(dims, cands)] = row
-        return row
-
-    add((full,), (), (1.0, 0.0))
-    cmax = max(cs) if cs else kk
-    shortlists = {w: topk(q, core_corpus, dim=w, k=cmax).indices for w in ws}
-    for w in ws:
-        for c in cs:
-            add((w, full), (c,), _recall(shortlists[w][:, :c], truth))
+    tuner = _Tuner(q, core_corpus, kk, target_recall, margin_se, weight, precs)
+    tuner.add((full,), (), (tuner.final,), tuner.truth)
+    tuner.two_stage(ws, cs)
     if three_stage:
+        tuner.three_stage(ws, cs)
 
-        def feasible3(dims: tuple[int, ...], cands: tuple[int, ...]) -> bool:
-            row = tried.get((dims, cands))
-            if row is None:
-                found = funnel(q, core_corpus, k=kk, dims=dims, candidates=cands)
-                row = add(dims, cands, _recall(found.indices, truth))
-            return bool(row["feasible"])
-
-        best = min(rank(r["dims"], r["candidates"]) for r in table if r["feasible"])
-        parents = [r for r in table if len(r["dims"]) == 2 and r["feasible"]]
-        for first in sorted(parents, key=lambda r: rank(r["dims"], r["candidates"])):
-            (w1, _), (c1,) = first["dims"], first["candidates"]
-            for w2 in (w for w in ws if w > w1):
-                dims = (w1, w2, full)
-                options = [c for c in cs if c < c1 and rank(dims, (c1, c)) < best]
-                # Recall can only grow with the second shortlist: find the smallest feasible
-                # one by bisection, starting from the largest worth trying.
-                if not options or not feasible3(dims, (c1, options[-1])):
-                    continue
-                lo, hi = 0, len(options) - 1
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if feasible3(dims, (c1, options[mid])):
-                        hi = mid
-                    else:
-                        lo = mid + 1
-                best = min(best, rank(dims, (c1, options[lo])))
-
-    feasible = sorted(
-        (r for r in table if r["feasible"]),
-        key=lambda r: (rank(r["dims"], r["candidates"]), r["cost"], len(r["dims"])),
-    )
+    table = tuner.table
+    feasible = sorted((r for r in table if r.feasible), key=lambda r: (tuner.rank(r), r.cost, len(r.dims)))
     timed = feasible[:time_top] if by == "time" else feasible[:1]
-    if by == "time" and all(len(r["dims"]) > 1 for r in timed):
-        timed.append(next(r for r in table if len(r["dims"]) == 1))
-    calls = [
-        lambda r=r: funnel(q, core_corpus, k=kk, dims=r["dims"], candidates=r["candidates"])
-        for r in timed
-    ]
-    for r, ms in zip(timed, _median_ms(calls, repeats)):
-        r["time_ms"] = ms
-    chosen = min(timed, key=lambda r: r["time_ms"]) if by == "time" else feasible[0]
+    if by == "time" and all(len(r.dims) > 1 for r in timed):
+        timed.append(next(r for r in table if len(r.dims) == 1))
+    calls = [partial(tuner.run, r.dims, r.candidates, r.precisions) for r in timed]
+    for r, ms in zip(timed, median_ms(calls, repeats)):
+        r.time_ms = ms
+    chosen = min(timed, key=lambda r: r.time_ms or 0.0) if by == "time" else feasible[0]
     return FunnelPlan(
-        dims=chosen["dims"],
-        candidates=chosen["candidates"],
+        dims=chosen.dims,
+        candidates=chosen.candidates,
         k=kk,
-        recall=chosen["recall"],
-        cost=chosen["cost"],
-        exact_cost=exact_cost,
-        time_ms=chosen["time_ms"],
-        exact=len(chosen["dims"]) == 1,
-        recall_se=chosen["recall_se"],
+        recall=chosen.recall,
+        cost=chosen.cost,
+        exact_cost=n * full,
+        time_ms=chosen.time_ms,
+        exact=len(chosen.dims) == 1,
+        recall_se=chosen.recall_se,
         table=table,
         corpus=corpus,
+        precisions=chosen.precisions,
+        bytes_read=chosen.bytes_read,
+        exact_bytes=n * ROW_BYTES[tuner.final](full),
     )

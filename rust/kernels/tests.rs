@@ -33,6 +33,13 @@ fn close(a: f32, b: f32, scale: f32) -> bool {
 }
 
 #[test]
+#[cfg(matryo_fast_no_simd)]
+fn no_simd_build_has_scalar_only() {
+    assert_eq!(available(), vec![Backend::Scalar]);
+    assert!(Kernels::new(Backend::Avx2).is_err() && Kernels::new(Backend::Neon).is_err());
+}
+
+#[test]
 fn scalar_is_always_available() {
     assert!(available().contains(&Backend::Scalar));
     assert_eq!(Backend::from_name("AVX2"), Some(Backend::Avx2));

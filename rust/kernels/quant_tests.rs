@@ -5,24 +5,13 @@ use proptest::prelude::*;
 
 use super::{binary_words, CodeSeg, Int8Job, Int8Out, QuantKernels};
 use crate::blocked::pack_bits;
+use crate::kernels::tests::data as values;
 use crate::kernels::{available, Backend};
 
 /// Widths around byte, word and vector boundaries.
 const WIDTHS: [usize; 17] = [
     1, 3, 7, 8, 9, 15, 16, 17, 63, 64, 65, 100, 127, 128, 129, 256, 300,
 ];
-
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// `(first column, width, row stride in bytes)` of each block.
 type Segs = Vec<(usize, usize, usize)>;

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -329,6 +332,29 @@ fn py_funnel<'py>(
     to_arrays(py, hits)
 }
 
+/// Scores of given rows at width `dim`: query `j` against `rows[offsets[j]..offsets[j + 1]]`
+/// (the funnel's re-scoring gather); one float32 per row.
+#[pyfunction]
+#[pyo3(name = "score_rows", signature = (query, corpus, dim, rows, offsets))]
+fn py_score_rows<'py>(
+    py: Python<'py>,
+    query: PyReadonlyArray2<'py, f32>,
+    corpus: &Bound<'py, PyAny>,
+    dim: i64,
+    rows: PyReadonlyArray1<'py, i64>,
+    offsets: Vec<usize>,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let corpus = CorpusArg::extract(corpus)?;
+    let qcols = query.shape()[1];
+    let queries = Queries::new(query_slice(&query)?, qcols)?;
+    let rows = rows.as_slice().map_err(|_| {
+        PyValueError::new_err("rows must be C-contiguous; use np.ascontiguousarray(rows)")
+    })?;
+    let matrix = corpus.matrix()?;
+    let scores = py.detach(|| funnel::score_rows(queries, &matrix, dim, rows, &offsets))?;
+    Ok(scores.into_pyarray(py))
+}
+
 /// `{"available": [...], "active": name, "threads": n}`.
 #[pyfunction]
 #[pyo3(name = "backends")]
@@ -356,6 +382,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBlockedWriter>()?;
     m.add_function(wrap_pyfunction!(py_topk, m)?)?;
     m.add_function(wrap_pyfunction!(py_funnel, m)?)?;
+    m.add_function(wrap_pyfunction!(py_score_rows, m)?)?;
     m.add_function(wrap_pyfunction!(py_backends, m)?)?;
     m.add_function(wrap_pyfunction!(py_set_backend, m)?)?;
     Ok(())

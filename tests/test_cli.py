@@ -65,6 +65,11 @@ def test_backends(capsys: pytest.CaptureFixture[str]) -> None:
     assert "scalar" in out
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"matryo {matryo_fast.__version__}\n"
+
+
 def test_demo_passes_arguments_through(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[list[str]] = []
     fake = types.ModuleType("matryo_fast.demo")

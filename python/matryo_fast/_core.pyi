@@ -6,7 +6,16 @@ from typing import Any, final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BlockedWriter", "Corpus", "__version__", "backends", "funnel", "set_backend", "topk"]
+__all__ = [
+    "BlockedWriter",
+    "Corpus",
+    "__version__",
+    "backends",
+    "funnel",
+    "score_rows",
+    "set_backend",
+    "topk",
+]
 __version__: str
 
 @final
@@ -58,5 +67,12 @@ def funnel(
     k: int,
     precisions: list[str] | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+def score_rows(
+    query: npt.NDArray[np.float32],
+    corpus: npt.NDArray[np.float32] | Corpus,
+    dim: int,
+    rows: npt.NDArray[np.int64],
+    offsets: list[int],
+) -> npt.NDArray[np.float32]: ...
 def backends() -> dict[str, Any]: ...
 def set_backend(name: str | None = None) -> None: ...

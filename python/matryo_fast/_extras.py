@@ -21,24 +21,27 @@ INSTALL_HINT = 'pip install "matryo-fast[train]"'
 CHECKOUT_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
-def require(module: str, *, feature: str) -> ModuleType:
+def require(module: str, *, feature: str, extra: str = "train") -> ModuleType:
     """Import ``module`` or raise an ImportError naming the extra that provides it.
 
     Args:
         module: The module to import (e.g. ``"sentence_transformers"``).
         feature: What needs it, for the message (e.g. ``"matryo_fast.training"``).
+        extra: The extra that installs it (``train``, ``serve`` for FastAPI and uvicorn, or
+            ``ray`` for scale-out).
 
     Returns:
         The imported module.
 
     Raises:
-        ImportError: The module is not installed; the message names the ``train`` extra.
+        ImportError: The module is not installed; the message names the extra.
     """
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        hint = INSTALL_HINT.replace("[train]", f"[{extra}]")
         raise ImportError(
-            f"{feature} needs the optional dependency {module!r}, which is not installed: {INSTALL_HINT}"
+            f"{feature} needs the optional dependency {module!r}, which is not installed: {hint}"
         ) from exc
 
 

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from matryo_fast._interop import as_host_array
+
 __all__ = [
     "check_int",
     "coerce_query",
@@ -152,7 +154,7 @@ def coerce_query(query: Any, dim: int | None = None) -> tuple[npt.NDArray[np.flo
         ValueError: Not 1-D or 2-D, NaN/Inf in the columns read, or values too large for
             float32.
     """
-    q = np.asarray(query)
+    q = np.asarray(as_host_array(query, "query"))  # a CPU tensor: a view, never a copy
     if q.dtype not in (np.float32, np.float64):
         raise TypeError(
             f"query must be float32 or float64, got dtype {q.dtype}; convert it with query.astype(np.float32)"

@@ -1,4 +1,5 @@
-"""The ``matryo`` console script: ``train``, ``eval``, ``reproduce``, ``demo``, ``backends``.
+"""The ``matryo`` console script: ``train``, ``eval``, ``reproduce``, ``demo``, ``backends``, and
+``encode``, ``search``, ``tune``, ``serve`` (in :mod:`matryo_fast.commands`).
 
 User errors (bad files, options, missing extras) print one line, ``matryo: error: ...``, to
 stderr and exit with status 1; usage errors exit with status 2 (argparse).
@@ -14,6 +15,8 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from matryo_fast import __version__, commands
 
 __all__ = ["main"]
 
@@ -54,6 +57,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="matryo",
         description="Matryoshka embeddings: train, evaluate per dimension, reproduce, search demo.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # ---- train
@@ -145,6 +149,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="interactive search demo (arguments are passed through)", add_help=False)
     sub.add_parser("backends", help="list the SIMD backends available on this machine")
+    commands.add_parsers(sub)
     return parser
 
 
@@ -346,6 +351,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_eval(ns)
         if ns.command == "reproduce":
             return _cmd_reproduce(ns, args)
+        if ns.command in commands.COMMANDS:
+            return commands.run(ns)
+    except KeyboardInterrupt:
+        again = " (run the same command again to continue)" if ns.command == "encode" else ""
+        print(f"matryo: interrupted{again}", file=sys.stderr)
+        return 130
     except (
         DataError,
         ValueError,

@@ -38,6 +38,7 @@ __all__ = [
     "DataError",
     "FileFormat",
     "detect_format",
+    "read_lines",
     "read_sts",
     "read_table",
     "to_dataset",
@@ -83,7 +84,7 @@ def detect_format(path: str | os.PathLike[str]) -> FileFormat:
         ) from None
 
 
-def _decode_lines(path: Path) -> list[str]:
+def read_lines(path: Path) -> list[str]:
     """The file's lines (without line endings), decoded as UTF-8 with a row-precise error."""
     try:
         raw = path.read_bytes()
@@ -135,7 +136,7 @@ def _check_header(
 def _read_delimited(
     path: Path, fmt: FileFormat, columns: Sequence[str] | None, allow_extra: bool
 ) -> dict[str, list[str]]:
-    lines = _decode_lines(path)
+    lines = read_lines(path)
     if not lines or all(not line.strip() for line in lines):
         raise DataError(f"{path}: file is empty (expected a header row and data rows)")
     text = "\n".join(lines) + "\n"
@@ -178,7 +179,7 @@ def _read_delimited(
 
 
 def _read_jsonl(path: Path, columns: Sequence[str] | None, allow_extra: bool) -> dict[str, list[Any]]:
-    lines = _decode_lines(path)
+    lines = read_lines(path)
     if not lines or all(not line.strip() for line in lines):
         raise DataError(f"{path}: file is empty (expected one JSON object per line)")
     keep: list[str] | None = None

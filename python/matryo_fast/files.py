@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CorpusWriter", "save_corpus", "save_prefix_blocked"]
+__all__ = ["CorpusWriter", "as_float32_rows", "save_corpus", "save_prefix_blocked"]
 
 _MAGIC = b"\x93NUMPY\x01\x00"
 _HEADER_BYTES = 128  # magic + version + length + dict text: room for any 64-bit shape
@@ -40,6 +40,36 @@ def _header(rows: int, dim: int) -> bytes:
     return _MAGIC + len(body).to_bytes(2, "little") + body
 
 
+def as_float32_rows(batch: Any, dim: int, *, first_row: int = 0) -> npt.NDArray[np.float32]:
+    """A batch of rows checked for a corpus file: ``(n, dim)`` (or ``(dim,)``) floats, finite,
+    as a C-order little-endian float32 array.
+
+    Args:
+        batch: The rows.
+        dim: The row width the file has.
+        first_row: The number of the batch's first row in the file (for messages).
+
+    Raises:
+        ValueError: Wrong shape, NaN/Inf (the message names the row), or values too large
+            for float32.
+        TypeError: A non-float array.
+    """
+    a = np.asarray(batch)
+    if a.dtype.kind != "f":
+        raise TypeError(f"rows must be floating point, got dtype {a.dtype}")
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[1] != dim:
+        raise ValueError(f"rows must have shape (n, {dim}), got {a.shape}")
+    finite = np.isfinite(a).all(axis=1)
+    if not finite.all():
+        bad = int(np.argmin(finite))
+        raise ValueError(f"row {first_row + bad} contains NaN or Inf")
+    if a.dtype.itemsize > 4 and a.size and np.abs(a).max() > np.finfo(np.float32).max:
+        raise ValueError("rows have values too large for float32 (they would overflow to Inf)")
+    return np.ascontiguousarray(a, dtype="<f4")
+
+
 class CorpusWriter:
     """Streams float32 rows of width ``dim`` into a new ``.npy`` corpus file.
 
@@ -47,13 +77,19 @@ class CorpusWriter:
         path: The file to create.
         dim: Row width.
         overwrite: Replace an existing file (only once the new one is complete).
+        resumable: Write to the fixed name ``.<name>.partial`` beside ``path`` and, if that file
+            exists (an interrupted run), continue after the rows its last :meth:`sync`
+            recorded; rows appended after that sync are dropped. ``rows`` says where it resumed.
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is false.
-        ValueError: ``dim`` < 1.
+        ValueError: ``dim`` < 1, or the partial file to resume is not this writer's (another
+            width, or cut short).
     """
 
-    def __init__(self, path: str | os.PathLike[str], dim: int, *, overwrite: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], dim: int, *, overwrite: bool = False, resumable: bool = False
+    ) -> None:
         if int(dim) < 1:
             raise ValueError(f"dim must be at least 1, got {dim}")
         self.path = Path(path)
@@ -65,10 +101,54 @@ class CorpusWriter:
                 "new file is complete)"
             )
         self.overwrite = overwrite
+        self.resumable = resumable
+        if resumable:
+            self._tmp = self.path.with_name(f".{self.path.name}.partial")
+            self._file: Any = open(self._tmp, "r+b" if self._tmp.exists() else "w+b")
+            self.rows = self._resume_rows()
+            self._file.truncate(_HEADER_BYTES + self.rows * self.dim * 4)
+            self._file.seek(0, os.SEEK_END)
+            if self.rows == 0:
+                self._file.seek(0)
+                self._file.write(_header(0, self.dim))
+            return
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".partial")
         self._tmp = Path(tmp)
-        self._file: Any = os.fdopen(fd, "wb")  # closed in close()/abort()
+        self._file = os.fdopen(fd, "wb")  # closed in close()/abort()
         self._file.write(_header(0, self.dim))
+
+    def _resume_rows(self) -> int:
+        """The rows recorded by the last :meth:`sync` of the partial file (0 if new)."""
+        head = self._file.read(_HEADER_BYTES)
+        if not head:
+            return 0
+        rows: int | None = None
+        if len(head) == _HEADER_BYTES and head.startswith(_MAGIC):
+            text = head[len(_MAGIC) + 2 :].decode("ascii", "replace")
+            shape = text.partition("'shape': (")[2].partition(")")[0].split(",")
+            if len(shape) == 2 and shape[1].strip() == str(self.dim) and shape[0].strip().isdigit():
+                rows = int(shape[0])
+        size = os.fstat(self._file.fileno()).st_size
+        if rows is None or size < _HEADER_BYTES + rows * self.dim * 4:
+            self._file.close()
+            raise ValueError(
+                f"{self._tmp} is not a partial corpus of width {self.dim} (or it was cut short); "
+                "delete it to start again"
+            )
+        return rows
+
+    def sync(self) -> None:
+        """Makes the rows appended so far durable and records their count in the file's header,
+        so that a resumable writer opened after a crash continues from here."""
+        if self._file is None:
+            raise ValueError("the writer is closed")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.seek(0)
+        self._file.write(_header(self.rows, self.dim))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.seek(0, os.SEEK_END)
 
     def append(self, batch: Any) -> None:
         """Appends rows: a ``(n, dim)`` (or ``(dim,)``) float array, cast to float32.
@@ -79,22 +159,9 @@ class CorpusWriter:
         """
         if self._file is None:
             raise ValueError("the writer is closed")
-        a = np.asarray(batch)
-        if a.dtype.kind != "f":
-            raise TypeError(f"rows must be floating point, got dtype {a.dtype}")
-        if a.ndim == 1:
-            a = a[None, :]
-        if a.ndim != 2 or a.shape[1] != self.dim:
-            raise ValueError(f"rows must have shape (n, {self.dim}), got {a.shape}")
-        finite = np.isfinite(a).all(axis=1)
-        if not finite.all():
-            bad = int(np.argmin(finite))
-            raise ValueError(f"row {self.rows + bad} contains NaN or Inf")
-        if a.dtype.itemsize > 4 and a.size and np.abs(a).max() > np.finfo(np.float32).max:
-            raise ValueError("rows have values too large for float32 (they would overflow to Inf)")
-        a32 = np.ascontiguousarray(a, dtype="<f4")
+        a32 = as_float32_rows(batch, self.dim, first_row=self.rows)
         self._file.write(a32.tobytes())
-        self.rows += a.shape[0]
+        self.rows += a32.shape[0]
 
     def close(self) -> Path:
         """Finishes the header and moves the file into place. Returns the path."""
@@ -127,6 +194,9 @@ class CorpusWriter:
     ) -> None:
         if exc_type is None:
             self.close()
+        elif self.resumable and self._file is not None:
+            self._file.close()  # keep the partial file: a later run resumes it
+            self._file = None
         else:
             self.abort()
 

@@ -17,6 +17,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from matryo_fast import _core
 from matryo_fast._metrics import mean_and_se, recall_per_query
 from matryo_fast._timing import median_ms
 from matryo_fast._validate import PRECISIONS, check_int, check_precision, coerce_query, int_tuple
-from matryo_fast.corpus import CorpusLike, coerce_corpus, open_corpus
+from matryo_fast.corpus import CorpusLike, ShardedSearch, coerce_corpus, open_corpus
 from matryo_fast.search import TopK, topk
 
 __all__ = ["FunnelPlan", "PlanRow", "funnel", "tune_funnel"]
@@ -75,7 +76,12 @@ def funnel(
     c = coerce_corpus(corpus)
     precs = stage_precisions(c, precisions, len(dims_t))
     q, single = coerce_query(query, max(dims_t) if dims_t else None)
-    scores, indices = _core.funnel(q, c, list(dims_t), list(cands_t), k, list(precs))
+    if isinstance(c, ShardedSearch):
+        if any(p != "float32" for p in precs):
+            raise ValueError("quantized precisions need a prefix-blocked file, not a sharded corpus")
+        scores, indices = c._funnel(q, list(dims_t), list(cands_t), k)
+    else:
+        scores, indices = _core.funnel(q, c, list(dims_t), list(cands_t), k, list(precs))
     if single:
         return TopK(scores[0], indices[0])
     return TopK(scores, indices)
@@ -165,6 +171,9 @@ class FunnelPlan:
         precisions: The precision of each stage (``plan.precisions``).
         bytes_read: Bytes the plan reads per query; ``exact_bytes`` the same for exact search
             at the finest tier.
+        corpus: The corpus it was tuned on (or given to :meth:`load`), for :meth:`search`.
+        signature: A loaded plan's record of the corpus it was tuned on (path, shape,
+            fingerprint; see :mod:`matryo_fast.planfile`).
     """
 
     dims: tuple[int, ...]
@@ -181,6 +190,7 @@ class FunnelPlan:
     precisions: tuple[str, ...] = ()
     bytes_read: int = 0
     exact_bytes: int = 0
+    signature: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -201,6 +211,24 @@ class FunnelPlan:
         if target is None:
             raise ValueError("this plan holds no corpus: pass one, plan.search(query, corpus)")
         return funnel(query, target, **self.params)
+
+    def save(self, path: str | os.PathLike[str], corpus: CorpusLike | None = None) -> Path:
+        """Writes the plan as JSON with the signature of the corpus it was tuned on (``corpus``,
+        default the plan's own); see :mod:`matryo_fast.planfile`."""
+        from matryo_fast.planfile import save_plan
+
+        return save_plan(self, path, corpus)
+
+    @staticmethod
+    def load(path: str | os.PathLike[str], corpus: CorpusLike | None = None) -> FunnelPlan:
+        """Reads a plan from :meth:`save`; with ``corpus``, refuses a plan tuned on another one.
+
+        Raises:
+            ValueError: Not a plan file, or a plan for another corpus (the message names both).
+        """
+        from matryo_fast.planfile import load_plan
+
+        return load_plan(path, corpus)
 
     def to_markdown(self) -> str:
         """The table of every plan tried, as Markdown (best first)."""

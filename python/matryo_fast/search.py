@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from matryo_fast import _core
 from matryo_fast._validate import PRECISIONS, check_int, check_precision, coerce_query
-from matryo_fast.corpus import Corpus, CorpusLike, coerce_corpus, open_corpus
+from matryo_fast.corpus import Corpus, CorpusLike, ShardedSearch, coerce_corpus, open_corpus
 
 __all__ = ["PRECISIONS", "Corpus", "CorpusLike", "TopK", "open_corpus", "topk", "check_precision"]
 
@@ -50,7 +50,9 @@ def topk(
     Args:
         query: ``(D,)`` or ``(B, D)`` float32/float64 array; only the first ``dim`` columns are read.
         corpus: A 2-D float32 array (rows contiguous; ``np.memmap`` and strided row views such as
-            ``big[:, :256]`` are used in place), a ``.npy`` path, or a :class:`Corpus`.
+            ``big[:, :256]`` are used in place), a ``.npy`` path, a :class:`Corpus`, or a
+            sharded corpus (its directory, :func:`open_corpus` of it, or
+            :func:`matryo_fast.distributed.connect`).
         dim: Prefix width; ``None`` means all columns of the corpus.
         k: Results per query; ``k > N`` returns all ``N`` rows.
         precision: ``"float32"``, ``"int8"`` or ``"binary"``: the tier to scan.
@@ -76,7 +78,12 @@ def topk(
     c = coerce_corpus(corpus)
     d = int(c.shape[1]) if dim is None else check_int("dim", dim)
     q, single = coerce_query(query, d)
-    scores, indices = _core.topk(q, c, d, k, precision)
+    if isinstance(c, ShardedSearch):
+        if precision != "float32":
+            raise ValueError(f"precision {precision!r} needs a prefix-blocked file, not a sharded corpus")
+        scores, indices = c._topk(q, d, k)
+    else:
+        scores, indices = _core.topk(q, c, d, k, precision)
     if single:
         return TopK(scores[0], indices[0])
     return TopK(scores, indices)

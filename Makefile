@@ -146,6 +146,11 @@ bench-funnel: install ## funnel quality on real embeddings and speed on N=1M x 7
 	$(BIN)/pip install -q $(call deps,bench)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benches/bench_funnel.py --tune-by time --blocked --split-at 64 --out benches/RESULTS.md
 
+.PHONY: bench-quant
+bench-quant: install ## quantized tiers vs FAISS binary, usearch b1/i8, sentence-transformers (N=1M x 768)
+	$(BIN)/pip install -q $(call deps,bench)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benches/bench_quant.py --out benches/RESULTS.md
+
 .PHONY: bench-distributed
 bench-distributed: install ## one file vs local shards vs Ray actors (N=1M x 768 in 4 shards; minutes)
 	$(BIN)/pip install -q $(call deps,bench)

@@ -31,19 +31,12 @@ pub fn check_plan(
     query_cols: usize,
     corpus_cols: usize,
 ) -> Result<Plan> {
-    let k = check_k(k)?;
     if dims.is_empty() {
         return Err(Error::InvalidPlan(
             "dims must name at least one width".into(),
         ));
     }
-    if candidates.len() + 1 != dims.len() {
-        return Err(Error::InvalidPlan(format!(
-            "len(candidates) must be len(dims) - 1 = {}, got {} (one shortlist size per stage but the last)",
-            dims.len() - 1,
-            candidates.len()
-        )));
-    }
+    let (candidates, k) = check_counts(candidates, k, dims.len())?;
     let widths = dims
         .iter()
         .map(|&d| check_dim(d, query_cols, corpus_cols))
@@ -52,6 +45,28 @@ pub fn check_plan(
         return Err(Error::InvalidPlan(format!(
             "dims must strictly increase, got {} then {}",
             w[0], w[1]
+        )));
+    }
+    Ok(Plan {
+        dims: widths,
+        candidates,
+        k,
+    })
+}
+
+/// Checks a cascade's counts: `k >= 1`, one candidate count per stage but the last
+/// (`stages - 1`), counts non-increasing and at least `k`.
+pub(crate) fn check_counts(
+    candidates: &[i64],
+    k: i64,
+    stages: usize,
+) -> Result<(Vec<usize>, usize)> {
+    let k = check_k(k)?;
+    if candidates.len() + 1 != stages {
+        return Err(Error::InvalidPlan(format!(
+            "len(candidates) must be len(dims) - 1 = {}, got {} (one shortlist size per stage but the last)",
+            stages.saturating_sub(1),
+            candidates.len()
         )));
     }
     if let Some(&c) = candidates.iter().find(|&&c| c < 1 || (c as u64) < k as u64) {
@@ -69,11 +84,7 @@ pub fn check_plan(
         .iter()
         .map(|&c| usize::try_from(c).unwrap_or(usize::MAX))
         .collect();
-    Ok(Plan {
-        dims: widths,
-        candidates,
-        k,
-    })
+    Ok((candidates, k))
 }
 
 /// The funnel search; see the module docs. Scores are cosines at the last width.
@@ -140,7 +151,7 @@ pub fn funnel_with(
 }
 
 /// Scores `list`'s rows against the unit query `q` over `prefix`, keeps the best `keep`.
-fn rescore(
+pub(crate) fn rescore(
     kernels: &Kernels,
     q: &[f32],
     prefix: &Prefix<'_>,

@@ -52,6 +52,17 @@ class Corpus:
         return self._inner.layout
 
     @property
+    def tiers(self) -> tuple[str, ...]:
+        """The precisions the file holds, finest first: ``("float32",)`` for a ``.npy`` file;
+        a prefix-blocked file may hold ``"float32"``, ``"int8"`` and ``"binary"``."""
+        return tuple(self._inner.tiers)
+
+    @property
+    def int8_ranges(self) -> npt.NDArray[np.float32] | None:
+        """The int8 tier's ``(2, D)`` ranges (minima, maxima), or ``None`` without that tier."""
+        return self._inner.int8_ranges
+
+    @property
     def dim(self) -> int:
         """The full width ``D`` of each row."""
         return self._inner.shape[1]

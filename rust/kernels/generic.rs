@@ -265,8 +265,13 @@ pub(crate) unsafe fn dot_norm_block<S: Simd>(
     }
 }
 
-/// Rows per pass of [`dot_norm_by_segment`].
-const SEGMENT_PASS_ROWS: usize = 128;
+/// Rows per pass of [`dot_norm_by_segment`]: each pass reads a run of this many rows from
+/// every segment in turn (32 KiB per 64-wide segment at 128 rows, 128 KiB at 512), and keeps
+/// two accumulators per row (32 KiB with AVX2, 64 KiB with AVX-512: L1/L2). Measured side by
+/// side (400k x 768, 64-column blocks, one query, 2 threads): 512 rows scan the full width
+/// 4% faster than 128 (219 vs 228 ms, twice), the `.npy` scan unchanged; the longer runs give
+/// the hardware prefetchers fewer restarts.
+const SEGMENT_PASS_ROWS: usize = 512;
 
 /// Prefetches row `row`'s run in one segment (see [`prefetch_floats`]).
 #[inline(always)]

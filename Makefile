@@ -20,7 +20,7 @@ deps = $(shell $(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.to
 # The extras `make install` puts into .venv, besides `test` (pytest, hypothesis) which it always
 # installs. `make test EXTRAS=dev` keeps a light, search-only environment: the tests that need the
 # training stack are then skipped, each with its reason.
-EXTRAS ?= train eval dev serve
+EXTRAS ?= train eval dev serve ray
 
 # Rewritten only when EXTRAS changes, so that .venv is brought up to date then.
 $(STAMP)/extras: FORCE
@@ -38,7 +38,7 @@ $(STAMP)/venv: pyproject.toml constraints.txt $(STAMP)/extras
 	touch $@
 
 .PHONY: install
-install: build-dev ## create .venv with the extras in EXTRAS (default: train eval dev serve) and build the extension
+install: build-dev ## create .venv with the extras in EXTRAS (default: train eval dev serve ray) and build the extension
 
 .PHONY: build-dev
 build-dev: $(STAMP)/venv ## (re)build the Rust extension into .venv (release profile; incremental)
@@ -145,6 +145,16 @@ bench-gather: ## the funnel's re-scoring gather alone on one core, ns per row (n
 bench-funnel: install ## funnel quality on real embeddings and speed on N=1M x 768
 	$(BIN)/pip install -q $(call deps,bench)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benches/bench_funnel.py --tune-by time --blocked --split-at 64 --out benches/RESULTS.md
+
+.PHONY: bench-quant
+bench-quant: install ## quantized tiers vs FAISS binary, usearch b1/i8, sentence-transformers (N=1M x 768)
+	$(BIN)/pip install -q $(call deps,bench)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benches/bench_quant.py --out benches/RESULTS.md
+
+.PHONY: bench-distributed
+bench-distributed: install ## one file vs local shards vs Ray actors (N=1M x 768 in 4 shards; minutes)
+	$(BIN)/pip install -q $(call deps,bench)
+	$(BIN)/python benches/bench_distributed.py --out benches/RESULTS.md
 
 .PHONY: bench-serve
 bench-serve: install ## load test of matryo serve on 127.0.0.1: 2,000 requests, 16 clients, with and without batching

@@ -783,19 +783,42 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 RESULTS_TITLE = "# matryo-fast benchmark results"
+RESULTS_INTRO = (
+    "The latest run of each benchmark, written by the benchmark itself: a run replaces its own "
+    "section (each begins with an HTML comment naming its benchmark) and leaves the others as they "
+    "are. Older runs are in git history. The machines are shared and noisy: compare methods within one "
+    "section (they run side by side in one process), not across sections."
+)
+_MARK = "<!-- bench: "
 
 
-def write_results(path: str | os.PathLike[str], section: str, *, title: str = RESULTS_TITLE) -> None:
-    """Insert ``section`` (markdown starting with ``## ...``) above the newest run in ``path``.
+def _split_sections(text: str) -> tuple[str, dict[str, str]]:
+    """Splits a RESULTS.md into its head and its ``{name: section}`` in file order."""
+    head, *parts = ("\n" + text).split("\n" + _MARK)
+    sections = {}
+    for part in parts:
+        name, _, body = part.partition(" -->\n")
+        sections[name.strip()] = body.strip()
+    return head, sections
 
-    Earlier runs stay below it; text between the title and the first run (notes on the runs)
-    stays on top.
+
+def write_results(
+    path: str | os.PathLike[str],
+    section: str,
+    *,
+    name: str | None = None,
+    title: str = RESULTS_TITLE,
+) -> None:
+    """Puts ``section`` (markdown starting with ``## ...``) into ``path`` as benchmark ``name``'s
+    latest run, replacing that benchmark's previous section (``name`` defaults to the script's
+    file name, e.g. ``bench_topk``). The file is written aside and renamed into place.
     """
+    key = name or Path(sys.argv[0]).stem
     p = Path(path)
-    old = p.read_text() if p.exists() else ""
-    body = old.split("\n", 1)[1].lstrip("\n") if old.startswith(title) else old
-    at = 0 if body.startswith("## ") else body.find("\n## ") + 1
-    head, runs = (body, "") if at == 0 and not body.startswith("## ") else (body[:at], body[at:])
+    _, sections = _split_sections(p.read_text() if p.exists() else "")
+    sections[key] = section.strip()
+    body = "\n\n".join(f"{_MARK}{k} -->\n{v}" for k, v in sections.items())
     p.parent.mkdir(parents=True, exist_ok=True)
-    text = f"{title}\n\n{head.strip()}\n\n" if head.strip() else f"{title}\n\n"
-    p.write_text(f"{text}{section.rstrip()}\n\n{runs}".rstrip() + "\n")
+    tmp = p.with_name(f".{p.name}.partial")
+    tmp.write_text(f"{title}\n\n{RESULTS_INTRO}\n\n{body}\n")
+    os.replace(tmp, p)

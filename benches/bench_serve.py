@@ -234,7 +234,7 @@ def main() -> int:
         ]
     )
     if args.out:
-        h.write_results(args.out, section)
+        h.write_results(args.out, section, name=f"bench_serve-{'text' if args.text else 'vectors'}")
         print(f"wrote {args.out}")
     return 0
 

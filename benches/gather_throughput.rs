@@ -21,7 +21,7 @@ fn main() -> matryo_fast::Result<()> {
         .find(|a| !a.starts_with("--"))
         .unwrap_or_else(|| DEFAULT.to_string());
     let file = NpyFile::open(&path)?;
-    let m = file.matrix();
+    let m = file.matrix().expect("a float32 tier");
     let kernels = Kernels::active()?;
     let (n, cols) = (m.rows(), m.cols());
     println!(

@@ -3,20 +3,24 @@
 //! errors are mapped to Python exceptions in one place.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::blocked::{Tier, Writer};
 use crate::error::Error;
 use crate::kernels::{self, Backend};
 use crate::layout::Matrix;
 use crate::search::{self, Hits, Queries};
 use crate::store::NpyFile;
-use crate::{funnel, pool};
+use crate::{funnel, pool, quant};
 
 /// `(scores, indices)`, each `(B, k)`.
 type TopKArrays<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
@@ -75,6 +79,99 @@ impl PyCorpus {
     fn __len__(&self) -> usize {
         self.file.shape().0
     }
+
+    /// The tiers the file holds, finest first: `("float32",)` for a `.npy` file.
+    #[getter]
+    fn tiers(&self) -> Vec<&'static str> {
+        self.file.tiers().iter().map(|t| t.name()).collect()
+    }
+
+    /// The int8 tier's `(2, D)` ranges (minima, maxima), if the file holds that tier.
+    #[getter]
+    fn int8_ranges<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyArray2<f32>>>> {
+        let Some(p) = self.file.blocked().and_then(|l| l.int8.as_ref()) else {
+            return Ok(None);
+        };
+        let cols = self.file.shape().1;
+        let a = Array2::from_shape_vec((2, cols), p.ranges.clone())
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(Some(a.into_pyarray(py)))
+    }
+}
+
+/// A streaming writer of the prefix-blocked format (see `blocked.rs`).
+#[pyclass(frozen, name = "BlockedWriter", module = "matryo_fast._core")]
+struct PyBlockedWriter {
+    inner: Mutex<Option<Writer>>,
+}
+
+#[pymethods]
+impl PyBlockedWriter {
+    #[new]
+    #[pyo3(signature = (path, rows, widths, tiers, ranges=None, overwrite=false))]
+    fn py_new(
+        path: PathBuf,
+        rows: usize,
+        widths: Vec<usize>,
+        tiers: Vec<String>,
+        ranges: Option<PyReadonlyArray2<'_, f32>>,
+        overwrite: bool,
+    ) -> PyResult<Self> {
+        let tiers = tiers
+            .iter()
+            .map(|t| Tier::from_name(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ranges = match &ranges {
+            Some(r) => Some(
+                r.as_slice()
+                    .map_err(|_| PyValueError::new_err("ranges must be C-contiguous"))?,
+            ),
+            None => None,
+        };
+        let w = Writer::create(&path, rows, &widths, &tiers, ranges, overwrite)?;
+        Ok(PyBlockedWriter {
+            inner: Mutex::new(Some(w)),
+        })
+    }
+
+    /// Appends a `(n, D)` float32 batch of rows.
+    fn write(&self, py: Python<'_>, batch: PyReadonlyArray2<'_, f32>) -> PyResult<()> {
+        let x = batch.as_slice().map_err(|_| {
+            PyValueError::new_err("batch must be C-contiguous; use np.ascontiguousarray(batch)")
+        })?;
+        let mut guard = self
+            .inner
+            .lock()
+            .map_err(|_| PyOSError::new_err("writer poisoned"))?;
+        let w = guard
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("the writer is closed"))?;
+        py.detach(|| w.write_rows(x))?;
+        Ok(())
+    }
+
+    /// Flushes, syncs and renames the file into place; returns its path.
+    fn finish(&self, py: Python<'_>) -> PyResult<String> {
+        let mut guard = self
+            .inner
+            .lock()
+            .map_err(|_| PyOSError::new_err("writer poisoned"))?;
+        let w = guard
+            .take()
+            .ok_or_else(|| PyValueError::new_err("the writer is closed"))?;
+        let path = py.detach(|| w.finish())?;
+        Ok(path.display().to_string())
+    }
+
+    /// Discards the file being written.
+    fn abort(&self) -> PyResult<()> {
+        let mut guard = self
+            .inner
+            .lock()
+            .map_err(|_| PyOSError::new_err("writer poisoned"))?;
+        drop(guard.take());
+        Ok(())
+    }
 }
 
 /// A corpus argument, borrowed for the call.
@@ -86,7 +183,9 @@ enum CorpusArg<'py> {
 impl<'py> CorpusArg<'py> {
     fn extract(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
         if let Ok(c) = obj.cast::<PyCorpus>() {
-            return Ok(CorpusArg::File(Arc::clone(&c.get().file)));
+            let file = &c.get().file;
+            file.check()?;
+            return Ok(CorpusArg::File(Arc::clone(file)));
         }
         obj.extract::<PyReadonlyArray2<'py, f32>>()
             .map(CorpusArg::Array)
@@ -105,7 +204,7 @@ impl<'py> CorpusArg<'py> {
     /// The rows as a zero-copy matrix.
     fn matrix(&self) -> PyResult<Matrix<'_>> {
         match self {
-            CorpusArg::File(f) => Ok(f.matrix()),
+            CorpusArg::File(f) => Ok(f.matrix()?),
             CorpusArg::Array(a) => {
                 let (rows, cols) = (a.shape()[0], a.shape()[1]);
                 let strides = a.strides(); // bytes
@@ -152,18 +251,52 @@ fn to_arrays<'py>(py: Python<'py>, hits: Hits) -> PyResult<TopKArrays<'py>> {
     Ok((scores.into_pyarray(py), indices.into_pyarray(py)))
 }
 
-/// Top-k cosine over the first `dim` columns; returns `(scores (B, k), indices (B, k))`.
+/// The tiers named, or an error naming the unknown one.
+fn tiers_of(names: &[String]) -> PyResult<Vec<Tier>> {
+    Ok(names
+        .iter()
+        .map(|t| Tier::from_name(t))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A corpus for a quantized precision: a file holding that tier.
+fn quantized_file(corpus: &CorpusArg<'_>, tiers: &[Tier]) -> PyResult<Arc<NpyFile>> {
+    match corpus {
+        CorpusArg::File(f) => Ok(Arc::clone(f)),
+        CorpusArg::Array(_) => {
+            let t = tiers
+                .iter()
+                .find(|t| **t != Tier::Float32)
+                .map_or("", |t| t.name());
+            Err(PyValueError::new_err(format!(
+                "precision {t:?} needs a prefix-blocked file that holds that tier (a numpy \
+                 array is float32 only): write one with save_prefix_blocked(path, x, \
+                 tiers=(\"float32\", {t:?})) and open it with open_corpus"
+            )))
+        }
+    }
+}
+
+/// Top-k over the first `dim` columns at `precision`; `(scores (B, k), indices (B, k))`.
 #[pyfunction]
-#[pyo3(name = "topk", signature = (query, corpus, dim, k))]
+#[pyo3(name = "topk", signature = (query, corpus, dim, k, precision="float32"))]
 fn py_topk<'py>(
     py: Python<'py>,
     query: PyReadonlyArray2<'py, f32>,
     corpus: &Bound<'py, PyAny>,
     dim: i64,
     k: i64,
+    precision: &str,
 ) -> PyResult<TopKArrays<'py>> {
+    let tier = Tier::from_name(precision)?;
     let corpus = CorpusArg::extract(corpus)?;
     let qcols = query.shape()[1];
+    if tier != Tier::Float32 {
+        let file = quantized_file(&corpus, &[tier])?;
+        let queries = Queries::new(query_slice(&query)?, qcols)?;
+        let hits = py.detach(|| quant::topk(&file, queries, dim, k, tier))?;
+        return to_arrays(py, hits);
+    }
     search::check_dim(dim, qcols, corpus.cols())?;
     let queries = Queries::new(query_slice(&query)?, qcols)?;
     let matrix = corpus.matrix()?;
@@ -173,7 +306,7 @@ fn py_topk<'py>(
 
 /// Funnel search (shortlist at `dims[0]`, re-rank at each wider dim); `(scores, indices)`.
 #[pyfunction]
-#[pyo3(name = "funnel", signature = (query, corpus, dims, candidates, k))]
+#[pyo3(name = "funnel", signature = (query, corpus, dims, candidates, k, precisions=None))]
 fn py_funnel<'py>(
     py: Python<'py>,
     query: PyReadonlyArray2<'py, f32>,
@@ -181,14 +314,45 @@ fn py_funnel<'py>(
     dims: Vec<i64>,
     candidates: Vec<i64>,
     k: i64,
+    precisions: Option<Vec<String>>,
 ) -> PyResult<TopKArrays<'py>> {
     let corpus = CorpusArg::extract(corpus)?;
     let qcols = query.shape()[1];
+    let tiers = tiers_of(&precisions.unwrap_or_default())?;
+    if tiers.iter().any(|t| *t != Tier::Float32) {
+        let file = quantized_file(&corpus, &tiers)?;
+        let queries = Queries::new(query_slice(&query)?, qcols)?;
+        let hits = py.detach(|| quant::funnel(&file, queries, &dims, &tiers, &candidates, k))?;
+        return to_arrays(py, hits);
+    }
     funnel::check_plan(&dims, &candidates, k, qcols, corpus.cols())?;
     let queries = Queries::new(query_slice(&query)?, qcols)?;
     let matrix = corpus.matrix()?;
     let hits = py.detach(|| funnel::funnel(queries, &matrix, &dims, &candidates, k))?;
     to_arrays(py, hits)
+}
+
+/// Scores of given rows at width `dim`: query `j` against `rows[offsets[j]..offsets[j + 1]]`
+/// (the funnel's re-scoring gather); one float32 per row.
+#[pyfunction]
+#[pyo3(name = "score_rows", signature = (query, corpus, dim, rows, offsets))]
+fn py_score_rows<'py>(
+    py: Python<'py>,
+    query: PyReadonlyArray2<'py, f32>,
+    corpus: &Bound<'py, PyAny>,
+    dim: i64,
+    rows: PyReadonlyArray1<'py, i64>,
+    offsets: Vec<usize>,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let corpus = CorpusArg::extract(corpus)?;
+    let qcols = query.shape()[1];
+    let queries = Queries::new(query_slice(&query)?, qcols)?;
+    let rows = rows.as_slice().map_err(|_| {
+        PyValueError::new_err("rows must be C-contiguous; use np.ascontiguousarray(rows)")
+    })?;
+    let matrix = corpus.matrix()?;
+    let scores = py.detach(|| funnel::score_rows(queries, &matrix, dim, rows, &offsets))?;
+    Ok(scores.into_pyarray(py))
 }
 
 /// `{"available": [...], "active": name, "threads": n}`.
@@ -215,8 +379,10 @@ fn py_set_backend(name: Option<&str>) -> PyResult<()> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<PyCorpus>()?;
+    m.add_class::<PyBlockedWriter>()?;
     m.add_function(wrap_pyfunction!(py_topk, m)?)?;
     m.add_function(wrap_pyfunction!(py_funnel, m)?)?;
+    m.add_function(wrap_pyfunction!(py_score_rows, m)?)?;
     m.add_function(wrap_pyfunction!(py_backends, m)?)?;
     m.add_function(wrap_pyfunction!(py_set_backend, m)?)?;
     Ok(())

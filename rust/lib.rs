@@ -42,14 +42,33 @@
 //! - **Memory.** Nothing grows with `N` per call: buffers are per block (a few hundred rows),
 //!   the selections are up to `2k` per query per thread, and the sample that guesses a large
 //!   `k`'s starting threshold is at most 16,384 rows.
+//!
+//! ## Numeric contract of the quantized tiers
+//! The tiers of a prefix-blocked file ([`blocked`]; searched by [`quant`]) have their own
+//! scores; order, NaN/Inf in the query and the `k > N` rule are as above.
+//! - **binary.** `1 - 2 * h / dim`, `h` the Hamming distance of the sign bits `q[:dim] > 0` and
+//!   `x[:dim] > 0` (the cosine of the +-1 sign vectors; a width that is not a multiple of 8
+//!   masks the row's last byte). `h` is an exact integer on every backend; the score is the
+//!   float64 quotient rounded to float32, so rows at equal distance tie exactly.
+//! - **int8.** The cosine of the unit query prefix (as above) with the row's de-quantized
+//!   prefix `v[c] = min[c] + step[c] * (code + 128.5)` (the bin centre, evaluated in float32
+//!   without fusion, so the same on every backend). `dot(q, v)` is accumulated in float32 as
+//!   16 partial sums (lane `l` takes the columns `l, l + 16, ...` of the prefix) added pairwise;
+//!   SIMD backends fuse the multiply-adds, the scalar reference does not. `|v|` is the file's
+//!   float64-exact norm at the last block boundary `b <= dim`, extended over `[b, dim)` in
+//!   float64 (`sqrt(N_b^2 + sum v[c]^2)`); the quotient is taken in float64, clamped to
+//!   `[-1, 1]` and rounded to float32; `|v| = 0` scores 0. A row's value does not depend on the
+//!   batch. Expect agreement with float64 to about `1e-6 * sqrt(dim)`.
 
 #![warn(missing_docs)]
 
+pub mod blocked;
 pub mod error;
 pub mod funnel;
 pub mod kernels;
 pub mod layout;
 pub mod pool;
+pub mod quant;
 pub mod search;
 pub mod selection;
 pub mod store;

@@ -101,6 +101,11 @@ impl<'a> Queries<'a> {
         self.cols
     }
 
+    /// Query `j`'s values.
+    pub fn row(&self, j: usize) -> &'a [f32] {
+        &self.data[j * self.cols..(j + 1) * self.cols]
+    }
+
     /// The first `dim` columns of each query, scaled to unit norm in float64 (a zero prefix
     /// stays zero), as a dense `nq x dim` buffer. NaN/Inf in those columns is an error.
     pub fn normalized(&self, dim: usize) -> Result<Vec<f32>> {

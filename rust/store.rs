@@ -6,16 +6,14 @@
 //! columns are split into blocks (e.g. 64 wide) stored one after another, each block row-major
 //! over all rows, so a scan at a small prefix reads a contiguous range instead of a strided one:
 //!
-//! ```text
-//! b"MATRYOFB" | version u32 = 1 | nblocks u32 | rows u64 | cols u64 | width u64 x nblocks
-//! then each block's rows x width f32 (little-endian), each block starting on a 64-byte boundary
-//! ```
+//! The prefix-blocked format (and its quantized tiers) is read and written by `blocked.rs`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+use crate::blocked::{self, Tier, MAGIC as BLOCKED_MAGIC};
 use crate::error::{Error, Result};
 use crate::layout::{Matrix, Segment};
 
@@ -45,96 +43,6 @@ pub struct Block {
 }
 
 const MAGIC: &[u8] = b"\x93NUMPY";
-/// Magic of the prefix-blocked layout.
-pub const BLOCKED_MAGIC: &[u8] = b"MATRYOFB";
-
-/// Parses and validates a prefix-blocked header (see the module docs).
-pub fn parse_blocked_header(bytes: &[u8], file_len: u64, path: &str) -> Result<Header> {
-    let bad = |reason: String| Error::BadHeader {
-        path: path.to_string(),
-        reason,
-    };
-    let u32_at = |o: usize| {
-        bytes
-            .get(o..o + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
-    };
-    let u64_at = |o: usize| {
-        bytes
-            .get(o..o + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-    };
-    if bytes.len() < 32 || &bytes[..8] != BLOCKED_MAGIC {
-        return Err(bad("truncated prefix-blocked header".into()));
-    }
-    let version = u32_at(8).unwrap_or(0);
-    if version != 1 {
-        return Err(bad(format!(
-            "unsupported prefix-blocked format version {version} (known: 1)"
-        )));
-    }
-    let nblocks = u32_at(12).unwrap_or(0) as usize;
-    let (rows, cols) = (u64_at(16).unwrap_or(0), u64_at(24).unwrap_or(0));
-    if nblocks == 0 || cols == 0 {
-        return Err(bad(format!(
-            "{nblocks} blocks and {cols} columns: a corpus needs at least one of each"
-        )));
-    }
-    let mut blocks = Vec::with_capacity(nblocks.min(4096));
-    let (mut col, mut end) = (0u64, 32u64 + 8 * nblocks as u64);
-    for b in 0..nblocks {
-        let width = u64_at(32 + 8 * b)
-            .ok_or_else(|| bad("truncated: the file ends inside the header".into()))?;
-        if width == 0 {
-            return Err(bad(format!("block {b} has width 0")));
-        }
-        let start = end.div_ceil(64) * 64;
-        let size = rows
-            .checked_mul(width)
-            .and_then(|n| n.checked_mul(4))
-            .ok_or_else(|| bad(format!("shape ({rows}, {cols}) is too large")))?;
-        end = start
-            .checked_add(size)
-            .ok_or_else(|| bad(format!("shape ({rows}, {cols}) is too large")))?;
-        let as_usize = |v: u64| {
-            usize::try_from(v).map_err(|_| bad(format!("shape ({rows}, {cols}) is too large")))
-        };
-        blocks.push(Block {
-            col: as_usize(col)?,
-            width: as_usize(width)?,
-            offset: as_usize(start)?,
-        });
-        col = col
-            .checked_add(width)
-            .ok_or_else(|| bad("block widths overflow".into()))?;
-    }
-    if col != cols {
-        return Err(bad(format!(
-            "the block widths add up to {col}, not to the {cols} columns"
-        )));
-    }
-    if end > file_len {
-        return Err(bad(format!(
-            "truncated: the blocks need {end} bytes, the file has {file_len}"
-        )));
-    }
-    if end < file_len {
-        return Err(bad(format!(
-            "the file has {} unexpected bytes after the last block",
-            file_len - end
-        )));
-    }
-    let to_usize = |v: u64| {
-        usize::try_from(v).map_err(|_| bad(format!("shape ({rows}, {cols}) is too large")))
-    };
-    Ok(Header {
-        rows: to_usize(rows)?,
-        cols: to_usize(cols)?,
-        data_offset: blocks[0].offset,
-        blocks,
-    })
-}
-
 /// Parses and validates a `.npy` header against the file's total length `file_len`. `bytes`
 /// is the start of the file (at least the whole header, or the whole file if shorter).
 pub fn parse_header(bytes: &[u8], file_len: u64, path: &str) -> Result<Header> {
@@ -412,12 +320,40 @@ impl Parser<'_> {
     }
 }
 
-/// A `.npy` float32 matrix mapped read-only.
+/// A `.npy` float32 matrix, or a prefix-blocked file, mapped read-only.
 #[derive(Debug)]
 pub struct NpyFile {
     path: PathBuf,
     header: Header,
+    /// The prefix-blocked layout (`None` for a `.npy` file).
+    blocked: Option<blocked::Layout>,
     map: Mmap,
+    /// The open file and what `fstat` said when it was mapped: see [`NpyFile::check`].
+    file: File,
+    identity: Identity,
+}
+
+/// What must not change while a file is mapped: its size and modification time (through the
+/// open descriptor) and, through the path, which file it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Identity {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    dev_ino: (u64, u64),
+}
+
+impl Identity {
+    fn of(meta: &std::fs::Metadata) -> Identity {
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt;
+        Identity {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            dev_ino: (meta.dev(), meta.ino()),
+        }
+    }
 }
 
 impl NpyFile {
@@ -459,16 +395,86 @@ impl NpyFile {
                 message: "the file changed size while being opened".into(),
             });
         }
-        let header = if map.starts_with(BLOCKED_MAGIC) {
-            parse_blocked_header(&map, len, &shown)?
+        let (header, blocked) = if map.starts_with(BLOCKED_MAGIC) {
+            let layout = blocked::parse(&map, len, &shown)?;
+            let blocks = match layout.blocks_of(Tier::Float32) {
+                Some(offs) => layout
+                    .columns()
+                    .zip(offs)
+                    .map(|((col, width), &offset)| Block { col, width, offset })
+                    .collect(),
+                None => Vec::new(),
+            };
+            let header = Header {
+                rows: layout.rows,
+                cols: layout.cols,
+                data_offset: blocks.first().map_or(0, |b| b.offset),
+                blocks,
+            };
+            (header, Some(layout))
         } else {
-            parse_header(&map, len, &shown)?
+            (parse_header(&map, len, &shown)?, None)
         };
         Ok(NpyFile {
             path: path.to_path_buf(),
             header,
+            blocked,
             map,
+            identity: Identity::of(&meta),
+            file,
         })
+    }
+
+    /// Checks that the file is still the one mapped, with its size and modification time:
+    /// a scan of a file truncated since would fault (SIGBUS) instead of raising. Call it before
+    /// each scan; a truncation *during* a scan is not caught.
+    pub fn check(&self) -> Result<()> {
+        let changed = |what: &str| Error::Io {
+            path: self.path.display().to_string(),
+            message: format!(
+                "the file {what} since it was opened; open it again (a mapped file must not \
+                 be truncated or rewritten in place)"
+            ),
+        };
+        let now = self
+            .file
+            .metadata()
+            .map_err(|e| changed(&format!("cannot be checked ({e})")))?;
+        let now = Identity::of(&now);
+        if now.len != self.identity.len {
+            return Err(changed(&format!(
+                "changed size from {} to {} bytes",
+                self.identity.len, now.len
+            )));
+        }
+        if now.modified != self.identity.modified {
+            return Err(changed("was modified"));
+        }
+        #[cfg(unix)]
+        {
+            let path_now = std::fs::metadata(&self.path).map(|m| Identity::of(&m).dev_ino);
+            if path_now.ok() != Some(self.identity.dev_ino) {
+                return Err(changed("was replaced or removed"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tiers the file holds (`[Float32]` for a `.npy` file), finest first.
+    pub fn tiers(&self) -> Vec<Tier> {
+        self.blocked
+            .as_ref()
+            .map_or_else(|| vec![Tier::Float32], |l| l.tiers.clone())
+    }
+
+    /// The prefix-blocked layout, if the file is one.
+    pub fn blocked(&self) -> Option<&blocked::Layout> {
+        self.blocked.as_ref()
+    }
+
+    /// The mapped bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
     }
 
     /// The file's path.
@@ -481,8 +487,11 @@ impl NpyFile {
         (self.header.rows, self.header.cols)
     }
 
-    /// The rows as a matrix, zero-copy.
-    pub fn matrix(&self) -> Matrix<'_> {
+    /// The float32 rows as a matrix, zero-copy; an error if the file holds no float32 tier.
+    pub fn matrix(&self) -> Result<Matrix<'_>> {
+        if self.header.blocks.is_empty() {
+            return Err(crate::quant::missing_tier(Tier::Float32, &self.tiers()));
+        }
         let (rows, cols) = self.shape();
         let segments = self
             .header
@@ -499,7 +508,7 @@ impl NpyFile {
         // file (exact total length), so every row r < rows has `width` readable f32s at
         // base + r * width; the blocks cover [0, cols) in order; the map lives as long as the
         // borrow of self, and it is never written.
-        unsafe { Matrix::from_segments(rows, cols, segments) }
+        Ok(unsafe { Matrix::from_segments(rows, cols, segments) })
     }
 
     /// `"row-major"` for `.npy` files, `"prefix-blocked"` for the blocked layout.
@@ -667,11 +676,16 @@ mod tests {
             .map(|i| ((i * 7919 % 1013) as f32 / 506.5) - 1.0)
             .collect();
         let bytes = blocked(&x, rows, cols, 16);
-        let h = parse_blocked_header(&bytes, bytes.len() as u64, "b").unwrap();
-        assert_eq!((h.rows, h.cols, h.blocks.len()), (rows, cols, 7));
+        let h = blocked::parse(&bytes, bytes.len() as u64, "b").unwrap();
+        assert_eq!((h.rows, h.cols, h.widths.len()), (rows, cols, 7));
+        let f32_offs = h.blocks_of(Tier::Float32).unwrap().to_vec();
+        let blocks: Vec<Block> = h
+            .columns()
+            .zip(f32_offs)
+            .map(|((col, width), offset)| Block { col, width, offset })
+            .collect();
         // A file's bytes are only 1-byte aligned in a Vec; copy the blocks into f32 buffers.
-        let bufs: Vec<Vec<f32>> = h
-            .blocks
+        let bufs: Vec<Vec<f32>> = blocks
             .iter()
             .map(|b| {
                 bytes[b.offset..b.offset + rows * b.width * 4]
@@ -680,8 +694,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        let segments = h
-            .blocks
+        let segments = blocks
             .iter()
             .zip(&bufs)
             .map(|(b, buf)| Segment::new(b.col, b.width, buf.as_ptr(), b.width as isize))
@@ -710,19 +723,19 @@ mod tests {
         let x = vec![0.5f32; 6 * 40];
         let good = blocked(&x, 6, 40, 16);
         let err = |b: &[u8]| {
-            parse_blocked_header(b, b.len() as u64, "b")
+            blocked::parse(b, b.len() as u64, "b")
                 .unwrap_err()
                 .to_string()
         };
-        assert!(parse_blocked_header(&good, good.len() as u64, "b").is_ok());
+        assert!(blocked::parse(&good, good.len() as u64, "b").is_ok());
         assert!(err(&good[..20]).contains("truncated"));
         assert!(err(&good[..good.len() - 4]).contains("truncated"));
         let mut v = good.clone();
         v.push(0);
         assert!(err(&v).contains("unexpected bytes"));
         let mut v = good.clone();
-        v[8] = 2;
-        assert!(err(&v).contains("version 2"));
+        v[8] = 3;
+        assert!(err(&v).contains("version 3"));
         let mut v = good.clone();
         v[32] = 15; // first width 16 -> 15: widths no longer add up
         assert!(err(&v).contains("add up"));
@@ -736,7 +749,7 @@ mod tests {
         fn fuzz_blocked_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..300)) {
             let mut v = BLOCKED_MAGIC.to_vec();
             v.extend(tail);
-            let _ = parse_blocked_header(&v, v.len() as u64, "b");
+            let _ = blocked::parse(&v, v.len() as u64, "b");
         }
 
         // The parser never panics, whatever the bytes.

@@ -79,3 +79,16 @@ def test_run_methods_reports_setup_and_call_failures_in_order() -> None:
     assert ok is not None and ok.result == 7 and got["ok"].why == ""
     assert got["missing"].timing is None and got["missing"].why == "n/a: no library"
     assert got["bad"].timing is None and got["bad"].why == "n/a: RuntimeError: broke"
+
+
+def test_write_results_replaces_only_its_own_section(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    h.write_results(out, "## A, first run\n\nold a", name="a")
+    h.write_results(out, "## B, first run\n\nold b", name="b")
+    h.write_results(out, "## A, second run\n\nnew a", name="a")
+    text = out.read_text()
+    assert text.startswith(h.RESULTS_TITLE + "\n")
+    assert "old a" not in text and "new a" in text and "old b" in text
+    assert text.index("new a") < text.index("old b")  # a section keeps its place
+    assert text.count("<!-- bench: a -->") == 1 and text.count("<!-- bench: b -->") == 1
+    assert not list(tmp_path.glob(".*partial"))

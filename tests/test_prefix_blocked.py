@@ -21,8 +21,9 @@ def _data(rows: int = 3001, cols: int = 100) -> np.ndarray:
 
 def _header_widths(path: Path) -> list[int]:
     raw = path.read_bytes()
+    assert int.from_bytes(raw[8:12], "little") == 2  # format version 2 (docs/quantized.md)
     n = int.from_bytes(raw[12:16], "little")
-    return [int.from_bytes(raw[32 + 8 * i : 40 + 8 * i], "little") for i in range(n)]
+    return [int.from_bytes(raw[40 + 8 * i : 48 + 8 * i], "little") for i in range(n)]
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,21 @@ from matryo_fast.files import CorpusWriter, save_corpus, save_prefix_blocked
 from matryo_fast.funnel import FunnelPlan, funnel, tune_funnel
 from matryo_fast.search import Corpus, TopK, open_corpus, topk
 from matryo_fast.semantic import semantic_search
+from matryo_fast.sharded import (
+    PartialResultWarning,
+    ShardedCorpus,
+    ShardedCorpusWriter,
+    ShardUnavailableError,
+)
 
 __all__ = [
     "Corpus",
     "CorpusWriter",
     "FunnelPlan",
+    "PartialResultWarning",
+    "ShardUnavailableError",
+    "ShardedCorpus",
+    "ShardedCorpusWriter",
     "TopK",
     "__version__",
     "backends",

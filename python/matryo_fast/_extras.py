@@ -27,7 +27,8 @@ def require(module: str, *, feature: str, extra: str = "train") -> ModuleType:
     Args:
         module: The module to import (e.g. ``"sentence_transformers"``).
         feature: What needs it, for the message (e.g. ``"matryo_fast.training"``).
-        extra: The extra that installs it (``train``, or ``serve`` for FastAPI and uvicorn).
+        extra: The extra that installs it (``train``, ``serve`` for FastAPI and uvicorn, or
+            ``ray`` for scale-out).
 
     Returns:
         The imported module.

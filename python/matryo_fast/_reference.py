@@ -25,7 +25,17 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["funnel_reference", "normalised_prefix", "prefix_cosine", "topk_reference"]
+__all__ = [
+    "binary_cosine",
+    "funnel_reference",
+    "int8_codes",
+    "int8_cosine",
+    "int8_values",
+    "normalised_prefix",
+    "prefix_cosine",
+    "quantized_topk_reference",
+    "topk_reference",
+]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -73,9 +83,7 @@ def _check(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int | None, k: int)
     return d
 
 
-def topk_reference(
-    query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int | None, k: int
-) -> tuple[F64, I64]:
+def topk_reference(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int | None, k: int) -> tuple[F64, I64]:
     """Top-``k`` rows by prefix cosine, in float64: the contract of :func:`matryo_fast.topk`.
 
     Args:
@@ -151,3 +159,72 @@ def funnel_reference(
     if np.asarray(query).ndim == 1:
         return scores[0], indices[0]
     return scores, indices
+
+
+# --- Quantized tiers (the contract of ``precision="binary"`` and ``"int8"``) ----------------
+
+
+def binary_cosine(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int) -> F64:
+    """``1 - 2 * hamming(q[:dim] > 0, x[:dim] > 0) / dim`` for every pair: the cosine of the
+    +-1 sign vectors, shape ``(B, N)``, float64 (exact: integers over ``dim``)."""
+    q = np.where(np.atleast_2d(np.asarray(query))[:, :dim] > 0, 1.0, -1.0)
+    x = np.where(np.asarray(corpus)[:, :dim] > 0, 1.0, -1.0)
+    out: F64 = (q @ x.T) / dim
+    return out
+
+
+def int8_codes(x: npt.ArrayLike, ranges: npt.ArrayLike) -> npt.NDArray[np.int8]:
+    """sentence-transformers' int8 codes of the float32 values ``x``: per column
+    ``floor((x - min) / step)`` clipped to ``0..255``, minus 128, in float32, with
+    ``step = (max - min) / 255`` (0 replaced by 1)."""
+    r = np.asarray(ranges, dtype=np.float32)
+    start, step = r[0], (r[1] - r[0]) / np.float32(255)
+    step = np.where(step == 0, np.float32(1), step).astype(np.float32)
+    u = np.clip(np.floor((np.asarray(x, dtype=np.float32) - start) / step), 0, 255)
+    codes: npt.NDArray[np.int8] = (u - 128).astype(np.int8)
+    return codes
+
+
+def int8_values(codes: npt.ArrayLike, ranges: npt.ArrayLike) -> F64:
+    """The de-quantized values: each code's bin centre ``min + step * (code + 128.5)``,
+    evaluated in float32 as the contract defines it (a centre near zero keeps the sign that
+    float32 rounding gives it), returned as float64."""
+    r = np.asarray(ranges, dtype=np.float32)
+    start, step = r[0], (r[1] - r[0]) / np.float32(255)
+    step = np.where(step == 0, np.float32(1), step).astype(np.float32)
+    half = np.asarray(codes, dtype=np.float32) + np.float32(128.5)
+    out: F64 = (start + step * half).astype(np.float64)
+    return out
+
+
+def int8_cosine(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int, ranges: npt.ArrayLike) -> F64:
+    """Cosine of each query prefix with each row's de-quantized prefix, ``(B, N)``, float64
+    (a zero prefix scores 0)."""
+    v = int8_values(int8_codes(corpus, ranges), ranges)
+    q = normalised_prefix(np.atleast_2d(np.asarray(query)), dim)
+    scores: F64 = np.clip(q @ normalised_prefix(v, dim).T, -1.0, 1.0)
+    return scores
+
+
+def quantized_topk_reference(
+    query: npt.ArrayLike,
+    corpus: npt.ArrayLike,
+    dim: int,
+    k: int,
+    precision: str,
+    ranges: npt.ArrayLike | None = None,
+) -> tuple[F64, I64]:
+    """Top-``k`` by the binary or int8 score, sorted by ``(-score, row)``; shapes as
+    :func:`topk_reference`."""
+    _check(query, corpus, dim, k)
+    if precision == "binary":
+        scores = binary_cosine(query, corpus, dim)
+    elif precision == "int8" and ranges is not None:
+        scores = int8_cosine(query, corpus, dim, ranges)
+    else:
+        raise ValueError(f"precision must be 'binary' or 'int8' (with ranges), got {precision!r}")
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k].astype(np.int64)
+    top = np.take_along_axis(scores, order, axis=1)
+    if np.asarray(query).ndim == 1:
+        return top[0], order[0]
+    return top, order

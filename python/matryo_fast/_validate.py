@@ -157,8 +157,7 @@ def coerce_query(query: Any, dim: int | None = None) -> tuple[npt.NDArray[np.flo
     q = np.asarray(as_host_array(query, "query"))  # a CPU tensor: a view, never a copy
     if q.dtype not in (np.float32, np.float64):
         raise TypeError(
-            f"query must be float32 or float64, got dtype {q.dtype}; "
-            "convert it with query.astype(np.float32)"
+            f"query must be float32 or float64, got dtype {q.dtype}; convert it with query.astype(np.float32)"
         )
     if q.ndim not in (1, 2):
         raise ValueError(f"query must be 1-D (D,) or 2-D (B, D), got {q.ndim}-D shape {q.shape}")
@@ -173,3 +172,14 @@ def coerce_query(query: Any, dim: int | None = None) -> tuple[npt.NDArray[np.flo
     if q2.dtype == np.float64 and q2.size and np.abs(q2).max() > np.finfo(np.float32).max:
         raise ValueError("query has values too large for float32 (they would overflow to Inf)")
     return np.ascontiguousarray(q2, dtype=np.float32), single
+
+
+#: The precisions a corpus file can hold, finest first (see ``docs/quantized.md``).
+PRECISIONS = ("float32", "int8", "binary")
+
+
+def check_precision(precision: Any) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a ValueError naming them."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
+    return str(precision)

@@ -1,5 +1,5 @@
-"""The ``matryo`` console script: ``train``, ``eval``, ``reproduce``, ``demo``, ``backends``, and
-``encode``, ``search``, ``tune``, ``serve`` (in :mod:`matryo_fast.commands`).
+"""The ``matryo`` console script: ``train``, ``eval``, ``reproduce``, ``recipe-search``, ``demo``,
+``backends``, and ``encode``, ``search``, ``tune``, ``serve`` (in :mod:`matryo_fast.commands`).
 
 User errors (bad files, options, missing extras) print one line, ``matryo: error: ...``, to
 stderr and exit with status 1; usage errors exit with status 2 (argparse).
@@ -15,8 +15,12 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from matryo_fast import __version__, commands
+
+if TYPE_CHECKING:
+    from matryo_fast.programme import Recipe
 
 __all__ = ["main"]
 
@@ -50,6 +54,35 @@ def _default_data(*parts: str) -> str:
     from matryo_fast._extras import default_data_dir
 
     return os.fspath(default_data_dir().joinpath(*parts))
+
+
+#: The recipe options of ``matryo reproduce`` (the programme's :class:`Recipe` fields).
+RECIPE_FLAGS = (
+    "mini_batch_size",
+    "matryoshka_weights",
+    "loss",
+    "sts_train",
+    "dims",
+    "warmup_ratio",
+    "device",
+)
+
+
+def _recipe_options(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--mini-batch-size",
+        type=int,
+        help="train CachedMultipleNegativesRankingLoss: --batch-size rows of in-batch negatives, "
+        "this many through the model at once",
+    )
+    g.add_argument("--dims", type=_int_list, help="Matryoshka dims, e.g. 384,256,128,64,32")
+    g.add_argument("--matryoshka-weights", type=_float_list, help="loss weight per dim, same order as --dims")
+    g.add_argument(
+        "--loss", choices=["matryoshka", "matryoshka2d"], help="MatryoshkaLoss or Matryoshka2dLoss"
+    )
+    g.add_argument("--sts-train", action="store_true", help="add stsb/train.tsv with CoSENTLoss")
+    g.add_argument("--warmup-ratio", type=float)
+    g.add_argument("--device", help="train and encode here, e.g. cuda (default cpu)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -146,6 +179,35 @@ def _build_parser() -> argparse.ArgumentParser:
         help="rewrite reproduction.md and the plots from a finished --output-dir, without training",
     )
     r.add_argument("--no-progress", action="store_true")
+    g = r.add_argument_group(
+        "programme (seeds, recipe, intervals)",
+        "Any of these runs the programme instead (matryo_fast.programme): standard and Matryoshka "
+        "per seed, scored on --split, with seed spreads, paired-bootstrap intervals and the "
+        "retrieval side; writes programme.json/.md (and training_<split>.md in --docs-dir).",
+    )
+    _recipe_options(g)
+    g.add_argument("--seeds", type=_int_list, help="seeds, e.g. 1,2,3 (each trains both models)")
+    g.add_argument(
+        "--split", choices=["dev", "test"], default="test", help="STS-B split scored (default test)"
+    )
+
+    s = sub.add_parser(
+        "recipe-search",
+        help="compare training recipes on STS-B dev (never test)",
+        description="Run every recipe of a JSON file (a list of objects: name, sts_train and "
+        "TrainConfig options) with standard and Matryoshka models per seed, scored on "
+        "stsb/dev.tsv only; reports every recipe and the one chosen.",
+    )
+    s.add_argument("recipes", help="JSON file: a list of {name, [sts_train], options...}")
+    s.add_argument("-o", "--output-dir", default="runs/recipe-search")
+    s.add_argument("--seeds", type=_int_list, default=[1], help="seeds (default 1)")
+    s.add_argument("--docs-dir", help="also write training_dev.md and its plot here")
+    s.add_argument("--train-data", help="triplets file (default: ../shared/data/nli/triplets.tsv)")
+    s.add_argument("--model", help="base model folder (default: the shipped all-MiniLM-L6-v2)")
+    s.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per width")
+    s.add_argument("--device", help="train and encode here, e.g. cuda (default cpu)")
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("demo", help="interactive search demo (arguments are passed through)", add_help=False)
     sub.add_parser("backends", help="list the SIMD backends available on this machine")
@@ -287,6 +349,12 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 def _cmd_reproduce(a: argparse.Namespace, argv: Sequence[str]) -> int:
     from matryo_fast.reproduce import render, reproduce
 
+    if (
+        a.seeds is not None
+        or a.split != "test"
+        or any(getattr(a, f) not in (None, False) for f in RECIPE_FLAGS)
+    ):
+        return _cmd_programme(a, argv)
     if a.render_only:
         done = render(a.output_dir, docs_dir=a.docs_dir)
         print("wrote " + ", ".join(map(str, done.files)))
@@ -309,6 +377,58 @@ def _cmd_reproduce(a: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     print(result.report.to_markdown())
     print(f"wall time {result.wall_time_s / 60:.1f} min; wrote " + ", ".join(map(str, result.files)))
+    return 0
+
+
+def _recipe_from_args(a: argparse.Namespace) -> Recipe:
+    from matryo_fast.programme import Recipe
+
+    options: dict[str, object] = {
+        "batch_size": a.batch_size,
+        "max_seq_length": a.max_seq_length,
+        "learning_rate": a.learning_rate,
+        "max_steps": a.max_steps or None,
+        "epochs": a.epochs,
+    }
+    for flag, field in (
+        ("mini_batch_size", "mini_batch_size"),
+        ("dims", "dims"),
+        ("matryoshka_weights", "weights"),
+        ("loss", "matryoshka_loss"),
+        ("warmup_ratio", "warmup_ratio"),
+    ):
+        if getattr(a, flag) is not None:
+            options[field] = getattr(a, flag)
+    return Recipe("recipe", options, sts_train=a.sts_train)
+
+
+def _cmd_programme(a: argparse.Namespace, argv: Sequence[str]) -> int:
+    from matryo_fast.programme import load_recipes, run_programme, search_recipes
+
+    if getattr(a, "render_only", False):
+        raise ValueError("--render-only rewrites a single-seed reproduction; it takes no programme options")
+    if getattr(a, "eval_data", None) is not None:
+        raise ValueError("the programme scores an STS-B split (--split dev|test), not --eval-data")
+    common = dict(
+        output_dir=a.output_dir,
+        train_data=a.train_data,
+        model=a.model,
+        docs_dir=a.docs_dir,
+        overwrite=a.overwrite,
+        show_progress_bar=not a.no_progress,
+        command="HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 matryo " + shlex.join(argv),
+        device=a.device or "cpu",
+    )
+    if a.command == "recipe-search":
+        result = search_recipes(load_recipes(a.recipes), seeds=a.seeds, n_resamples=a.resamples, **common)
+    else:
+        recipe = _recipe_from_args(a)
+        seeds = a.seeds if a.seeds is not None else [a.seed]
+        result = run_programme([recipe], seeds=seeds, split=a.split, **common)
+    print(
+        f"chosen: {result.chosen}; wall time {result.wall_time_s / 60:.1f} min; wrote "
+        + ", ".join(map(str, result.files))
+    )
     return 0
 
 
@@ -351,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_eval(ns)
         if ns.command == "reproduce":
             return _cmd_reproduce(ns, args)
+        if ns.command == "recipe-search":
+            return _cmd_programme(ns, args)
         if ns.command in commands.COMMANDS:
             return commands.run(ns)
     except KeyboardInterrupt:

@@ -1,11 +1,13 @@
 """The corpus a search reads: :class:`Corpus` (a memory-mapped file), :func:`open_corpus`, and
-:func:`coerce_corpus`, which turns any accepted corpus argument into what the core reads.
+:func:`coerce_corpus`, which turns any accepted corpus argument into what the core reads;
+:class:`ShardedSearch`, the base of corpora split into shards that search themselves.
 """
 
 from __future__ import annotations
 
+import abc
 import os
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -13,7 +15,10 @@ import numpy.typing as npt
 from matryo_fast import _core
 from matryo_fast._interop import as_host_array
 
-__all__ = ["Corpus", "CorpusLike", "coerce_corpus", "open_corpus"]
+if TYPE_CHECKING:
+    from matryo_fast.sharded import ShardedCorpus
+
+__all__ = ["Corpus", "CorpusLike", "ShardedSearch", "coerce_corpus", "open_corpus"]
 
 
 class Corpus:
@@ -47,6 +52,17 @@ class Corpus:
         return self._inner.layout
 
     @property
+    def tiers(self) -> tuple[str, ...]:
+        """The precisions the file holds, finest first: ``("float32",)`` for a ``.npy`` file;
+        a prefix-blocked file may hold ``"float32"``, ``"int8"`` and ``"binary"``."""
+        return tuple(self._inner.tiers)
+
+    @property
+    def int8_ranges(self) -> npt.NDArray[np.float32] | None:
+        """The int8 tier's ``(2, D)`` ranges (minima, maxima), or ``None`` without that tier."""
+        return self._inner.int8_ranges
+
+    @property
     def dim(self) -> int:
         """The full width ``D`` of each row."""
         return self._inner.shape[1]
@@ -69,29 +85,58 @@ class Corpus:
         return np.load(self.path, mmap_mode="r")  # type: ignore[no-any-return]
 
 
-CorpusLike = Union[npt.NDArray[np.float32], Corpus, str, "os.PathLike[str]"]
+class ShardedSearch(abc.ABC):
+    """A corpus split into shards that searches them itself and merges the results exactly
+    (:mod:`matryo_fast.sharded`, :mod:`matryo_fast.distributed`): :func:`matryo_fast.topk`
+    and :func:`matryo_fast.funnel` hand it the checked query."""
+
+    @property
+    @abc.abstractmethod
+    def shape(self) -> tuple[int, int]:
+        """``(rows, dims)`` over all shards."""
+
+    @abc.abstractmethod
+    def _topk(
+        self, q: npt.NDArray[np.float32], dim: int, k: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """``(scores, indices)``, each ``(B, k)``, as ``_core.topk``."""
+
+    @abc.abstractmethod
+    def _funnel(
+        self, q: npt.NDArray[np.float32], dims: list[int], candidates: list[int], k: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """``(scores, indices)``, each ``(B, k)``, as ``_core.funnel``."""
 
 
-def open_corpus(path: str | os.PathLike[str]) -> Corpus:
-    """Memory-map a corpus file for repeated searches.
+CorpusLike = Union[npt.NDArray[np.float32], Corpus, ShardedSearch, str, "os.PathLike[str]"]
+
+
+def open_corpus(path: str | os.PathLike[str]) -> Corpus | ShardedCorpus:
+    """Memory-map a corpus file, or the shards of a sharded corpus, for repeated searches.
 
     Args:
-        path: A 2-D float32 C-order ``.npy`` file (format version 1, 2 or 3, dtype ``<f4``), or
-            a prefix-blocked file from :func:`matryo_fast.save_prefix_blocked`.
+        path: A 2-D float32 C-order ``.npy`` file (format version 1, 2 or 3, dtype ``<f4``), a
+            prefix-blocked file from :func:`matryo_fast.save_prefix_blocked`, or a directory
+            written by :class:`matryo_fast.ShardedCorpusWriter`.
 
     Returns:
-        A :class:`Corpus`.
+        A :class:`Corpus`, or a :class:`matryo_fast.ShardedCorpus` for a directory.
 
     Raises:
         FileNotFoundError: The file does not exist.
         TypeError: The file is not float32 (the message says how to convert it).
         ValueError: The file is not a valid 2-D C-order ``.npy`` file, or it is truncated.
     """
+    if os.path.isdir(path):
+        from matryo_fast.sharded import ShardedCorpus  # imports this module
+
+        return ShardedCorpus(path)
     return Corpus(path)
 
 
 def coerce_corpus(corpus: Any) -> Any:
-    """What the core accepts: a ``_core.Corpus`` or a float32 2-D array with contiguous rows.
+    """What the core accepts: a ``_core.Corpus`` or a float32 2-D array with contiguous rows
+    (or a :class:`ShardedSearch`, which searches itself).
 
     A :class:`Corpus` gives its mapped file, a path is mapped, an array is checked (never
     converted or copied).
@@ -102,10 +147,10 @@ def coerce_corpus(corpus: Any) -> Any:
     """
     if isinstance(corpus, Corpus):
         return corpus._inner
-    if isinstance(corpus, _core.Corpus):
+    if isinstance(corpus, (_core.Corpus, ShardedSearch)):
         return corpus
     if isinstance(corpus, (str, os.PathLike)):
-        return _core.Corpus(os.fspath(corpus))
+        return coerce_corpus(open_corpus(corpus))
     if hasattr(corpus, "__dlpack_device__"):
         corpus = as_host_array(corpus, "corpus")  # a CPU tensor: a view, never a copy
     if not isinstance(corpus, np.ndarray):

@@ -19,14 +19,16 @@ from __future__ import annotations
 import operator
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
+import numpy.typing as npt
 
-__all__ = ["CorpusWriter", "save_corpus", "save_prefix_blocked"]
+__all__ = ["CorpusWriter", "as_float32_rows", "save_corpus", "save_prefix_blocked", "write_atomic"]
 
 _MAGIC = b"\x93NUMPY\x01\x00"
 _HEADER_BYTES = 128  # magic + version + length + dict text: room for any 64-bit shape
@@ -37,6 +39,36 @@ def _header(rows: int, dim: int) -> bytes:
     pad = _HEADER_BYTES - len(_MAGIC) - 2 - len(text) - 1
     body = (text + " " * pad + "\n").encode("ascii")
     return _MAGIC + len(body).to_bytes(2, "little") + body
+
+
+def as_float32_rows(batch: Any, dim: int, *, first_row: int = 0) -> npt.NDArray[np.float32]:
+    """A batch of rows checked for a corpus file: ``(n, dim)`` (or ``(dim,)``) floats, finite,
+    as a C-order little-endian float32 array.
+
+    Args:
+        batch: The rows.
+        dim: The row width the file has.
+        first_row: The number of the batch's first row in the file (for messages).
+
+    Raises:
+        ValueError: Wrong shape, NaN/Inf (the message names the row), or values too large
+            for float32.
+        TypeError: A non-float array.
+    """
+    a = np.asarray(batch)
+    if a.dtype.kind != "f":
+        raise TypeError(f"rows must be floating point, got dtype {a.dtype}")
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[1] != dim:
+        raise ValueError(f"rows must have shape (n, {dim}), got {a.shape}")
+    finite = np.isfinite(a).all(axis=1)
+    if not finite.all():
+        bad = int(np.argmin(finite))
+        raise ValueError(f"row {first_row + bad} contains NaN or Inf")
+    if a.dtype.itemsize > 4 and a.size and np.abs(a).max() > np.finfo(np.float32).max:
+        raise ValueError("rows have values too large for float32 (they would overflow to Inf)")
+    return np.ascontiguousarray(a, dtype="<f4")
 
 
 class CorpusWriter:
@@ -128,22 +160,9 @@ class CorpusWriter:
         """
         if self._file is None:
             raise ValueError("the writer is closed")
-        a = np.asarray(batch)
-        if a.dtype.kind != "f":
-            raise TypeError(f"rows must be floating point, got dtype {a.dtype}")
-        if a.ndim == 1:
-            a = a[None, :]
-        if a.ndim != 2 or a.shape[1] != self.dim:
-            raise ValueError(f"rows must have shape (n, {self.dim}), got {a.shape}")
-        finite = np.isfinite(a).all(axis=1)
-        if not finite.all():
-            bad = int(np.argmin(finite))
-            raise ValueError(f"row {self.rows + bad} contains NaN or Inf")
-        if a.dtype.itemsize > 4 and a.size and np.abs(a).max() > np.finfo(np.float32).max:
-            raise ValueError("rows have values too large for float32 (they would overflow to Inf)")
-        a32 = np.ascontiguousarray(a, dtype="<f4")
+        a32 = as_float32_rows(batch, self.dim, first_row=self.rows)
         self._file.write(a32.tobytes())
-        self.rows += a.shape[0]
+        self.rows += a32.shape[0]
 
     def close(self) -> Path:
         """Finishes the header and moves the file into place. Returns the path."""
@@ -232,19 +251,82 @@ def _move_into_place(tmp: Path, path: Path, *, overwrite: bool) -> None:
     tmp.unlink()
 
 
+TIERS = ("float32", "int8", "binary")
+
+
+def _check_tiers(tiers: Any) -> tuple[str, ...]:
+    if isinstance(tiers, str) or not isinstance(tiers, Sequence):
+        raise TypeError(f"tiers must be a sequence of names, got {tiers!r}")
+    bad = [t for t in tiers if t not in TIERS]
+    if bad or not tiers:
+        raise ValueError(f"tiers must be a non-empty subset of {TIERS}, got {tuple(tiers)!r}")
+    return tuple(t for t in TIERS if t in tiers)
+
+
+def _finite_f32(name: str, a: Any) -> npt.NDArray[np.float32]:
+    """``a`` as float32, refusing NaN/Inf and values that overflow float32."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a float array, got dtype {arr.dtype}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+    if arr.size and np.abs(arr).max() > np.finfo(np.float32).max:
+        raise ValueError(f"{name} has values too large for float32")
+    return arr.astype(np.float32)
+
+
+def _int8_ranges(
+    a: npt.NDArray[Any], int8_ranges: Any, calibration: Any, batch_rows: int
+) -> npt.NDArray[np.float32]:
+    """The ``(2, D)`` float32 ranges of the int8 tier: given, from a calibration sample, or
+    (neither given) the minima and maxima of the data, as sentence-transformers takes them."""
+    cols = a.shape[1]
+    if int8_ranges is not None and calibration is not None:
+        raise ValueError("pass int8_ranges or calibration, not both")
+    if int8_ranges is not None:
+        r = _finite_f32("int8_ranges", int8_ranges)
+        if r.shape != (2, cols):
+            raise ValueError(f"int8_ranges must have shape (2, {cols}) (minima, maxima), got {r.shape}")
+        return np.ascontiguousarray(r)
+    if calibration is not None:
+        c = _finite_f32("calibration", calibration)
+        if c.ndim != 2 or c.shape[1] != cols or c.shape[0] == 0:
+            raise ValueError(f"calibration must have shape (n, {cols}) with n >= 1, got {c.shape}")
+        return np.ascontiguousarray(np.vstack((c.min(axis=0), c.max(axis=0))))
+    lo = np.full(cols, np.inf, dtype=np.float32)
+    hi = np.full(cols, -np.inf, dtype=np.float32)
+    for r0 in range(0, a.shape[0], batch_rows):
+        part = _finite_f32("source", a[r0 : r0 + batch_rows])
+        np.minimum(lo, part.min(axis=0), out=lo)
+        np.maximum(hi, part.max(axis=0), out=hi)
+    if a.shape[0] == 0:
+        lo[:] = hi[:] = 0.0
+    return np.ascontiguousarray(np.vstack((lo, hi)))
+
+
 def save_prefix_blocked(
     path: str | os.PathLike[str],
     source: Any,
     *,
     block: int | None = None,
     split_at: Sequence[int] | None = None,
+    tiers: Sequence[str] = ("float32",),
+    int8_ranges: Any = None,
+    calibration: Any = None,
     overwrite: bool = False,
     batch_rows: int = 65536,
 ) -> Path:
     """Writes a corpus in the prefix-blocked layout: columns ``[0, block)`` of every row, then
     ``[block, 2 block)``, ... so that a search at a small prefix reads one contiguous range
     instead of a strided slice of every row. :func:`matryo_fast.open_corpus` maps it, and
-    every search gives bitwise the same results as on the row-major data.
+    every float32 search gives bitwise the same results as on the row-major data.
+
+    The file can hold quantized tiers beside (or instead of) the float32 values, each laid
+    out in the same blocks: ``"binary"`` (``np.packbits(x > 0)``, what
+    ``sentence_transformers.quantization.quantize_embeddings(x, "ubinary")`` gives) and
+    ``"int8"`` (``quantize_embeddings(x, "int8", ranges=...)`` of the float32 values), searched
+    with ``precision=`` in :func:`matryo_fast.topk` and :func:`matryo_fast.funnel`. The format
+    is written and read by the Rust core; ``docs/quantized.md`` describes it.
 
     For a funnel, ``split_at=(w,)`` with ``w`` its first width is usually the better layout:
     the first stage scans one contiguous block, and each later stage reads a surviving row
@@ -262,20 +344,27 @@ def save_prefix_blocked(
         split_at: Instead of ``block``: the columns where blocks end, strictly increasing
             multiples of 16 between 0 and ``D``; ``(64, 256)`` stores ``[0, 64)``,
             ``[64, 256)`` and ``[256, D)``.
+        tiers: Any of ``"float32"``, ``"int8"``, ``"binary"``.
+        int8_ranges: The int8 tier's ``(2, D)`` per-dimension ``[min; max]``.
+        calibration: Instead: an ``(n, D)`` sample to take the ranges from. Neither given: the
+            ranges of the data (one more pass over it).
         overwrite: Replace an existing file once the new one is complete.
-        batch_rows: Rows converted at a time.
+        batch_rows: Rows converted at a time (the corpus is never held in memory).
 
     Returns:
         The path written.
 
     Raises:
         ValueError: ``block`` is not a positive multiple of 16, ``split_at`` is not as above,
-            both are given, the source is not 2-D, or it has NaN/Inf (the message names the
-            row).
+            both are given, the source is not 2-D, it has NaN/Inf (the message names the
+            row), unknown tiers, ranges of the wrong shape or with NaN/Inf, a calibration
+            sample with NaN/Inf.
         FileExistsError: ``path`` exists and ``overwrite`` is false.
     """
+    from matryo_fast import _core
     from matryo_fast.search import Corpus
 
+    names = _check_tiers(tiers)
     if isinstance(source, Corpus):
         source = source.as_array()
     elif isinstance(source, (str, os.PathLike)):
@@ -309,34 +398,55 @@ def save_prefix_blocked(
             raise ValueError(why)
         cuts = [0, *ends, cols]
         widths = [hi - lo for lo, hi in zip(cuts, cuts[1:])]
+    ranges = _int8_ranges(a, int8_ranges, calibration, batch_rows) if "int8" in names else None
+    if (int8_ranges is not None or calibration is not None) and ranges is None:
+        raise ValueError("int8_ranges and calibration go with the int8 tier: add 'int8' to tiers")
     target = Path(path)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+    writer = _core.BlockedWriter(os.fspath(target), rows, widths, list(names), ranges, overwrite)
+    try:
+        for r0 in range(0, rows, batch_rows):
+            part = np.asarray(a[r0 : r0 + batch_rows])
+            big = part.dtype.itemsize > 4 and part.size and np.abs(part).max() > np.finfo("f4").max
+            if big:
+                raise ValueError("source has values too large for float32")
+            finite = np.isfinite(part).all(axis=1)
+            if not finite.all():
+                raise ValueError(f"row {r0 + int(np.argmin(finite))} contains NaN or Inf")
+            writer.write(np.ascontiguousarray(part, dtype=np.float32))
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    return target
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that the file appears only complete: write beside it,
+    fsync, rename over any older file.
+
+    Returns:
+        The path.
+    """
+    target = Path(path)
+    with _written_aside(target, overwrite=True) as f:
+        f.write(data)
+    return target
+
+
+@contextmanager
+def _written_aside(target: Path, *, overwrite: bool) -> Iterator[BinaryIO]:
+    """A new file beside ``target`` to write into; on success it is fsynced and renamed to
+    ``target`` (see :func:`_move_into_place`), on any error removed."""
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
-            head = b"MATRYOFB" + (1).to_bytes(4, "little") + len(widths).to_bytes(4, "little")
-            head += rows.to_bytes(8, "little") + cols.to_bytes(8, "little")
-            head += b"".join(w.to_bytes(8, "little") for w in widths)
-            f.write(head)
-            col = 0
-            for w in widths:
-                f.write(b"\0" * (-f.tell() % 64))
-                for r0 in range(0, rows, batch_rows):
-                    part = np.asarray(a[r0 : r0 + batch_rows, col : col + w])
-                    big = part.dtype.itemsize > 4 and part.size and np.abs(part).max() > np.finfo("f4").max
-                    if big:
-                        raise ValueError("source has values too large for float32")
-                    finite = np.isfinite(part).all(axis=1)
-                    if not finite.all():
-                        raise ValueError(f"row {r0 + int(np.argmin(finite))} contains NaN or Inf")
-                    f.write(np.ascontiguousarray(part, dtype="<f4").tobytes())
-                col += w
+            yield f
             f.flush()
             os.fsync(f.fileno())
         _move_into_place(tmp, target, overwrite=overwrite)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return target

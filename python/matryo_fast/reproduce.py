@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_DATA_DIR",
     "EVAL_DIMS",
     "ReproductionResult",
+    "prepare_output",
     "render",
     "reproduce",
     "write_markdown",
@@ -183,6 +184,25 @@ def write_markdown(
     return out
 
 
+def prepare_output(output_dir: str | os.PathLike[str], inputs: Sequence[Path], *, overwrite: bool) -> Path:
+    """Check an experiment's input files and make its output folder.
+
+    Raises:
+        FileNotFoundError: An input file is missing.
+        FileExistsError: ``output_dir`` is not empty and ``overwrite`` is false.
+    """
+    for p in inputs:
+        if not p.is_file():
+            raise FileNotFoundError(f"data file not found: {p}")
+    out = Path(output_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"output_dir {out} exists and is not empty; choose a new folder or pass overwrite=True"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def reproduce(
     *,
     output_dir: str | os.PathLike[str],
@@ -238,15 +258,7 @@ def reproduce(
     data_dir = default_data_dir()
     train_path = Path(train_data) if train_data is not None else data_dir / "nli" / "triplets.tsv"
     eval_path = Path(eval_data) if eval_data is not None else data_dir / "stsb" / "test.tsv"
-    for p in (train_path, eval_path):
-        if not p.is_file():
-            raise FileNotFoundError(f"data file not found: {p}")
-    out = Path(output_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"output_dir {out} exists and is not empty; choose a new folder or pass overwrite=True"
-        )
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output(output_dir, [train_path, eval_path], overwrite=overwrite)
     t0 = time.perf_counter()
 
     base_report = evaluate_sts(model, eval_path, dims=eval_dims, name=BASE)

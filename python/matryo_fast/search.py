@@ -16,10 +16,10 @@ import numpy as np
 import numpy.typing as npt
 
 from matryo_fast import _core
-from matryo_fast._validate import check_int, coerce_query
-from matryo_fast.corpus import Corpus, CorpusLike, coerce_corpus, open_corpus
+from matryo_fast._validate import PRECISIONS, check_int, check_precision, coerce_query
+from matryo_fast.corpus import Corpus, CorpusLike, ShardedSearch, coerce_corpus, open_corpus
 
-__all__ = ["Corpus", "CorpusLike", "TopK", "open_corpus", "topk"]
+__all__ = ["PRECISIONS", "Corpus", "CorpusLike", "TopK", "open_corpus", "topk", "check_precision"]
 
 
 class TopK(NamedTuple):
@@ -32,15 +32,30 @@ class TopK(NamedTuple):
     indices: npt.NDArray[np.int64]
 
 
-def topk(query: Any, corpus: CorpusLike, *, dim: int | None = None, k: int = 10) -> TopK:
+def topk(
+    query: Any,
+    corpus: CorpusLike,
+    *,
+    dim: int | None = None,
+    k: int = 10,
+    precision: str = "float32",
+) -> TopK:
     """Top-``k`` cosine search over the first ``dim`` columns (fused truncate + re-normalize).
+
+    ``precision="binary"`` or ``"int8"`` scans that quantized tier of a prefix-blocked file
+    (see :func:`matryo_fast.save_prefix_blocked` and ``docs/quantized.md``): the score is the
+    cosine of the prefixes' sign vectors, ``1 - 2 * hamming / dim``, or the cosine of the
+    query with the row's de-quantized prefix.
 
     Args:
         query: ``(D,)`` or ``(B, D)`` float32/float64 array; only the first ``dim`` columns are read.
         corpus: A 2-D float32 array (rows contiguous; ``np.memmap`` and strided row views such as
-            ``big[:, :256]`` are used in place), a ``.npy`` path, or a :class:`Corpus`.
+            ``big[:, :256]`` are used in place), a ``.npy`` path, a :class:`Corpus`, or a
+            sharded corpus (its directory, :func:`open_corpus` of it, or
+            :func:`matryo_fast.distributed.connect`).
         dim: Prefix width; ``None`` means all columns of the corpus.
         k: Results per query; ``k > N`` returns all ``N`` rows.
+        precision: ``"float32"``, ``"int8"`` or ``"binary"``: the tier to scan.
 
     Returns:
         :class:`TopK` with ``scores`` float32 and ``indices`` int64, shape ``(k,)`` or ``(B, k)``.
@@ -48,7 +63,9 @@ def topk(query: Any, corpus: CorpusLike, *, dim: int | None = None, k: int = 10)
     Raises:
         TypeError: Wrong dtype of query or corpus (the message says how to convert).
         ValueError: Bad ``dim``/``k``/shape, NaN/Inf in the query or in a scanned corpus row,
-            non-contiguous rows, or a corrupt ``.npy`` file.
+            non-contiguous rows, a corrupt file, an unknown precision or one the file does not
+            hold (the message lists the tiers present).
+        OSError: The mapped file was truncated, rewritten or replaced since it was opened.
         FileNotFoundError: ``corpus`` names a missing file.
 
     >>> import numpy as np, matryo_fast as mf
@@ -57,10 +74,16 @@ def topk(query: Any, corpus: CorpusLike, *, dim: int | None = None, k: int = 10)
     [1, 0]
     """
     k = check_int("k", k)
+    precision = check_precision(precision)
     c = coerce_corpus(corpus)
     d = int(c.shape[1]) if dim is None else check_int("dim", dim)
     q, single = coerce_query(query, d)
-    scores, indices = _core.topk(q, c, d, k)
+    if isinstance(c, ShardedSearch):
+        if precision != "float32":
+            raise ValueError(f"precision {precision!r} needs a prefix-blocked file, not a sharded corpus")
+        scores, indices = c._topk(q, d, k)
+    else:
+        scores, indices = _core.topk(q, c, d, k, precision)
     if single:
         return TopK(scores[0], indices[0])
     return TopK(scores, indices)

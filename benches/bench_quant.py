@@ -1,0 +1,247 @@
+"""Quantized tiers side by side, in one process: recall@k against exact float32 search, ms per
+query at batch 1 and batch 64, and resident bytes per row, on the seeded clustered corpus of
+bench_funnel (benches/_harness.py's generator).
+
+Peers: FAISS ``IndexBinaryFlat`` over the 1-bit codes plus float32 rescoring of its top
+``k * m`` (numpy gather + dot), usearch exact ``b1`` (hamming) and ``i8`` (cosine) brute-force
+search (``usearch.index.search(..., exact=True)``), sentence-transformers
+``semantic_search_usearch(corpus_precision="ubinary", rescore_multiplier=m)``, exact float32
+search (``mf.topk``), our tuned float32 funnel and our tuned quantized funnel (tuned on
+held-out queries; evaluated on others).
+
+Run: ``make bench-quant`` (N = 1M x 768; minutes). The machine may be shared: figures are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as h  # noqa: E402
+
+import matryo_fast as mf  # noqa: E402
+
+I64 = npt.NDArray[np.int64]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--cols", type=int, default=768)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--m", type=int, default=10, help="rescore multiplier of the peers (k * m rescored)")
+    ap.add_argument("--first", type=int, default=256, help="first block width of the tiered file")
+    ap.add_argument("--target", type=float, default=0.99)
+    ap.add_argument("--tune-queries", type=int, default=200)
+    ap.add_argument("--eval-queries", type=int, default=128)
+    ap.add_argument("--single", type=int, default=16, help="queries timed one at a time (batch 1)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data-dir", default="build/bench")
+    ap.add_argument("--skip-st", action="store_true", help="skip sentence-transformers (index build)")
+    ap.add_argument("--out", default=None, help="markdown file to add this run's section to")
+    return ap.parse_args(argv)
+
+
+def recall(found: I64, truth: I64) -> float:
+    return float(np.mean([len(np.intersect1d(f, t)) / len(t) for f, t in zip(found, truth)]))
+
+
+def rescore_f32(corpus: Any, q: npt.NDArray[np.float32], ids: I64, k: int) -> I64:
+    """Exact cosine of each query with its candidate rows (numpy gather), best ``k`` first."""
+    out = np.empty((len(q), k), dtype=np.int64)
+    for j, (qj, cand) in enumerate(zip(q, ids)):
+        cand = np.sort(cand[cand >= 0])
+        rows = np.asarray(corpus[cand], dtype=np.float32)
+        s = rows @ qj / np.maximum(np.linalg.norm(rows, axis=1), 1e-30)
+        out[j] = cand[np.argsort(-s, kind="stable")[:k]]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    k, m = args.k, args.m
+    npy = h.ensure_corpus(args.data_dir, args.rows, args.cols, args.seed)
+    x = np.load(npy, mmap_mode="r")
+    n, d = x.shape
+    tiered = npy.with_suffix(f".q{args.first}.mfb")
+    try:
+        corpus = mf.open_corpus(tiered)
+        ok = corpus.tiers == ("float32", "int8", "binary") and corpus.shape == (n, d)
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        t0 = time.perf_counter()
+        mf.save_prefix_blocked(
+            tiered, x, split_at=(args.first,), tiers=("float32", "int8", "binary"), overwrite=True
+        )
+        print(f"data: wrote {tiered} in {time.perf_counter() - t0:.1f} s", flush=True)
+    corpus = mf.open_corpus(tiered)
+    qs, _ = h.make_queries(x, args.tune_queries + args.eval_queries, args.seed)
+    tune_q, eval_q = qs[: args.tune_queries], qs[args.tune_queries :]
+    truth = mf.topk(eval_q, x, k=k).indices
+
+    t0 = time.perf_counter()
+    widths, counts = (64, 128, 256), [k * c for c in (5, 10, 20, 50, 100, 200, 400)]
+    plan32 = mf.tune_funnel(corpus, tune_q, k=k, target_recall=args.target, widths=widths, counts=counts)
+    planq = mf.tune_funnel(
+        corpus,
+        tune_q,
+        k=k,
+        target_recall=args.target,
+        widths=widths,
+        counts=counts,
+        precisions=("binary", "int8", "float32"),
+    )
+    print(f"tuned in {time.perf_counter() - t0:.1f} s: float32 {plan32.params}; quantized {planq.params}")
+
+    bits = np.vstack([np.packbits(np.asarray(x[i : i + 65536]) > 0, axis=1) for i in range(0, n, 65536)])
+    ranges = corpus.int8_ranges
+    assert ranges is not None
+    st_q = None
+    try:
+        from sentence_transformers.util.quantization import quantize_embeddings
+
+        st_q = quantize_embeddings
+    except ImportError:
+        pass
+    codes8 = np.vstack(
+        [mf._reference.int8_codes(np.asarray(x[i : i + 65536]), ranges) for i in range(0, n, 65536)]
+    )
+
+    methods: dict[str, tuple[Callable[[npt.NDArray[np.float32]], I64], float]] = {}
+    methods["mf exact float32"] = (lambda q: mf.topk(q, corpus, k=k).indices, 4 * d)
+    methods["mf funnel float32 (tuned)"] = (lambda q: plan32.search(q).indices, 4 * d)
+    methods["mf funnel quantized (tuned)"] = (
+        lambda q: planq.search(q).indices,
+        sum({"float32": 4 * d, "int8": d, "binary": d / 8}[p] for p in set(planq.precisions)),
+    )
+    methods[f"mf 1-bit scan at {args.first} dims (first stage only)"] = (
+        lambda q: mf.topk(q, corpus, dim=args.first, k=k, precision="binary").indices,
+        args.first / 8,
+    )
+    try:
+        import faiss
+
+        index = faiss.IndexBinaryFlat(d)
+        index.add(bits)
+        methods[f"FAISS IndexBinaryFlat + float32 rescore of k*{m}"] = (
+            lambda q: rescore_f32(x, q, index.search(np.packbits(q > 0, axis=1), k * m)[1], k),
+            d / 8 + 4 * d,
+        )
+    except ImportError as e:
+        print(f"faiss: {e}")
+    try:
+        from usearch.index import search as usearch_search
+
+        methods["usearch b1 exact (hamming, no rescore)"] = (
+            lambda q: np.atleast_2d(
+                usearch_search(bits, np.packbits(q > 0, axis=1), k, "hamming", exact=True).keys
+            ).astype(np.int64),
+            d / 8,
+        )
+        methods["usearch i8 exact (cos, no rescore)"] = (
+            lambda q: np.atleast_2d(
+                usearch_search(codes8, mf._reference.int8_codes(q, ranges), k, "cos", exact=True).keys
+            ).astype(np.int64),
+            d,
+        )
+        if st_q is not None and not args.skip_st:
+            from sentence_transformers.util.quantization import semantic_search_usearch
+            from usearch.index import Index
+
+            t0 = time.perf_counter()
+            st_index = Index(ndim=d, metric="hamming", dtype="b1")
+            st_index.add(np.arange(n), bits)
+            print(f"usearch b1 index for sentence-transformers built in {time.perf_counter() - t0:.1f} s")
+
+            def st_search(q: npt.NDArray[np.float32]) -> I64:
+                res, _ = semantic_search_usearch(
+                    q, corpus_index=st_index, corpus_precision="ubinary", top_k=k, rescore_multiplier=m
+                )[:2]
+                return np.array([[hit["corpus_id"] for hit in r] for r in res], dtype=np.int64)
+
+            methods[f"sentence-transformers semantic_search_usearch ubinary, rescore k*{m}"] = (
+                st_search,
+                d / 8,
+            )
+    except ImportError as e:
+        print(f"usearch: {e}")
+
+    rows_out = []
+    single = eval_q[: args.single]
+    batch = eval_q[:64]
+    rec: dict[str, float] = {}
+    for name, (fn, _) in methods.items():
+        try:
+            rec[name] = recall(fn(eval_q), truth)
+        except Exception as e:  # noqa: BLE001 - a failing peer is reported, not fatal
+            rec[name] = float("nan")
+            print(f"{name}: {h.not_run(e)}")
+    setups1 = {
+        name: (lambda fn=fn: lambda: [fn(q[None, :]) for q in single]) for name, (fn, _) in methods.items()
+    }
+    setups64 = {name: (lambda fn=fn: lambda: fn(batch)) for name, (fn, _) in methods.items()}
+    r1 = h.run_methods(setups1, args.repeats, label="batch 1: ", memory=False)
+    r64 = h.run_methods(setups64, args.repeats, label="batch 64: ", memory=False)
+    base1 = r1["mf funnel quantized (tuned)"].timing
+    base64 = r64["mf funnel quantized (tuned)"].timing
+    for name, (_, resident) in methods.items():
+        t1, t64 = r1[name].timing, r64[name].timing
+        ms1 = t1.median_s * 1e3 / len(single) if t1 else float("nan")
+        ms64 = t64.median_s * 1e3 / len(batch) if t64 else float("nan")
+        x1 = f"{t1.median_s / base1.median_s:.1f}x" if t1 and base1 else ""
+        x64 = f"{t64.median_s / base64.median_s:.1f}x" if t64 and base64 else ""
+        rows_out.append([name, f"{rec[name]:.4f}", f"{ms1:.3f}", x1, f"{ms64:.4f}", x64, f"{resident:,.0f}"])
+    table = h.markdown_table(
+        [
+            "method",
+            f"recall@{k}",
+            "ms/query batch 1",
+            "vs ours",
+            "ms/query batch 64",
+            "vs ours",
+            "resident bytes/row",
+        ],
+        rows_out,
+    )
+    env = h.environment(["numpy", "faiss", "usearch", "sentence_transformers"])
+    section = "\n".join(
+        [
+            f"## Quantized tiers (`make bench-quant`): N={n:,} x {d}, k={k}",
+            "",
+            f"Data: {h.DATA_DESCRIPTION}",
+            f"Tiered file: float32 + int8 + binary, blocks split at {args.first}. Plans tuned on "
+            f"{args.tune_queries} queries (target recall@{k} {args.target}, margin 2 SE), measured on "
+            f"{args.eval_queries} others against exact float32 search. Batch 1 times {args.single} "
+            "single queries in a row; batch 64 one call of 64; medians of interleaved rounds; "
+            "'vs ours' is the method's time over the tuned quantized funnel's.",
+            f"Tuned float32 funnel: {plan32.params} (bytes read/query {plan32.bytes_read:,}); "
+            f"tuned quantized funnel: {planq.params} (bytes read/query {planq.bytes_read:,}; exact "
+            f"float32 reads {planq.exact_bytes:,}).",
+            "Resident bytes/row: what the method keeps mapped or in RAM per row (ours: the tiers its "
+            "plan touches; FAISS+rescore and the float32 rescoring read the float32 rows too).",
+            "The machine was shared with other jobs while this ran: timings are noisy.",
+            "",
+            table,
+            "",
+            "Environment: " + "; ".join(f"{a}: {b}" for a, b in env.items()),
+            "",
+        ]
+    )
+    print(section)
+    if args.out:
+        h.write_results(args.out, section)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

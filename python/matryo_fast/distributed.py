@@ -1,0 +1,426 @@
+"""Scale-out on Ray: a sharded corpus served by Ray actors, and encoding on Ray Data.
+
+:func:`connect` starts one actor per shard (times ``replicas``) on the Ray cluster; each maps
+its shard file once (checking it against the manifest and its checksum) and answers batches of
+queries. :func:`matryo_fast.topk` and :func:`matryo_fast.funnel` accept the returned corpus:
+the driver puts each query batch into the object store once, every actor reads it from there,
+and the driver merges the shards' answers exactly (global row ids, score descending then row
+ascending), so the results are bitwise those of one file holding the same rows. A funnel merges
+each stage's shortlist before the next stage re-scores it on the shards.
+
+Faults: an actor that dies is restarted by Ray and its call retried; a shard that cannot be
+served (its file missing or changed on that node, every replica lost) raises
+:class:`matryo_fast.ShardUnavailableError` naming the shard and the node, unless the corpus was
+connected with ``allow_partial=True``: then the result is exact over the shards that answered
+and a :class:`matryo_fast.PartialResultWarning` names the ones left out.
+
+:func:`encode` embeds texts with a sentence-transformers model on Ray Data (the model loaded
+once per actor), the workers write the shards and the driver the manifest; a run that stopped
+part-way skips, when run again, the shards already complete and matching their checksum.
+
+Ray is the optional extra ``ray``: ``pip install "matryo-fast[ray]"``.
+
+>>> corpus = connect("emb/")  # doctest: +SKIP
+>>> mf.topk(queries, corpus, dim=128, k=10)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from matryo_fast._extras import require
+from matryo_fast._validate import require_positive
+from matryo_fast.files import CorpusWriter
+from matryo_fast.sharded import (
+    MANIFEST,
+    Manifest,
+    Shard,
+    ShardRunner,
+    ShardSet,
+    ShardsLost,
+    ShardUnavailableError,
+    checksum,
+    open_shard,
+    write_shard_entry,
+)
+
+__all__ = ["RayCorpus", "connect", "encode"]
+
+
+def require_ray() -> ModuleType:
+    """``import ray``, or an ImportError that names the ``ray`` extra."""
+    return require("ray", feature="matryo_fast.distributed", extra="ray")
+
+
+def _node_names(ray: ModuleType) -> dict[str, str]:
+    """Node id -> ``address/node-id-prefix``, as the cluster lists its nodes."""
+    return {n["NodeID"]: f"{n['NodeManagerAddress']}/{n['NodeID'][:8]}" for n in ray.nodes()}
+
+
+class ShardServer:
+    """The body of a Ray actor that serves the shards placed on its node: maps each once and
+    answers query batches with a thread pool over them.
+
+    A shard that cannot be opened is recorded, not raised, so that the driver can name the
+    shard and the node (and leave it out if the caller allows partial results).
+    """
+
+    def __init__(self, directory: str, shards: list[int], verify: bool) -> None:
+        import ray
+
+        self.node = ray.get_runtime_context().get_node_id()
+        self.errors: dict[int, str] = {}
+        opened = {}
+        try:
+            manifest = Manifest.read(directory)
+        except (OSError, ValueError) as exc:
+            self.errors = {i: str(exc) for i in shards}
+        else:
+            for i in shards:
+                try:
+                    opened[i] = open_shard(directory, manifest, i, verify=verify)
+                except ShardUnavailableError as exc:
+                    self.errors[i] = exc.reason
+        self.runner = ShardRunner(manifest, opened) if opened else None
+
+    def status(self) -> tuple[str, int, dict[int, str]]:
+        """``(node id, pid, {shard: why it cannot be served})``."""
+        return self.node, os.getpid(), self.errors
+
+    def run(self, op: str, q: npt.NDArray[np.float32], args: dict[int, tuple[Any, ...]]) -> dict[int, Any]:
+        """``_core.<op>(q, shard, *args[i])`` for each shard ``i`` in ``args``."""
+        if self.runner is None or any(i in self.errors for i in args):
+            raise RuntimeError(f"cannot serve shards {sorted(args)}: {self.errors}")
+        return self.runner.run(op, q, args)
+
+
+class RayCorpus(ShardSet):
+    """A sharded corpus served by Ray actors (see :func:`connect`): one actor per node (per
+    pinned resource) for the shards placed there. ``servers`` lists where each shard is
+    served; :meth:`close` (or leaving a ``with`` block) ends the actors."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        replicas: int,
+        allow_partial: bool,
+        pin: Mapping[str, str] | None,
+        verify: bool,
+        max_restarts: int,
+    ) -> None:
+        ray = require_ray()
+        super().__init__(os.path.abspath(directory), Manifest.read(directory))
+        require_positive("replicas", replicas)
+        unknown = set(pin or {}) - {s.file for s in self.shards}
+        if unknown:
+            raise ValueError(f"pin names files that are not shards of {directory}: {sorted(unknown)}")
+        self.allow_partial = allow_partial
+        self._ray = ray
+        self._q: Any = None
+        self._turn = 0
+        self.replicas: dict[int, list[Any]] = {}  # shard -> actors that serve it
+        self.servers: list[dict[str, Any]] = []
+        self._node_of: dict[int, str] = {}  # id(actor) -> node
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        server = ray.remote(num_cpus=0, max_restarts=max_restarts, max_task_retries=max_restarts)(ShardServer)
+        nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+        groups: dict[tuple[str, str], list[int]] = {}  # placement -> shards (a shard once per placement)
+        for i, shard in enumerate(self.shards):
+            for r in range(replicas):
+                if pin and shard.file in pin:  # nodes that advertise this resource hold the file
+                    key = ("resource", f"{pin[shard.file]}#{r}")
+                else:  # spread: replica r of shard i on node (i + r) mod the nodes
+                    key = ("node", nodes[(i + r) % len(nodes)])
+                if i not in groups.setdefault(key, []):
+                    groups[key].append(i)
+        actors = []
+        for (kind, where), shards in groups.items():
+            if kind == "resource":
+                opts: dict[str, Any] = {"resources": {where.rsplit("#", 1)[0]: 0.001}}
+            else:
+                opts = {"scheduling_strategy": NodeAffinitySchedulingStrategy(where, soft=False)}
+            actors.append((server.options(**opts).remote(str(self.directory), shards, verify), shards))
+        self.replicas = {i: [] for i in range(len(self.shards))}
+        try:
+            statuses = ray.get([h.status.remote() for h, _ in actors])
+            names = _node_names(ray)
+            why: dict[int, tuple[str, str]] = {}
+            for (h, shards), (node_id, pid, errors) in zip(actors, statuses):
+                node = names.get(node_id, node_id)
+                self._node_of[id(h)] = node
+                for i in shards:
+                    self.servers.append({"shard": self.shards[i].file, "node": node, "pid": pid})
+                    if i in errors:
+                        why[i] = (node, errors[i])
+                    else:
+                        self.replicas[i].append(h)
+                if all(i in errors for i in shards):
+                    ray.kill(h, no_restart=True)
+            for i, handles in self.replicas.items():
+                if not handles:
+                    self._lose(i, *why[i])
+        except BaseException:
+            self.close()
+            raise
+
+    def _lose(self, i: int, node: str | None, reason: str) -> None:
+        """Shard ``i`` has no replica left: raise, or leave it out when partial results are
+        allowed."""
+        if not self.allow_partial:
+            raise ShardUnavailableError(self.shards[i].file, node, reason)
+        self.missing[i] = f"{reason} on node {node}"
+        self.replicas[i] = []
+
+    def _each(
+        self, op: str, q: npt.NDArray[np.float32], args: Mapping[int, tuple[Any, ...]]
+    ) -> dict[int, Any]:
+        ray = self._ray
+        if q is not self._q:  # one put per query batch, read by every actor
+            self._q, self._qref = q, ray.put(q)
+        self._turn += 1
+        out: dict[int, Any] = {}
+        todo, lost = dict(args), False
+        while todo:
+            calls: dict[int, tuple[Any, dict[int, tuple[Any, ...]]]] = {}
+            for i, a in todo.items():  # each shard to one of its replicas, one call per actor
+                handles = self.replicas[i]
+                h = handles[self._turn % len(handles)]
+                calls.setdefault(id(h), (h, {}))[1][i] = a
+            refs = [(h, part, h.run.remote(op, self._qref, part)) for h, part in calls.values()]
+            todo = {}
+            for h, part, ref in refs:
+                try:
+                    out.update(ray.get(ref))
+                    continue
+                except ray.exceptions.RayTaskError as exc:
+                    if isinstance(exc.cause, (ValueError, TypeError)):
+                        raise type(exc.cause)(str(exc.cause)) from exc.cause
+                    reason = str(exc.cause)
+                except ray.exceptions.RayActorError as exc:
+                    reason = f"every replica lost (last: {type(exc).__name__})"
+                # This actor is gone for good (Ray already restarted and retried it): its
+                # shards go to another replica, if they have one.
+                for i, a in part.items():
+                    self.replicas[i] = [r for r in self.replicas[i] if r is not h]
+                    if self.replicas[i]:
+                        todo[i] = a
+                    else:
+                        self._lose(i, self._node_of.get(id(h)), reason)
+                        lost = True
+        if lost:
+            raise ShardsLost
+        return out
+
+    def close(self) -> None:
+        """Ends the actors (the Ray cluster itself stays up)."""
+        seen = {id(h): h for handles in getattr(self, "replicas", {}).values() for h in handles}
+        for h in seen.values():
+            self._ray.kill(h, no_restart=True)
+        self.replicas = {}
+        self._q = self._qref = None
+
+    def __enter__(self) -> RayCorpus:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def connect(
+    directory: str | os.PathLike[str],
+    replicas: int = 1,
+    address: str | None = None,
+    allow_partial: bool = False,
+    *,
+    pin: Mapping[str, str] | None = None,
+    verify: bool = True,
+    max_restarts: int = 3,
+) -> RayCorpus:
+    """Serves a sharded corpus from Ray actors; :func:`matryo_fast.topk` and
+    :func:`matryo_fast.funnel` search it like any corpus, with the same results bitwise.
+
+    ``directory`` must hold the same files at the same path on every node that serves a shard
+    (a shared file system, or copies; each actor checks its shard against the manifest).
+
+    Args:
+        directory: A sharded corpus (see :class:`matryo_fast.ShardedCorpusWriter`).
+        replicas: Actors per shard, placed on different nodes where there are enough.
+        address: The Ray cluster to join when Ray is not initialised yet (``None``: Ray's
+            default, ``RAY_ADDRESS`` or a new local cluster).
+        allow_partial: Answer from the shards that can be served, with a
+            :class:`matryo_fast.PartialResultWarning`, instead of raising.
+        pin: Shard file name -> a custom resource that the nodes holding that file advertise
+            (``ray start --resources``); the shard's actors go only there. Other shards are
+            spread over the nodes.
+        verify: Check each shard's checksum when its actor starts (reads the file once).
+        max_restarts: Restarts of a dead actor (and retries of its call) before its replica
+            counts as lost.
+
+    Returns:
+        A :class:`RayCorpus`; ``close()`` it, or use it in a ``with`` block.
+
+    Raises:
+        ImportError: Ray is not installed.
+        ShardUnavailableError: A shard cannot be served (and ``allow_partial`` is false).
+    """
+    ray = require_ray()
+    if not ray.is_initialized():
+        ray.init(address=address)
+    return RayCorpus(
+        directory,
+        replicas=replicas,
+        allow_partial=allow_partial,
+        pin=pin,
+        verify=verify,
+        max_restarts=max_restarts,
+    )
+
+
+def _fingerprint(texts: Iterable[str], model: str) -> str:
+    """What a shard was made from: the model and its texts."""
+    import xxhash
+
+    h = xxhash.xxh3_64(model.encode())
+    for t in texts:
+        h.update(len(t.encode()).to_bytes(8, "little") + t.encode())
+    return h.hexdigest()
+
+
+def _done_path(shard: Path) -> Path:
+    return shard.with_name(shard.name + ".done.json")
+
+
+def _complete(shard: Path, fingerprint: str) -> Shard | None:
+    """The manifest entry of a shard a previous run finished from the same texts and model,
+    if the file still matches its checksum."""
+    try:
+        done = json.loads(_done_path(shard).read_text())
+        entry = Shard(**done["shard"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if done.get("fingerprint") != fingerprint or not shard.is_file():
+        return None
+    if shard.stat().st_size != entry.bytes or checksum(shard) != entry.xxh3_64:
+        return None
+    return entry
+
+
+class Encoder:
+    """Ray Data actor: loads the model once, then encodes whole shards and writes them."""
+
+    def __init__(self, model: str | None, directory: str, batch_size: int) -> None:
+        from matryo_fast.models import load_model
+
+        self.model = load_model(model)
+        self.directory = Path(directory)
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from matryo_fast.models import encode as encode_texts
+
+        for index, texts, fingerprint in zip(batch["index"], batch["texts"], batch["fingerprint"]):
+            emb = encode_texts(self.model, [str(t) for t in texts], batch_size=self.batch_size)
+            path = self.directory / f"part-{int(index):05d}.npy"
+            with CorpusWriter(path, emb.shape[1], overwrite=True) as w:
+                w.append(emb)
+            entry = write_shard_entry(path, len(emb))
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".done.", suffix=".partial")
+            with os.fdopen(fd, "w") as f:
+                json.dump({"fingerprint": str(fingerprint), "shard": asdict(entry)}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, _done_path(path))
+        return {"index": batch["index"]}
+
+
+def encode(
+    texts: Iterable[str],
+    directory: str | os.PathLike[str],
+    *,
+    rows_per_shard: int = 100_000,
+    model: str | os.PathLike[str] | None = None,
+    batch_size: int = 64,
+    concurrency: int = 1,
+    address: str | None = None,
+) -> dict[str, Any]:
+    """Encodes texts into a sharded corpus on Ray Data; resumable.
+
+    Shard ``i`` holds the embeddings of ``texts[i * rows_per_shard : (i + 1) * rows_per_shard]``
+    at the model's full width. ``concurrency`` actors each load the model once; each writes
+    whole shards (aside, then renamed) and a ``.done.json`` note with the shard's checksum and a
+    fingerprint of its texts and model. Run again after an interruption, it skips every shard
+    whose note matches and whose file still has that checksum. The driver writes the manifest
+    last. ``directory`` must be reachable at the same path from every worker.
+
+    Args:
+        texts: The texts, in row order.
+        directory: Where the shards and the manifest go (created if missing).
+        rows_per_shard: Texts per shard.
+        model: A local sentence-transformers folder (default: the shipped all-MiniLM-L6-v2).
+        batch_size: Texts per forward pass.
+        concurrency: Encoder actors.
+        address: The Ray cluster to join when Ray is not initialised yet.
+
+    Returns:
+        ``{"manifest": Manifest, "encoded": [shard files], "skipped": [shard files]}``.
+
+    Raises:
+        ImportError: Ray, or the ``train`` extra (torch, sentence-transformers), is missing.
+        FileExistsError: ``directory`` already holds a finished sharded corpus.
+    """
+    ray = require_ray()
+    require_positive("rows_per_shard", rows_per_shard)
+    require_positive("concurrency", concurrency)
+    out = Path(directory).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / MANIFEST).exists():
+        raise FileExistsError(f"{out} already holds a sharded corpus; use a new directory")
+    from matryo_fast.models import default_model_path
+
+    model_name = str(model) if model is not None else str(default_model_path())
+    texts = list(texts)
+    chunks = [texts[a : a + rows_per_shard] for a in range(0, len(texts), rows_per_shard)]
+    prints = [_fingerprint(c, model_name) for c in chunks]
+    done = {i: _complete(out / f"part-{i:05d}.npy", p) for i, p in enumerate(prints)}
+    todo = [
+        {"index": i, "texts": c, "fingerprint": prints[i]} for i, c in enumerate(chunks) if done[i] is None
+    ]
+    if not ray.is_initialized():
+        ray.init(address=address)
+    if todo:
+        ray.data.from_items(todo).map_batches(
+            Encoder,
+            fn_constructor_kwargs={"model": model_name, "directory": str(out), "batch_size": batch_size},
+            batch_size=1,
+            concurrency=min(int(concurrency), len(todo)),
+        ).materialize()
+    shards = []
+    for i, p in enumerate(prints):
+        entry = done[i] or _complete(out / f"part-{i:05d}.npy", p)
+        if entry is None:
+            raise RuntimeError(f"shard part-{i:05d}.npy was not written; run encode again to resume")
+        shards.append(entry)
+    if not shards:
+        raise ValueError("no texts to encode")
+    dim = int(np.load(out / shards[0].file, mmap_mode="r").shape[1])
+    manifest = Manifest(dim, "row-major", tuple(shards))
+    manifest.write(out)
+    return {
+        "manifest": manifest,
+        "encoded": [f"part-{t['index']:05d}.npy" for t in todo],
+        "skipped": [s.file for i, s in enumerate(shards) if done[i] is not None],
+    }

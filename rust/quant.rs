@@ -1,0 +1,506 @@
+//! Search over the quantized tiers of a prefix-blocked file (see `blocked.rs`): a `topk` scan
+//! of the 1-bit or int8 codes, a re-scoring gather, and the funnel across widths *and*
+//! precisions (e.g. 1-bit at 256 dims keeps 4000 rows, int8 at 768 keeps 200, float32 at 768
+//! keeps `k`). The float32 stages are the float32 search's own scan and gather.
+//!
+//! Scores (the numeric contract; the crate docs have it too):
+//! - `binary`: `1 - 2 * h / dim`, `h` the Hamming distance of the sign bits `q[:dim] > 0` and
+//!   `x[:dim] > 0` (the cosine of the +-1 vectors), as the float64 division rounded to
+//!   float32, so equal distances tie exactly;
+//! - `int8`: `dot(q, v) / |v|` with `q` the unit query prefix (as float32 search) and `v` the
+//!   row's de-quantized prefix (bin centres); `dot` in float32 (see `kernels/quant.rs`), `|v|`
+//!   from the file's float64-exact norm at the last block boundary `b <= dim`, extended over
+//!   `[b, dim)` in float64: `sqrt(N_b^2 + sum v[c]^2)`; the division in float64, clamped to
+//!   `[-1, 1]`, rounded to float32; a zero `|v|` scores 0.
+//! - Order as float32 search: score descending, then row ascending.
+
+use std::marker::PhantomData;
+
+use rayon::prelude::*;
+
+use crate::blocked::{Int8Params, Tier};
+use crate::error::{Error, Result};
+use crate::funnel::{check_counts, rescore as rescore_f32};
+use crate::kernels::quant::{binary_words, row_words, CodeSeg, Int8Job, Int8Out, QuantKernels};
+use crate::kernels::Kernels;
+use crate::pool;
+use crate::search::{check_dim, scan, Hits, Queries};
+use crate::selection::{merge, Hit, Selection};
+use crate::store::NpyFile;
+
+/// The error for a precision the file does not hold; it lists the ones it does.
+pub fn missing_tier(tier: Tier, present: &[Tier]) -> Error {
+    let names: Vec<&str> = present.iter().map(|t| t.name()).collect();
+    Error::InvalidPlan(format!(
+        "the corpus holds no {} tier (tiers present: {}); write it with \
+         save_prefix_blocked(..., tiers=(..., {:?}))",
+        tier.name(),
+        names.join(", "),
+        tier.name()
+    ))
+}
+
+/// One block boundary's norms: `rows` float32 values in the mapped file.
+#[derive(Clone, Copy, Debug)]
+struct Norms(*const f32);
+
+// SAFETY: a read-only view into a mapped file that the tier's borrow keeps alive.
+unsafe impl Send for Norms {}
+// SAFETY: as above, read-only.
+unsafe impl Sync for Norms {}
+
+/// A code tier (int8 or binary) of a mapped file, at full width.
+#[derive(Clone, Debug)]
+pub struct CodeTier<'a> {
+    tier: Tier,
+    rows: usize,
+    segs: Vec<CodeSeg>,
+    int8: Option<&'a Int8Params>,
+    /// Int8: per block, `(end column, the rows' de-quantized prefix norms up to it)`.
+    norms: Vec<(usize, Norms)>,
+    _borrow: PhantomData<&'a [u8]>,
+}
+
+impl<'a> CodeTier<'a> {
+    /// The `tier` (int8 or binary) of `file`, or an error naming the tiers present.
+    pub fn of(file: &'a NpyFile, tier: Tier) -> Result<CodeTier<'a>> {
+        let missing = || missing_tier(tier, &file.tiers());
+        let layout = file.blocked().ok_or_else(missing)?;
+        let offs = layout.blocks_of(tier).ok_or_else(missing)?;
+        if tier == Tier::Float32 {
+            return Err(Error::InvalidPlan("float32 is not a code tier".into()));
+        }
+        let bytes = file.bytes();
+        let segs = layout
+            .columns()
+            .zip(offs)
+            .map(|((col, width), &off)| CodeSeg {
+                col,
+                width,
+                // SAFETY (of the later reads): the parser checked that every block of
+                // rows * stride bytes lies inside the file, whose length it matched exactly.
+                base: bytes[off..].as_ptr(),
+                stride: if tier == Tier::Binary {
+                    width.div_ceil(8)
+                } else {
+                    width
+                },
+            })
+            .collect();
+        let norms = match layout.norms_of(tier) {
+            Some(n) => layout
+                .columns()
+                .zip(n)
+                .map(|((c, w), &off)| (c + w, Norms(bytes[off..].as_ptr().cast::<f32>())))
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok(CodeTier {
+            tier,
+            rows: layout.rows,
+            segs,
+            int8: layout.int8.as_ref(),
+            norms,
+            _borrow: PhantomData,
+        })
+    }
+
+    /// The segments covering `[0, dim)`, the last one cut at `dim`.
+    fn prefix(&self, dim: usize) -> Vec<CodeSeg> {
+        self.segs
+            .iter()
+            .filter(|s| s.col < dim)
+            .map(|s| CodeSeg {
+                width: s.width.min(dim - s.col),
+                ..*s
+            })
+            .collect()
+    }
+}
+
+/// One stage's scoring of rows against every query (or one of them).
+struct Scorer<'a> {
+    kernels: QuantKernels,
+    rows: usize,
+    dim: usize,
+    nq: usize,
+    segs: Vec<CodeSeg>,
+    kind: Kind<'a>,
+}
+
+enum Kind<'a> {
+    Binary {
+        words: usize,
+        /// `nq x words`, and transposed `words x nq` for the batch kernel.
+        qw: Vec<u64>,
+        qt: Vec<u64>,
+    },
+    Int8 {
+        params: &'a Int8Params,
+        /// Unit queries, `nq x dim`.
+        qs: Vec<f32>,
+        /// The last block boundary at or below `dim`, and the norms there (none: 0).
+        tail_from: usize,
+        base: Option<Norms>,
+    },
+}
+
+/// Reused buffers of a scorer (sized by the block, never by the corpus).
+#[derive(Default)]
+struct Scratch {
+    words: Vec<u64>,
+    ham: Vec<u32>,
+    v: Vec<f32>,
+    dots: Vec<f32>,
+    tails: Vec<f64>,
+}
+
+impl<'a> Scorer<'a> {
+    fn new(
+        tier: &CodeTier<'a>,
+        queries: Queries<'_>,
+        dim: usize,
+        kernels: QuantKernels,
+    ) -> Result<Scorer<'a>> {
+        let segs = tier.prefix(dim);
+        let nq = queries.len();
+        let kind = match tier.tier {
+            Tier::Binary => {
+                let words = binary_words(&segs);
+                let mut qw = vec![0u64; nq * words];
+                queries.normalized(dim)?; // checks NaN/Inf
+                for (j, out) in qw.chunks_exact_mut(words.max(1)).enumerate().take(nq) {
+                    let mut packed = Vec::with_capacity(dim.div_ceil(8) + segs.len());
+                    let mut qsegs = Vec::with_capacity(segs.len());
+                    let q = &queries.row(j)[..dim];
+                    let mut starts = Vec::with_capacity(segs.len());
+                    for s in &segs {
+                        starts.push(packed.len());
+                        crate::blocked::pack_bits(&q[s.col..s.col + s.width], &mut packed);
+                    }
+                    for (s, &at) in segs.iter().zip(&starts) {
+                        qsegs.push(CodeSeg {
+                            base: packed[at..].as_ptr(),
+                            stride: 0,
+                            ..*s
+                        });
+                    }
+                    // SAFETY: each query segment points at its own ceil(width / 8) packed
+                    // bytes in `packed` (alive here), read as row 0 with stride 0.
+                    unsafe { row_words(&qsegs, 0, out) };
+                }
+                let mut qt = vec![0u64; nq * words];
+                for j in 0..nq {
+                    for w in 0..words {
+                        qt[w * nq + j] = qw[j * words + w];
+                    }
+                }
+                Kind::Binary { words, qw, qt }
+            }
+            _ => {
+                let params = tier.int8.ok_or_else(|| missing_tier(Tier::Int8, &[]))?;
+                let (tail_from, base) = tier
+                    .norms
+                    .iter()
+                    .rev()
+                    .find(|(end, _)| *end <= dim)
+                    .map_or((0, None), |&(end, p)| (end, Some(p)));
+                Kind::Int8 {
+                    params,
+                    qs: queries.normalized(dim)?,
+                    tail_from,
+                    base,
+                }
+            }
+        };
+        Ok(Scorer {
+            kernels,
+            rows: tier.rows,
+            dim,
+            nq,
+            segs,
+            kind,
+        })
+    }
+
+    /// Scores `rows` against every query (`only = None`; `out` is `rows x nq`) or against
+    /// query `only` (`out` is one score per row).
+    fn score(
+        &self,
+        only: Option<usize>,
+        rows: &[usize],
+        s: &mut Scratch,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let nq = if only.is_some() { 1 } else { self.nq };
+        let m = rows.len();
+        match &self.kind {
+            Kind::Binary { words, qw, qt } => {
+                let q = match only {
+                    Some(j) => &qw[j * words..(j + 1) * words],
+                    None => &qt[..],
+                };
+                s.words.resize(*words, 0);
+                s.ham.resize(m * nq, 0);
+                let codes = (&self.segs[..], self.rows);
+                self.kernels
+                    .hamming(codes, q, nq, rows, &mut s.words, &mut s.ham);
+                let d = self.dim as f64;
+                for (o, &h) in out.iter_mut().zip(&s.ham[..m * nq]) {
+                    *o = ((d - 2.0 * f64::from(h)) / d) as f32;
+                }
+            }
+            Kind::Int8 {
+                params,
+                qs,
+                tail_from,
+                base,
+            } => {
+                let dim = self.dim;
+                let q = match only {
+                    Some(j) => &qs[j * dim..(j + 1) * dim],
+                    None => &qs[..],
+                };
+                s.v.resize(dim, 0.0);
+                s.dots.resize(m * nq, 0.0);
+                s.tails.resize(m, 0.0);
+                let job = Int8Job {
+                    segs: &self.segs,
+                    start: &params.start,
+                    step: &params.step,
+                    qs: q,
+                    nq,
+                    rows,
+                    tail_from: *tail_from,
+                };
+                let buffers = Int8Out {
+                    v: &mut s.v,
+                    dots: &mut s.dots,
+                    tails: &mut s.tails,
+                };
+                self.kernels.int8(job, self.rows, buffers);
+                for (i, &row) in rows.iter().enumerate() {
+                    let nb = match base {
+                        // SAFETY: row < rows (the kernel checked it) and the norm array holds
+                        // `rows` floats inside the file (checked by the parser), 4-aligned
+                        // (64-byte offset in a page-aligned map).
+                        Some(p) => unsafe { p.0.add(row).read() },
+                        None => 0.0,
+                    };
+                    if !(nb.is_finite() && nb >= 0.0) {
+                        return Err(Error::BadHeader {
+                            path: "corpus".into(),
+                            reason: format!("corrupt int8 tier: row {row} has norm {nb}"),
+                        });
+                    }
+                    let norm = (f64::from(nb) * f64::from(nb) + s.tails[i]).sqrt();
+                    for (o, &dot) in out[i * nq..(i + 1) * nq]
+                        .iter_mut()
+                        .zip(&s.dots[i * nq..(i + 1) * nq])
+                    {
+                        *o = if norm > 0.0 {
+                            let v = (f64::from(dot) / norm).clamp(-1.0, 1.0) as f32;
+                            if v == 0.0 {
+                                0.0
+                            } else {
+                                v
+                            }
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rows scored per block of a scan.
+const BLOCK_ROWS: usize = 1024;
+/// Rows per parallel chunk at least.
+const MIN_CHUNK_ROWS: usize = 8192;
+
+/// One thread's selections and buffers.
+struct Worker {
+    heaps: Vec<Selection>,
+    rows: Vec<usize>,
+    out: Vec<f32>,
+    scratch: Scratch,
+}
+
+/// Top-`k` of every row for every query, by the scorer's scores.
+fn scan_codes(scorer: &Scorer<'_>, k: usize) -> Result<Vec<Vec<Hit>>> {
+    let (n, nq) = (scorer.rows, scorer.nq);
+    let k = k.min(n);
+    if n == 0 || nq == 0 {
+        return Ok(vec![Vec::new(); nq]);
+    }
+    let threads = pool::current_threads();
+    let chunk = n.div_ceil(threads * 4).max(MIN_CHUNK_ROWS);
+    let starts: Vec<usize> = (0..n).step_by(chunk).collect();
+    let new = || -> Result<Worker> {
+        Ok(Worker {
+            heaps: (0..nq).map(|_| Selection::new(k)).collect(),
+            rows: Vec::with_capacity(BLOCK_ROWS),
+            out: vec![0.0; BLOCK_ROWS * nq],
+            scratch: Scratch::default(),
+        })
+    };
+    let run = |w: Result<Worker>, &start: &usize| -> Result<Worker> {
+        let mut w = w?;
+        let end = (start + chunk).min(n);
+        for b in (start..end).step_by(BLOCK_ROWS) {
+            w.rows.clear();
+            w.rows.extend(b..(b + BLOCK_ROWS).min(end));
+            scorer.score(None, &w.rows, &mut w.scratch, &mut w.out)?;
+            for (i, &row) in w.rows.iter().enumerate() {
+                for (heap, &s) in w.heaps.iter_mut().zip(&w.out[i * nq..(i + 1) * nq]) {
+                    if s >= heap.threshold() {
+                        heap.push(s, row);
+                    }
+                }
+            }
+        }
+        Ok(w)
+    };
+    let workers: Vec<Result<Worker>> = if starts.len() == 1 {
+        vec![starts.iter().fold(new(), run)]
+    } else {
+        pool::install(|| starts.par_iter().fold(new, run).collect())
+    };
+    let mut per_query: Vec<Vec<Vec<Hit>>> = vec![Vec::new(); nq];
+    for w in workers {
+        for (j, heap) in w?.heaps.into_iter().enumerate() {
+            per_query[j].push(heap.into_vec());
+        }
+    }
+    Ok(per_query.into_iter().map(|p| merge(p, k)).collect())
+}
+
+/// Re-scores query `j`'s `list` with the scorer, keeps the best `keep`.
+fn rescore_codes(scorer: &Scorer<'_>, j: usize, list: Vec<Hit>, keep: usize) -> Result<Vec<Hit>> {
+    let mut rows: Vec<usize> = list.into_iter().map(|h| h.row).collect();
+    rows.sort_unstable();
+    let mut out = vec![0.0f32; rows.len()];
+    scorer.score(Some(j), &rows, &mut Scratch::default(), &mut out)?;
+    let mut heap = Selection::new(keep);
+    for (&row, &s) in rows.iter().zip(&out) {
+        heap.push(s, row);
+    }
+    Ok(heap.into_sorted())
+}
+
+/// Top-`k` rows of `file`'s `tier` by the score of that precision at width `dim`.
+pub fn topk(file: &NpyFile, queries: Queries<'_>, dim: i64, k: i64, tier: Tier) -> Result<Hits> {
+    funnel(file, queries, &[dim], &[tier], &[], k)
+}
+
+/// Checks a cascade across precisions: each stage's width within the query and the corpus,
+/// each stage wider or finer than the one before and neither narrower nor coarser, the
+/// counts as [`check_counts`] wants them.
+pub fn check_stages(
+    dims: &[i64],
+    tiers: &[Tier],
+    candidates: &[i64],
+    k: i64,
+    query_cols: usize,
+    corpus_cols: usize,
+) -> Result<(Vec<usize>, Vec<usize>, usize)> {
+    if dims.is_empty() || dims.len() != tiers.len() {
+        return Err(Error::InvalidPlan(format!(
+            "need one precision per width: {} widths, {} precisions",
+            dims.len(),
+            tiers.len()
+        )));
+    }
+    let (cands, k) = check_counts(candidates, k, dims.len())?;
+    let dims_u = dims
+        .iter()
+        .map(|&d| check_dim(d, query_cols, corpus_cols))
+        .collect::<Result<Vec<_>>>()?;
+    for i in 1..dims.len() {
+        let (a, b) = ((dims_u[i - 1], tiers[i - 1]), (dims_u[i], tiers[i]));
+        if b.0 < a.0 || b.1 < a.1 || a == b {
+            return Err(Error::InvalidPlan(format!(
+                "each stage must be wider or finer than the one before, and neither narrower \
+                 nor coarser: stage {} is ({}, {}) after ({}, {})",
+                i,
+                b.0,
+                b.1.name(),
+                a.0,
+                a.1.name()
+            )));
+        }
+    }
+    Ok((dims_u, cands, k))
+}
+
+/// The funnel across widths and precisions; scores are those of the last stage.
+pub fn funnel(
+    file: &NpyFile,
+    queries: Queries<'_>,
+    dims: &[i64],
+    tiers: &[Tier],
+    candidates: &[i64],
+    k: i64,
+) -> Result<Hits> {
+    let cols = file.shape().1;
+    let (dims, cands, k) = check_stages(dims, tiers, candidates, k, queries.cols(), cols)?;
+    let present = file.tiers();
+    if let Some(&t) = tiers.iter().find(|t| !present.contains(t)) {
+        return Err(missing_tier(t, &present));
+    }
+    let kernels = Kernels::active()?;
+    let qk = QuantKernels::new(kernels.backend());
+    let (n, nq) = (file.shape().0, queries.len());
+    let keep: Vec<usize> = cands.iter().copied().chain([k]).map(|c| c.min(n)).collect();
+    let mut lists: Option<Vec<Vec<Hit>>> = None;
+    for (stage, (&dim, &tier)) in dims.iter().zip(tiers).enumerate() {
+        let keep = keep[stage];
+        lists = Some(if tier == Tier::Float32 {
+            let matrix = file.matrix()?;
+            let prefix = matrix.prefix(dim);
+            let qn = queries.normalized(dim)?;
+            match lists {
+                None => scan(&kernels, &qn, nq, &prefix, keep, 0..n)?,
+                Some(lists) => per_query(lists, |j, list| {
+                    rescore_f32(&kernels, &qn[j * dim..(j + 1) * dim], &prefix, list, keep)
+                })?,
+            }
+        } else {
+            let codes = CodeTier::of(file, tier)?;
+            let scorer = Scorer::new(&codes, queries, dim, qk)?;
+            match lists {
+                None => scan_codes(&scorer, keep)?,
+                Some(lists) => per_query(lists, |j, list| rescore_codes(&scorer, j, list, keep))?,
+            }
+        });
+    }
+    Ok(Hits::from_lists(
+        lists.unwrap_or_default(),
+        keep[keep.len() - 1],
+    ))
+}
+
+/// `f(j, list)` for every query's list, on the pool when there are several.
+fn per_query(
+    lists: Vec<Vec<Hit>>,
+    f: impl Fn(usize, Vec<Hit>) -> Result<Vec<Hit>> + Sync,
+) -> Result<Vec<Vec<Hit>>> {
+    if lists.len() > 1 {
+        pool::install(|| {
+            lists
+                .into_par_iter()
+                .enumerate()
+                .map(|(j, l)| f(j, l))
+                .collect()
+        })
+    } else {
+        lists
+            .into_iter()
+            .enumerate()
+            .map(|(j, l)| f(j, l))
+            .collect()
+    }
+}

@@ -8,7 +8,8 @@
 """
 
 from matryo_fast._core import __version__, backends, set_backend
-from matryo_fast.files import CorpusWriter, save_corpus, save_prefix_blocked
+from matryo_fast.blocked import save_prefix_blocked
+from matryo_fast.files import CorpusWriter, save_corpus
 from matryo_fast.funnel import FunnelPlan, funnel, tune_funnel
 from matryo_fast.search import Corpus, TopK, open_corpus, topk
 from matryo_fast.semantic import semantic_search

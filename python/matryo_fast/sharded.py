@@ -53,8 +53,9 @@ import numpy.typing as npt
 
 from matryo_fast import _core
 from matryo_fast._validate import require_positive
+from matryo_fast.blocked import save_prefix_blocked
 from matryo_fast.corpus import Corpus, ShardedSearch
-from matryo_fast.files import CorpusWriter, as_float32_rows, save_prefix_blocked
+from matryo_fast.files import CorpusWriter, as_float32_rows
 
 __all__ = [
     "MANIFEST",

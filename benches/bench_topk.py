@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import _harness as h
@@ -50,6 +51,8 @@ class Ctx:
     mf_corpus: Any = None  # matryo_fast.Corpus, opened once
     norms: Any = None  # float32 (N,) prefix norms, computed once per dim
     prepared: Any = None  # float32 (N, dim) normalized prefix copy, or a NotAvailable reason
+    mf_blocked: Any = None  # matryo_fast.Corpus of the prefix-blocked copy, or a NotAvailable reason
+    in_ram: Any = None  # the corpus read into an in-RAM array, or a NotAvailable reason
 
 
 Run = Callable[[np.ndarray], tuple[np.ndarray, Any]]
@@ -94,6 +97,24 @@ def make_mf_corpus(ctx: Ctx) -> Run:
 def make_mf_array(ctx: Ctx) -> Run:
     _mf()
     return _mf_run(ctx, ctx.corpus)
+
+
+def _built(value: Any, what: str) -> Any:
+    if isinstance(value, NotAvailable):
+        raise value
+    if value is None:
+        raise NotAvailable(f"{what} not built")
+    return value
+
+
+def make_mf_blocked(ctx: Ctx) -> Run:
+    _mf()
+    return _mf_run(ctx, _built(ctx.mf_blocked, "the prefix-blocked file"))
+
+
+def make_mf_in_ram(ctx: Ctx) -> Run:
+    _mf()
+    return _mf_run(ctx, _built(ctx.in_ram, "the in-RAM array"))
 
 
 def _prepared(ctx: Ctx) -> np.ndarray:
@@ -252,9 +273,49 @@ def make_usearch(ctx: Ctx) -> Run:
     return run
 
 
+def _cdist_run(cdist: Any, x: np.ndarray, metric: str, ctx: Ctx, normalize: bool) -> Run:
+    # numkong/simsimd cdist: one SIMD kernel call per (query, row) pair on ctx.threads threads,
+    # float32 out; the top k are taken from the N distances with numpy (as their users do).
+    # Pairwise kernels with no GEMM blocking: a 64-query batch takes minutes on 1M rows (27 s
+    # at 200k x 128 dims), so they are timed on single queries only.
+    if ctx.batch > 1:
+        raise NotAvailable("pairwise cdist (no GEMM blocking): timed at batch 1 only")
+    dim, k, threads = ctx.dim, ctx.k, ctx.threads
+
+    def run(q: np.ndarray) -> tuple[np.ndarray, Any]:
+        qd = np.ascontiguousarray(q[:, :dim])
+        if normalize:
+            qd = h.normalize_rows(qd).astype(np.float32)
+        d = np.asarray(cdist(qd, x, metric=metric, threads=threads, out_dtype="float32"))
+        return h.topk_from_scores(-d if metric == "angular" else d, k)
+
+    return run
+
+
+def make_numkong_memmap(ctx: Ctx) -> Run:
+    # numkong.cdist(metric="angular") reads the strided prefix view of the memmap (no copy) and
+    # computes both norms on the fly; angular distance is 1 - cosine.
+    try:
+        import numkong
+    except ImportError as e:
+        raise NotAvailable(f"numkong not importable ({e})") from None
+    return _cdist_run(numkong.cdist, np.asarray(ctx.corpus)[:, : ctx.dim], "angular", ctx, False)
+
+
+def make_simsimd_prepared(ctx: Ctx) -> Run:
+    # simsimd.cdist(metric="inner") on the normalized prefix copy: dot products only.
+    try:
+        import simsimd
+    except ImportError as e:
+        raise NotAvailable(f"simsimd not importable ({e})") from None
+    return _cdist_run(simsimd.cdist, _prepared(ctx), "inner", ctx, True)
+
+
 METHODS = [
     Method("mf_corpus", "matryo_fast.topk", "Corpus (Rust mmap)", False, make_mf_corpus),
     Method("mf_array", "matryo_fast.topk", "np.load(mmap_mode='r')", False, make_mf_array),
+    Method("mf_in_ram", "matryo_fast.topk", "in-RAM array (np.load)", False, make_mf_in_ram),
+    Method("mf_blocked", "matryo_fast.topk", "prefix-blocked .mfb (Corpus)", False, make_mf_blocked),
     Method(
         "np_naive",
         "numpy naive (normalize slice per call)",
@@ -293,6 +354,20 @@ METHODS = [
         make_faiss_blas,
     ),
     Method(
+        "numkong_memmap",
+        "numkong cdist angular",
+        "memmap prefix view (no copy)",
+        False,
+        make_numkong_memmap,
+    ),
+    Method(
+        "simsimd_prepared",
+        "simsimd cdist inner",
+        "prepared copy",
+        True,
+        make_simsimd_prepared,
+    ),
+    Method(
         "usearch_exact",
         "usearch search(exact=True, Cos)",
         "memmap prefix view (no copy)",
@@ -302,7 +377,13 @@ METHODS = [
 ]
 BASELINE = "mf_corpus"
 PREPARED_NEEDED = {m.name for m in METHODS if m.prepared}
-NO_PREPARED_COPY = {"np_naive", "np_prefix_norms", "torch_memmap", "usearch_exact"}
+NO_PREPARED_COPY = {
+    "np_naive",
+    "np_prefix_norms",
+    "torch_memmap",
+    "usearch_exact",
+    "numkong_memmap",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -583,6 +664,27 @@ METHOD_NOTES = [
 ]
 
 
+def open_variants(mf: Any, path: Path, x: np.ndarray, names: set[str]) -> tuple[Any, Any]:
+    """The same rows as a prefix-blocked file (written once next to the ``.npy``, 64-column
+    blocks) and as an in-RAM array, for the methods that need them; a NotAvailable reason
+    where they cannot be made."""
+    blocked: Any = NotAvailable("not built (mf_blocked not selected)")
+    in_ram: Any = NotAvailable("not built (mf_in_ram not selected)")
+    if mf is not None and "mf_blocked" in names:
+        mfb = Path(path).with_suffix(".mfb")
+        if not mfb.exists():
+            print(f"writing {mfb} ...", flush=True)
+            mf.files.save_prefix_blocked(mfb, x, block=64)
+        blocked = mf.open_corpus(mfb)
+    if "mf_in_ram" in names:
+        try:
+            h.need_memory(x.nbytes, "the in-RAM copy")
+            in_ram = np.array(x)
+        except NotAvailable as e:
+            in_ram = e
+    return blocked, in_ram
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t_start = time.perf_counter()
@@ -601,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
             f"WARNING: matryo_fast is not importable ({e}); the first method that runs is the baseline",
             file=sys.stderr,
         )
-    for mod in ("torch", "faiss", "usearch.index"):
+    for mod in ("torch", "faiss", "usearch.index", "numkong", "simsimd"):
         try:
             __import__(mod)
         except ImportError:
@@ -611,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
     path = h.ensure_corpus(args.data_dir, args.rows, args.cols, args.seed, log=print)
     x = np.load(path, mmap_mode="r")
     n = x.shape[0]
-    env = h.environment(["numpy", "torch", "faiss", "usearch", "matryo_fast"])
+    env = h.environment(["numpy", "torch", "faiss", "usearch", "numkong", "simsimd", "matryo_fast"])
     if mf is not None:
         env["matryo_fast backends"] = str(mf.backends())
     env["threads"] = "; ".join(thread_notes)
@@ -659,6 +761,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         say()
     mf_corpus = mf.open_corpus(path) if mf is not None else None
+    mf_blocked, in_ram = open_variants(mf, path, x, {m.name for m in methods})
     queries, _ = h.make_queries(x, max(args.batches), args.seed + 1)
     goals: list[str] = []
     failures = 0
@@ -680,7 +783,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         for batch in args.batches:
             q = queries[:batch]
-            ctx = Ctx(x, str(path), dim, args.k, batch, args.threads, mf_corpus, norms, prepared)
+            ctx = Ctx(x, str(path), dim, args.k, batch, args.threads, mf_corpus, norms, prepared,
+                      mf_blocked, in_ram)  # fmt: skip
             results = run_case(ctx, methods, q, args)
             base_name = next((nm for nm in [BASELINE, *results] if nm in results and results[nm][1]), None)
             rows, bad = table_rows(results, base_name, oracle_idx, ctx, q, args.tol)

@@ -309,3 +309,10 @@ def test_bad_writer_arguments(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         mf.CorpusWriter(tmp_path / "no_such_dir" / "emb.npy", dim=D)
     assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("dim", [0, -3, 2.5, True, "8"])
+def test_corpus_writer_refuses_a_bad_width(tmp_path: Path, dim: object) -> None:
+    with pytest.raises(ValueError, match="dim must be a positive int"):
+        mf.CorpusWriter(tmp_path / "x.npy", dim)  # type: ignore[arg-type]
+    assert not list(tmp_path.iterdir())

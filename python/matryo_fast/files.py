@@ -27,6 +27,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import numpy.typing as npt
 
+from matryo_fast._validate import require_positive
+
 __all__ = ["CorpusWriter", "as_float32_rows", "save_corpus", "write_atomic"]
 
 _MAGIC = b"\x93NUMPY\x01\x00"
@@ -90,8 +92,7 @@ class CorpusWriter:
     def __init__(
         self, path: str | os.PathLike[str], dim: int, *, overwrite: bool = False, resumable: bool = False
     ) -> None:
-        if int(dim) < 1:
-            raise ValueError(f"dim must be at least 1, got {dim}")
+        require_positive("dim", dim)
         self.path = Path(path)
         self.dim = int(dim)
         self.rows = 0

@@ -265,20 +265,51 @@ pub(crate) unsafe fn dot_norm_block<S: Simd>(
     }
 }
 
-/// Rows per pass of [`dot_norm_by_segment`].
-const SEGMENT_PASS_ROWS: usize = 128;
+/// Rows per pass of [`dot_norm_by_segment`]: each pass reads a run of this many rows from
+/// every segment in turn (32 KiB per 64-wide segment at 128 rows, 128 KiB at 512), and keeps
+/// two accumulators per row (32 KiB with AVX2, 64 KiB with AVX-512: L1/L2). Measured side by
+/// side (400k x 768, 64-column blocks, one query, 2 threads): 512 rows scan the full width
+/// 4% faster than 128 (219 vs 228 ms, twice), the `.npy` scan unchanged; the longer runs give
+/// the hardware prefetchers fewer restarts.
+const SEGMENT_PASS_ROWS: usize = 512;
 
-/// Prefetches row `row`'s run in one segment.
+/// Prefetches row `row`'s run in one segment (see [`prefetch_floats`]).
 #[inline(always)]
 unsafe fn prefetch_run<S: Simd>(seg: &Segment, row: usize) {
-    // SAFETY: the caller guarantees `row` is valid; prefetches never fault and stay in the run.
-    unsafe {
-        let p = seg.row_ptr(row);
-        for c in (0..seg.width).step_by(16).take(PREFETCH_LINES) {
-            S::prefetch(p.add(c));
-        }
+    // SAFETY: the caller guarantees `row` is valid, so `row_ptr` is in bounds.
+    prefetch_floats::<S>(unsafe { seg.row_ptr(row) }, seg.width);
+}
+
+/// Prefetches every cache line that the `n` floats from `p` touch, up to [`PREFETCH_LINES`].
+/// A run need not start on a line: a numpy array's buffer usually starts 16 bytes into one,
+/// so a 512-byte run spans 9 lines. Stepping 64 bytes from the run's first value (as this once
+/// did) left the last line to a demand miss on every row, which made an in-RAM array scanned
+/// at d=128 up to 1.7x slower than the same rows memory-mapped (where the `.npy` header puts
+/// rows on line boundaries).
+#[inline(always)]
+fn prefetch_floats<S: Simd>(p: *const f32, n: usize) {
+    let p = p.cast::<u8>();
+    let (skew, lines) = line_span(p as usize, n);
+    // Wrapping arithmetic: the start of the first line may lie before the allocation; it is
+    // only an address for the hint, never dereferenced.
+    let first = p.wrapping_sub(skew);
+    for l in 0..lines.min(PREFETCH_LINES) {
+        // SAFETY: prefetch is a hint and never faults, whatever the address.
+        unsafe { S::prefetch(first.wrapping_add(l * LINE_BYTES).cast()) };
     }
 }
+
+/// For `n` floats at byte address `addr`: how far `addr` lies into its cache line, and how
+/// many lines the floats touch.
+#[inline(always)]
+pub(crate) fn line_span(addr: usize, n: usize) -> (usize, usize) {
+    let skew = addr % LINE_BYTES;
+    (skew, (skew + n * 4).div_ceil(LINE_BYTES))
+}
+
+/// Cache line size in bytes (x86-64 and the usual aarch64 cores; a wrong guess only thins or
+/// doubles the prefetches).
+const LINE_BYTES: usize = 64;
 
 /// [`dot_norm_block`] for rows made of several segments (the prefix-blocked layout): rows are
 /// taken `SEGMENT_PASS_ROWS` at a time and walked one segment after another, their
@@ -607,10 +638,7 @@ unsafe fn batch_rows<S: Simd, const C: usize>(b: RawBatch<'_>) {
                     // The first pass reads the rows from memory: it prefetches them two tiles
                     // ahead, and computes their norms and scales.
                     for ahead in i + 8..(i + 12).min(idx.len()) {
-                        let p = row(ahead);
-                        for c in (0..chunks * lanes).step_by(16).take(PREFETCH_LINES) {
-                            S::prefetch(p.add(c));
-                        }
+                        prefetch_floats::<S>(row(ahead), chunks * lanes);
                     }
                     macro_rules! norms {
                         ($r:literal) => {{

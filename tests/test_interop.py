@@ -25,9 +25,9 @@ def test_cpu_tensors_are_scanned_in_place(monkeypatch: pytest.MonkeyPatch) -> No
     seen: list[Any] = []
     real = _core.topk
 
-    def spy(q: Any, c: Any, dim: int, k: int) -> Any:
+    def spy(q: Any, c: Any, dim: int, k: int, precision: str) -> Any:
         seen.append((q, c))
-        return real(q, c, dim, k)
+        return real(q, c, dim, k, precision)
 
     monkeypatch.setattr(_core, "topk", spy)
     for dim in (48, 32):

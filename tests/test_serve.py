@@ -259,3 +259,35 @@ def test_page_shows_top_results_at_three_widths_in_a_real_browser(tmp_path: Path
         rows = [int(r) for r in re.findall(r'data-row="(\d+)"', html)]
         assert rows == topk_reference(q, emb, dim=int(d), k=5)[1][0].tolist(), d
         assert re.search(r"scan \d+\.\d\d ms", html) and texts[rows[0]] in html
+
+
+def test_a_tiered_corpus_serves_its_tiers_and_a_binary_plan(
+    emb: np.ndarray[Any, Any], tmp_path: Path
+) -> None:
+    from matryo_fast._reference import binary_cosine
+
+    texts = [f"text {i}" for i in range(N)]
+    folder = save_text_corpus(tmp_path / "t.mf", emb, texts, tiers=("binary", "float32"))
+    tc = open_text_corpus(folder)
+    plan = mf.FunnelPlan(
+        dims=(32, D),
+        candidates=(300,),
+        k=5,
+        recall=1.0,
+        cost=1,
+        exact_cost=1,
+        precisions=("binary", "float32"),
+    )
+    plan.save(tmp_path / "plan.json", tc.corpus)
+    loaded = mf.FunnelPlan.load(tmp_path / "plan.json", corpus=tc.corpus)
+    with running(create_app(tc, plan=loaded, window_ms=1)) as url:
+        info = get(url, "/info")
+        assert info["tiers"] == ["float32", "binary"]
+        assert info["plan"]["precisions"] == ["binary", "float32"]
+        q = emb[11] + 0.05
+        status, body = post(url, {"vector": q.tolist(), "k": 5, "plan": True})
+        assert status == 200 and body["plan"]["precisions"] == ["binary", "float32"]
+        b = binary_cosine(q, emb, dim=32)[0]
+        short = sorted(range(N), key=lambda r: (-b[r], r))[:300]
+        full = topk_reference(q, emb, dim=D, k=N)[1].reshape(-1).tolist()
+        assert [h["row"] for h in body["results"]] == [r for r in full if r in set(short)][:5]

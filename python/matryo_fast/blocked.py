@@ -20,7 +20,7 @@ __all__ = ["TIERS", "save_prefix_blocked"]
 TIERS = ("float32", "int8", "binary")
 
 
-def _check_tiers(tiers: Any) -> tuple[str, ...]:
+def check_tiers(tiers: Any) -> tuple[str, ...]:
     if isinstance(tiers, str) or not isinstance(tiers, Sequence):
         raise TypeError(f"tiers must be a sequence of names, got {tiers!r}")
     bad = [t for t in tiers if t not in TIERS]
@@ -130,7 +130,7 @@ def save_prefix_blocked(
     from matryo_fast import _core
     from matryo_fast.search import Corpus
 
-    names = _check_tiers(tiers)
+    names = check_tiers(tiers)
     if isinstance(source, Corpus):
         source = source.as_array()
     elif isinstance(source, (str, os.PathLike)):

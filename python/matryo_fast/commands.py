@@ -44,6 +44,12 @@ def add_parsers(sub: Any) -> None:
     e.add_argument("--batch-size", type=int, default=256, help="texts per batch and per saved step")
     e.add_argument("--overwrite", action="store_true", help="replace an existing corpus once done")
     e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    e.add_argument(
+        "--tiers",
+        type=_names,
+        help="also write a prefix-blocked file with these tiers (comma-separated: float32, int8, "
+        "binary), which search, tune and serve then scan",
+    )
 
     s = _corpus_parser(
         sub,
@@ -56,6 +62,11 @@ def add_parsers(sub: Any) -> None:
     how = s.add_mutually_exclusive_group()
     how.add_argument("--dim", type=int, help="prefix width to search at (default: the full width)")
     how.add_argument("--plan", help="a funnel plan from matryo tune")
+    s.add_argument(
+        "--precision",
+        choices=["float32", "int8", "binary"],
+        help="with --dim: the tier to scan (encode --tiers; default the finest)",
+    )
     s.add_argument("-k", "--k", type=int, default=10, help="results per query (default 10)")
     s.add_argument("--json", action="store_true", help="print JSON lines")
 
@@ -71,6 +82,11 @@ def add_parsers(sub: Any) -> None:
     t.add_argument("-k", "--k", type=int, default=10, help="results per query (default 10)")
     t.add_argument("--by", choices=["cost", "time"], default="cost", help="rank plans by data read or time")
     t.add_argument("-o", "--output", required=True, help="the plan file to write (JSON)")
+    t.add_argument(
+        "--precisions",
+        type=_names,
+        help="tiers the funnel's stages may scan, e.g. binary,int8,float32 (encode --tiers)",
+    )
 
     v = _corpus_parser(
         sub,
@@ -83,6 +99,11 @@ def add_parsers(sub: Any) -> None:
     v.add_argument("--plan", help='a plan from matryo tune, used by requests with "plan": true')
     v.add_argument("--window-ms", type=float, default=2.0, help="batching window; 0 = no batching")
     v.add_argument("--max-batch", type=int, default=64, help="most requests in one batch")
+
+
+def _names(value: str) -> list[str]:
+    """A comma-separated list of tier names (checked by the code they are passed to)."""
+    return [v.strip() for v in value.split(",")]
 
 
 def _queries(a: argparse.Namespace) -> list[str]:
@@ -105,7 +126,7 @@ def _search(a: argparse.Namespace) -> int:
     plan = FunnelPlan.load(a.plan, corpus=tc.corpus) if a.plan else None
     queries = _queries(a)
     tc.load_model(a.model)
-    hits = tc.search_texts(queries, k=a.k, dim=a.dim, plan=plan)
+    hits = tc.search_texts(queries, k=a.k, dim=a.dim, plan=plan, precision=a.precision)
     for query, found in zip(queries, hits):
         if a.json:
             for rank, h in enumerate(found, start=1):
@@ -134,12 +155,15 @@ def _tune(a: argparse.Namespace) -> int:
     tc = open_text_corpus(a.corpus)
     tc.load_model(a.model)
     queries = tc.encode_queries(read_records(a.queries)[1])
-    plan = tune_funnel(tc.corpus, queries, k=a.k, target_recall=a.target_recall, by=a.by)
+    plan = tune_funnel(
+        tc.corpus, queries, k=a.k, target_recall=a.target_recall, by=a.by, precisions=a.precisions
+    )
     plan.save(a.output, tc.corpus)
     kind = (
         "exact search (no funnel reached the target)"
         if plan.exact
         else f"dims {plan.dims}, candidates {plan.candidates}"
+        + (f", precisions {plan.precisions}" if "precisions" in plan.params else "")
     )
     print(
         f"plan: {kind}; recall@{plan.k} {plan.recall:.4f} on {len(queries)} queries; "
@@ -179,6 +203,7 @@ def run(a: argparse.Namespace) -> int:
             batch_size=a.batch_size,
             overwrite=a.overwrite,
             progress=not a.no_progress,
+            tiers=a.tiers,
         )
         print(f"wrote {out}", file=sys.stderr)
         return 0

@@ -30,7 +30,7 @@ import numpy as np
 
 from matryo_fast.data import DataError, read_lines, read_table
 from matryo_fast.files import CorpusWriter
-from matryo_fast.textcorpus import EMBEDDINGS, TEXTS, finish, model_identity, write_texts
+from matryo_fast.textcorpus import EMBEDDINGS, TEXTS, finish, model_identity, write_texts, write_tiers
 
 __all__ = ["encode_file", "read_records"]
 
@@ -132,6 +132,7 @@ def encode_file(
     batch_size: int = 256,
     overwrite: bool = False,
     progress: bool = True,
+    tiers: Sequence[str] | None = None,
 ) -> Path:
     """Encodes the texts of ``input_path`` into the corpus folder ``output`` (resumable).
 
@@ -144,6 +145,9 @@ def encode_file(
         batch_size: Texts per batch (and per durable step).
         overwrite: Replace an existing corpus folder once the new one is complete.
         progress: Show a progress bar on stderr (rows/s, ETA).
+        tiers: Also write the embeddings prefix-blocked with these tiers (any of
+            ``"float32"``, ``"int8"``, ``"binary"``; int8 ranges from the data), which the
+            corpus's searches then scan (see :func:`matryo_fast.save_prefix_blocked`).
 
     Returns:
         The corpus folder.
@@ -151,12 +155,16 @@ def encode_file(
     Raises:
         FileExistsError: ``output`` exists and ``overwrite`` is false.
         FileNotFoundError, DataError: As :func:`read_records`.
-        ValueError: ``batch_size`` < 1, or the model returned NaN/Inf (the message names the row).
+        ValueError: ``batch_size`` < 1, ``tiers`` not a non-empty subset of the three, or the
+            model returned NaN/Inf (the message names the row).
     """
+    from matryo_fast.blocked import check_tiers
     from matryo_fast.models import encode, load_model
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
+    if tiers is not None:
+        check_tiers(tiers)  # before any work
     final = Path(output)
     if final.exists() and not overwrite:
         raise FileExistsError(
@@ -197,10 +205,11 @@ def encode_file(
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
             (work / _SETTINGS).write_text(json.dumps(settings))
         _encode_rows(work, ids, texts, loaded, ident["dim"], batch_size, progress, encode)
+        names = write_tiers(work, tiers)  # a rerun after a stop here writes it again
         source = {"path": source_path, "text_column": text_column, "id_column": id_column}
         (work / _SETTINGS).unlink()
         (work / ".lock").unlink()
-        finish(work, final, rows=len(texts), model=ident, source=source, overwrite=overwrite)
+        finish(work, final, rows=len(texts), model=ident, source=source, overwrite=overwrite, tiers=names)
     finally:
         lock.close()
     return final

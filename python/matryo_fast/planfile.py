@@ -32,6 +32,8 @@ __all__ = ["check_plan", "corpus_signature", "load_plan", "save_plan"]
 FORMAT = "matryo-funnel-plan"
 _SAMPLE = 64 * 1024
 _FIELDS = ("dims", "candidates", "k", "recall", "cost", "exact_cost", "time_ms", "exact", "recall_se")
+# A plan over quantized tiers also records these (a float32 plan's file is unchanged).
+_TIER_FIELDS = ("precisions", "bytes_read", "exact_bytes")
 
 
 def corpus_signature(corpus: Any) -> dict[str, Any]:
@@ -75,6 +77,8 @@ def save_plan(plan: FunnelPlan, path: str | os.PathLike[str], corpus: Any = None
         raise ValueError("the plan holds no corpus: pass the one it was tuned on, plan.save(path, corpus)")
     doc: dict[str, Any] = {"format": FORMAT, "version": 1}
     doc.update({f: getattr(plan, f) for f in _FIELDS})
+    if any(p != "float32" for p in plan.precisions):
+        doc.update({f: getattr(plan, f) for f in _TIER_FIELDS})
     doc["corpus"] = corpus_signature(target)
     p = Path(path)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".partial")
@@ -126,7 +130,10 @@ def load_plan(path: str | os.PathLike[str], corpus: Any = None) -> FunnelPlan:
         if why:
             raise ValueError(f"{p}: {why}")
     kw = {f: doc[f] for f in _FIELDS}
-    kw["dims"], kw["candidates"] = tuple(kw["dims"]), tuple(kw["candidates"])
+    kw.update({f: doc[f] for f in _TIER_FIELDS if f in doc})
+    for f in ("dims", "candidates", "precisions"):
+        if f in kw:
+            kw[f] = tuple(kw[f])
     return FunnelPlan(**kw, corpus=corpus, signature=doc["corpus"])
 
 

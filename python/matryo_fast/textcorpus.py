@@ -7,6 +7,9 @@
       embeddings.npy       float32 (N, D), row i is the embedding of text i (mapped, never loaded)
       texts.jsonl          one {"id": ..., "text": ...} per row, in row order
       texts.offsets.npy    int64 (N + 1,) byte offsets of those lines, for lookups by row
+      embeddings.mfb       only with ``matryo encode --tiers``: the same rows prefix-blocked with
+                           the tiers named in corpus.json (``tiers``, ``blocked``); searches then
+                           scan this file, at any of its precisions
 
 The model is identified by its name and width and by its ``probe``: the first values of its
 embedding of a fixed sentence. Queries are encoded with the corpus's model; a model whose probe
@@ -43,6 +46,8 @@ META = "corpus.json"
 EMBEDDINGS = "embeddings.npy"
 TEXTS = "texts.jsonl"
 OFFSETS = "texts.offsets.npy"
+BLOCKED = "embeddings.mfb"
+BLOCKED_KEY = "blocked"  # corpus.json's name for that file
 PROBE_TEXT = "matryo-fast model probe: a quick brown fox jumps over the lazy dog."
 PROBE_VALUES = 32  # probe values recorded; another model differs in all of them
 PROBE_ATOL = 1e-3  # the same model on another machine or thread count differs by ~1e-6
@@ -168,14 +173,28 @@ class TextCorpus:
                 raise ValueError(f"query {i + 1} is empty")
         return encode(self.load_model(), texts, batch_size=batch_size)
 
+    @property
+    def tiers(self) -> tuple[str, ...]:
+        """The precisions the corpus can be searched at (``("float32",)`` without ``--tiers``)."""
+        return tuple(self.corpus.tiers) if BLOCKED_KEY in self.meta else ("float32",)
+
     def search(
-        self, queries: Any, *, k: int = 10, dim: int | None = None, plan: FunnelPlan | None = None
+        self,
+        queries: Any,
+        *,
+        k: int = 10,
+        dim: int | None = None,
+        plan: FunnelPlan | None = None,
+        precision: str | None = None,
     ) -> TopK:
         """Top-``k`` of ``(B, D)`` query vectors, at ``dim`` or through a funnel ``plan``.
 
+        ``precision`` (one of :attr:`tiers`; default the finest) goes with ``dim``; a plan
+        carries its own precisions.
+
         Raises:
-            ValueError: Both ``dim`` and ``plan``, a plan tuned on another corpus, or a
-                :func:`matryo_fast.topk` error.
+            ValueError: Both ``dim`` and ``plan``, a plan tuned on another corpus, a precision
+                the corpus lacks, or a :func:`matryo_fast.topk` error.
         """
         q = np.asarray(queries)
         if q.ndim >= 1 and q.shape[-1] != self.dim:
@@ -184,19 +203,31 @@ class TextCorpus:
                 f"{self.model_name!r} makes {self.dim}"
             )
         if plan is not None:
-            if dim is not None:
-                raise ValueError("give a width or a plan, not both")
+            if dim is not None or precision is not None:
+                raise ValueError("give a width (and precision) or a plan, not both")
             from matryo_fast.planfile import check_plan
 
             check_plan(plan, self.corpus)
-            return funnel(q, self.corpus, k=k, dims=plan.dims, candidates=plan.candidates)
-        return topk(q, self.corpus, dim=dim, k=k)
+            return funnel(q, self.corpus, **{**plan.params, "k": k})
+        if precision is not None and precision not in self.tiers:
+            raise ValueError(
+                f"{self.path} holds the precisions {self.tiers}, not {precision!r} "
+                "(encode with --tiers to add quantized tiers)"
+            )
+        return topk(q, self.corpus, dim=dim, k=k, precision=precision or self.tiers[0])
 
     def search_texts(
-        self, texts: list[str], *, k: int = 10, dim: int | None = None, plan: FunnelPlan | None = None
+        self,
+        texts: list[str],
+        *,
+        k: int = 10,
+        dim: int | None = None,
+        plan: FunnelPlan | None = None,
+        precision: str | None = None,
     ) -> list[list[Hit]]:
         """Encode ``texts`` with the corpus's model, search, and return the hits per text."""
-        return self.hits(self.search(self.encode_queries(texts), k=k, dim=dim, plan=plan))
+        q = self.encode_queries(texts)
+        return self.hits(self.search(q, k=k, dim=dim, plan=plan, precision=precision))
 
 
 def write_texts(folder: Path, ids: Sequence[Any], texts: Sequence[str], mode: str = "wb") -> int:
@@ -212,11 +243,31 @@ def write_texts(folder: Path, ids: Sequence[Any], texts: Sequence[str], mode: st
     return len(data)
 
 
+def write_tiers(work: Path, tiers: Sequence[str] | None) -> tuple[str, ...]:
+    """Writes ``work``'s :data:`BLOCKED` file from its complete embeddings with ``tiers`` (int8
+    ranges from the data), replacing a partial one; returns the tiers, ``()`` for ``None``."""
+    from matryo_fast.blocked import check_tiers, save_prefix_blocked
+
+    if tiers is None:
+        return ()
+    names = check_tiers(tiers)
+    save_prefix_blocked(work / BLOCKED, work / EMBEDDINGS, tiers=names, overwrite=True)
+    return names
+
+
 def finish(
-    work: Path, final: Path, *, rows: int, model: dict[str, Any], source: Any, overwrite: bool
+    work: Path,
+    final: Path,
+    *,
+    rows: int,
+    model: dict[str, Any],
+    source: Any,
+    overwrite: bool,
+    tiers: Sequence[str] = (),
 ) -> None:
     """Completes a corpus folder written in ``work`` (the text index, then ``corpus.json``) and
-    renames it to ``final``, replacing an old one only now if ``overwrite``."""
+    renames it to ``final``, replacing an old one only now if ``overwrite``. ``tiers``: the
+    tiers of ``work``'s :data:`BLOCKED` file, if it has one."""
     with open(work / TEXTS, "rb") as tf:
         offsets = np.zeros(rows + 1, dtype=np.int64)
         for row in range(rows):
@@ -229,6 +280,8 @@ def finish(
         "model": model,
         "source": source,
     }
+    if tiers:
+        meta.update({"tiers": list(tiers), BLOCKED_KEY: BLOCKED})
     for name, write in (
         (OFFSETS, lambda f: np.save(f, offsets)),
         (META, lambda f: f.write(json.dumps(meta, indent=2).encode())),
@@ -267,6 +320,7 @@ def save_text_corpus(
     ids: Sequence[Any] | None = None,
     model: dict[str, Any] | None = None,
     overwrite: bool = False,
+    tiers: Sequence[str] | None = None,
 ) -> Path:
     """Writes a corpus folder from embeddings already in hand (``matryo encode`` makes them).
 
@@ -278,6 +332,7 @@ def save_text_corpus(
         model: The encoder's :func:`model_identity`; ``None`` records no model, so the
             corpus answers vector queries only.
         overwrite: Replace an existing folder once the new one is complete.
+        tiers: Also write the prefix-blocked file with these tiers (as ``matryo encode --tiers``).
 
     Returns:
         The folder.
@@ -294,8 +349,9 @@ def save_text_corpus(
     try:
         save_corpus(work / EMBEDDINGS, emb)
         write_texts(work, list(range(len(texts))) if ids is None else ids, texts)
+        names = write_tiers(work, tiers)
         ident = model or {"name": None, "path": None, "dim": int(emb.shape[1]), "probe": []}
-        finish(work, final, rows=len(texts), model=ident, source=None, overwrite=overwrite)
+        finish(work, final, rows=len(texts), model=ident, source=None, overwrite=overwrite, tiers=names)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -324,9 +380,12 @@ def open_text_corpus(path: str | os.PathLike[str]) -> TextCorpus:
         raise ValueError(f"{p / META} is not valid JSON: {exc}") from None
     if meta.get("format") != FORMAT or meta.get("version") != 1:
         raise ValueError(f"{p / META}: not a {FORMAT} version 1 file")
-    corpus = Corpus(p / meta["embeddings"])  # a file (open_corpus would also take a directory)
+    # a file (open_corpus would also take a directory); the tiered file if encoded with tiers
+    corpus = Corpus(p / meta.get(BLOCKED_KEY, meta["embeddings"]))
     offsets = np.load(p / OFFSETS, mmap_mode="r")
     rows = corpus.shape[0]
+    if BLOCKED_KEY in meta and list(corpus.tiers) != meta.get("tiers"):
+        raise ValueError(f"{p}: {META} lists the tiers {meta.get('tiers')}, its file holds {corpus.tiers}")
     if meta["rows"] != rows or meta["model"]["dim"] != corpus.shape[1] or offsets.shape != (rows + 1,):
         raise ValueError(
             f"{p}: the files disagree ({META} says {meta['rows']} x {meta['model']['dim']}, the "

@@ -44,7 +44,8 @@ class Query:
     vector: np.ndarray[Any, Any] | None
     k: int
     dim: int | None
-    plan: tuple[tuple[int, ...], tuple[int, ...]] | None
+    # dims, candidates, precisions (None: the finest tier)
+    plan: tuple[tuple[int, ...], tuple[int, ...], tuple[str, ...] | None] | None
     result: dict[str, Any] | None = None
     error: str | None = None
     arrived: float = field(default_factory=time.perf_counter)
@@ -121,11 +122,16 @@ class Searcher:
             return self.corpus.search(mat, k=k, dim=dim)
         from matryo_fast.funnel import funnel
 
-        return funnel(mat, self.corpus.corpus, k=k, dims=plan[0], candidates=plan[1])
+        return funnel(mat, self.corpus.corpus, k=k, dims=plan[0], candidates=plan[1], precisions=plan[2])
 
 
-def _plan_json(plan: Any) -> dict[str, list[int]] | None:
-    return None if plan is None else {"dims": list(plan[0]), "candidates": list(plan[1])}
+def _plan_json(plan: Any) -> dict[str, list[Any]] | None:
+    if plan is None:
+        return None
+    out: dict[str, list[Any]] = {"dims": list(plan[0]), "candidates": list(plan[1])}
+    if plan[2] is not None:
+        out["precisions"] = list(plan[2])
+    return out
 
 
 class Batcher:

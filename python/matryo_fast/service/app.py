@@ -62,14 +62,15 @@ def _validate(req: SearchRequest, searcher: Searcher) -> Query:
         raise HTTPException(422, "give 'dim' or 'plan', not both")
     if req.dim is not None and req.dim > d:
         raise HTTPException(422, f"'dim' is {req.dim}; this corpus's vectors have {d} values")
-    plan: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    plan: tuple[tuple[int, ...], tuple[int, ...], tuple[str, ...] | None] | None = None
     if req.plan is True:
         if searcher.plan is None:
             raise HTTPException(422, "this server has no plan (start it with --plan plan.json)")
-        plan = (tuple(searcher.plan.dims), tuple(searcher.plan.candidates))
+        p = searcher.plan
+        plan = (tuple(p.dims), tuple(p.candidates), p.params.get("precisions"))
     elif isinstance(req.plan, PlanSpec):
-        plan = (tuple(req.plan.dims), tuple(req.plan.candidates))
-        dims, cands = plan
+        plan = (tuple(req.plan.dims), tuple(req.plan.candidates), None)
+        dims, cands, _ = plan
         if (
             list(dims) != sorted(set(dims))
             or dims[0] < 1
@@ -84,6 +85,13 @@ def _validate(req: SearchRequest, searcher: Searcher) -> Query:
                 f"fewer, non-increasing and each at least k={req.k}",
             )
     return Query(req.text, vec, req.k, req.dim, plan)
+
+
+def _plan_info(p: Any) -> dict[str, Any]:
+    out = {"dims": list(p.dims), "candidates": list(p.candidates), "k": p.k}
+    if "precisions" in p.params:
+        out["precisions"] = list(p.precisions)
+    return out
 
 
 def build(searcher: Searcher, *, window_ms: float, max_batch: int) -> FastAPI:
@@ -120,7 +128,7 @@ def build(searcher: Searcher, *, window_ms: float, max_batch: int) -> FastAPI:
             "model": {"name": tc.model_name, "dim": tc.meta["model"]["dim"]},
             "widths": page_widths(tc.dim),
             "tiers": tc.meta.get("tiers", []),
-            "plan": None if p is None else {"dims": list(p.dims), "candidates": list(p.candidates), "k": p.k},
+            "plan": None if p is None else _plan_info(p),
             "batching": {"window_ms": window_ms, "max_batch": max_batch if batcher else 1},
             "stats": dict(searcher.stats),
         }

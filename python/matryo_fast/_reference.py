@@ -30,10 +30,12 @@ __all__ = [
     "funnel_reference",
     "int8_codes",
     "int8_cosine",
+    "int8_dequantized",
     "int8_values",
     "normalised_prefix",
     "prefix_cosine",
     "quantized_topk_reference",
+    "sign_vectors",
     "topk_reference",
 ]
 
@@ -164,12 +166,17 @@ def funnel_reference(
 # --- Quantized tiers (the contract of ``precision="binary"`` and ``"int8"``) ----------------
 
 
+def sign_vectors(x: npt.ArrayLike, dim: int) -> F64:
+    """The +-1 sign vectors of the rows' first ``dim`` columns: ``+1`` where ``x > 0`` (the set
+    bits of ``np.packbits(x > 0)``), else ``-1``; float64, so their dot products are exact."""
+    out: F64 = np.where(np.atleast_2d(np.asarray(x))[:, :dim] > 0, 1.0, -1.0)
+    return out
+
+
 def binary_cosine(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int) -> F64:
     """``1 - 2 * hamming(q[:dim] > 0, x[:dim] > 0) / dim`` for every pair: the cosine of the
     +-1 sign vectors, shape ``(B, N)``, float64 (exact: integers over ``dim``)."""
-    q = np.where(np.atleast_2d(np.asarray(query))[:, :dim] > 0, 1.0, -1.0)
-    x = np.where(np.asarray(corpus)[:, :dim] > 0, 1.0, -1.0)
-    out: F64 = (q @ x.T) / dim
+    out: F64 = (sign_vectors(query, dim) @ sign_vectors(corpus, dim).T) / dim
     return out
 
 
@@ -197,10 +204,15 @@ def int8_values(codes: npt.ArrayLike, ranges: npt.ArrayLike) -> F64:
     return out
 
 
+def int8_dequantized(x: npt.ArrayLike, ranges: npt.ArrayLike) -> F64:
+    """What the int8 tier keeps of the float values ``x``: their codes' bin centres."""
+    return int8_values(int8_codes(x, ranges), ranges)
+
+
 def int8_cosine(query: npt.ArrayLike, corpus: npt.ArrayLike, dim: int, ranges: npt.ArrayLike) -> F64:
     """Cosine of each query prefix with each row's de-quantized prefix, ``(B, N)``, float64
     (a zero prefix scores 0)."""
-    v = int8_values(int8_codes(corpus, ranges), ranges)
+    v = int8_dequantized(corpus, ranges)
     q = normalised_prefix(np.atleast_2d(np.asarray(query)), dim)
     scores: F64 = np.clip(q @ normalised_prefix(v, dim).T, -1.0, 1.0)
     return scores

@@ -151,6 +151,12 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="write the report(s) as JSON here")
     e.add_argument("--markdown", help="write the report(s) as Markdown here")
     e.add_argument("--plot", help="write the plots here (PNG; retrieval gets a _retrieval suffix)")
+    e.add_argument(
+        "--precisions",
+        type=_str_list,
+        help="also score each dim at these precisions, e.g. float32,int8,binary (a width x precision "
+        "table; with --plot also a heat map, suffix _precision)",
+    )
 
     # ---- reproduce
     r = sub.add_parser(
@@ -283,7 +289,7 @@ def _read_qrels(path: str, n_queries: int) -> list[dict[int, float]]:
 
 
 def _cmd_eval(a: argparse.Namespace) -> int:
-    from matryo_fast.evaluation import EvaluationReport, evaluate_retrieval, evaluate_sts
+    from matryo_fast.evaluation import EvaluationReport, check_precisions, evaluate_retrieval, evaluate_sts
     from matryo_fast.models import load_model
 
     if a.sts is None and a.queries is None:
@@ -292,6 +298,8 @@ def _cmd_eval(a: argparse.Namespace) -> int:
         raise ValueError("retrieval needs both --queries and --corpus")
     if a.qrels is not None and a.queries is None:
         raise ValueError("--qrels needs --queries and --corpus")
+    if a.precisions is not None:
+        check_precisions(a.precisions)  # before any model is loaded
     models: list[str | None] = list(a.models) or [None]
     names = a.names or [("all-MiniLM-L6-v2" if m is None else Path(m).name or m) for m in models]
     if len(names) != len(models):
@@ -306,7 +314,11 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     for m, name in zip(models, names, strict=True):
         model = load_model(m, device=a.device)
         if a.sts:
-            sts_reports.append(evaluate_sts(model, a.sts, dims=a.dims, name=name, batch_size=a.batch_size))
+            sts_reports.append(
+                evaluate_sts(
+                    model, a.sts, dims=a.dims, name=name, batch_size=a.batch_size, precisions=a.precisions
+                )
+            )
         if queries is not None and corpus is not None:
             ret_reports.append(
                 evaluate_retrieval(
@@ -319,6 +331,7 @@ def _cmd_eval(a: argparse.Namespace) -> int:
                     name=name,
                     dataset=Path(a.queries).name,
                     batch_size=a.batch_size,
+                    precisions=a.precisions,
                 )
             )
     reports = [EvaluationReport.combine(rs) for rs in (sts_reports, ret_reports) if rs]
@@ -343,6 +356,8 @@ def _cmd_eval(a: argparse.Namespace) -> int:
                 else base.with_name(f"{base.stem}_retrieval{base.suffix}")
             )
             r.plot(target)
+            if r.by_precision:
+                r.plot_precision(target.with_name(f"{target.stem}_precision{target.suffix}"))
     return 0
 
 

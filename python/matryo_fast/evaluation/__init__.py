@@ -22,6 +22,11 @@ All metrics are reported x100. The :class:`EvaluationReport` holds one table per
 metrics), the share of the full-dimension score, and renders JSON, Markdown and plots
 (matplotlib, behind the ``eval``/``train`` extras).
 
+With ``precisions=("float32", "int8", "binary")`` the report gets a precision axis
+(:mod:`~matryo_fast.evaluation.precision`): every metric at every (width, precision), from the
+same embeddings, as the quantized tiers of a corpus file score them (``docs/quantized.md``),
+with the bytes per vector of each cell, a Markdown table and a heat map.
+
 Inside a training run, :class:`MatryoshkaSTSEvaluator` (a sentence-transformers evaluator
 subclass, created when first accessed so that importing this module needs no torch) scores all
 widths in one pass.
@@ -42,20 +47,33 @@ from typing import Any
 from matryo_fast._validate import default_dims, validate_dims
 from matryo_fast.evaluation.embeddings import evaluate_embeddings_retrieval, evaluate_embeddings_sts
 from matryo_fast.evaluation.encode import evaluate_retrieval, evaluate_sts
+from matryo_fast.evaluation.precision import bytes_per_vector
 from matryo_fast.evaluation.report import EvaluationReport
-from matryo_fast.evaluation.scores import Relevance, retrieval_metrics, sts_metrics, truncate_normalize
+from matryo_fast.evaluation.scores import (
+    Relevance,
+    check_precisions,
+    retrieval_metrics,
+    retrieval_precision_metrics,
+    sts_metrics,
+    sts_precision_metrics,
+    truncate_normalize,
+)
 
 __all__ = [
     "EvaluationReport",
     "MatryoshkaSTSEvaluator",  # noqa: F822 - built on first access by the module __getattr__
     "Relevance",
+    "bytes_per_vector",
+    "check_precisions",
     "default_dims",
     "evaluate_embeddings_retrieval",
     "evaluate_embeddings_sts",
     "evaluate_retrieval",
     "evaluate_sts",
     "retrieval_metrics",
+    "retrieval_precision_metrics",
     "sts_metrics",
+    "sts_precision_metrics",
     "truncate_normalize",
     "validate_dims",
 ]

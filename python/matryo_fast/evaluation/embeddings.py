@@ -9,7 +9,14 @@ import numpy.typing as npt
 
 from matryo_fast._validate import default_dims, validate_dims
 from matryo_fast.evaluation.report import EvaluationReport
-from matryo_fast.evaluation.scores import Relevance, retrieval_metrics, sts_metrics
+from matryo_fast.evaluation.scores import (
+    ByPrecision,
+    Relevance,
+    retrieval_metrics,
+    retrieval_precision_metrics,
+    sts_metrics,
+    sts_precision_metrics,
+)
 
 __all__ = ["evaluate_embeddings_retrieval", "evaluate_embeddings_sts"]
 
@@ -22,8 +29,14 @@ def evaluate_embeddings_sts(
     dims: Iterable[int] | None = None,
     model_name: str = "model",
     dataset: str = "sts",
+    precisions: Iterable[str] | None = None,
+    int8_ranges: npt.ArrayLike | None = None,
 ) -> EvaluationReport:
     """STS report from precomputed full-dimension embeddings.
+
+    With ``precisions`` (e.g. ``("float32", "int8", "binary")``), the report also has the
+    precision axis (:attr:`EvaluationReport.by_precision`): the scores with both sentences
+    stored at each precision (see :func:`sts_precision_metrics`).
 
     Args:
         emb1: ``(N, D)`` embeddings of the first sentences.
@@ -32,17 +45,28 @@ def evaluate_embeddings_sts(
         dims: Widths; default :func:`default_dims`. The full width ``D`` is always included.
         model_name: Label of the model in the report.
         dataset: Label of the data in the report.
+        precisions: The precision axis: any of ``"float32"``, ``"int8"``, ``"binary"``;
+            ``None`` (default) for none.
+        int8_ranges: ``(2, D)`` per-dimension ``[min; max]`` of the int8 codes; default the
+            ranges of both sides' embeddings.
 
     Returns:
         An :class:`EvaluationReport` with ``spearman`` (primary) and ``pearson``.
 
     Raises:
-        ValueError: See :func:`sts_metrics`.
+        ValueError: See :func:`sts_metrics`; an unknown precision.
     """
     a = np.asarray(emb1)
     full = int(a.shape[1]) if a.ndim == 2 else 0
     ws = _dims_with_full(dims, full)
-    res = sts_metrics(emb1, emb2, scores, dims=ws)
+    axis: dict[str, ByPrecision] = {}
+    if precisions is None:
+        res = sts_metrics(emb1, emb2, scores, dims=ws)
+    else:
+        axis[model_name] = sts_precision_metrics(
+            emb1, emb2, scores, dims=ws, precisions=precisions, int8_ranges=int8_ranges
+        )
+        res = axis[model_name]["float32"]
     return EvaluationReport(
         "sts",
         dataset,
@@ -50,6 +74,7 @@ def evaluate_embeddings_sts(
         {model_name: full},
         "spearman",
         {"pairs": int(a.shape[0])},
+        axis,
     )
 
 
@@ -63,11 +88,15 @@ def evaluate_embeddings_retrieval(
     model_name: str = "model",
     dataset: str = "retrieval",
     funnel_candidates: int | None = None,
+    precisions: Iterable[str] | None = None,
+    int8_ranges: npt.ArrayLike | None = None,
 ) -> EvaluationReport:
     """Retrieval report from precomputed full-dimension embeddings (see :func:`retrieval_metrics`).
 
     With ``funnel_candidates``, the report also has ``funnel_recall@k`` per width: the recall
-    of shortlisting that many rows at the width and re-ranking them at full width.
+    of shortlisting that many rows at the width and re-ranking them at full width. With
+    ``precisions``, the precision axis: the metrics of a search of the corpus stored at each
+    precision (see :func:`retrieval_precision_metrics`).
 
     Args:
         queries: ``(Q, D)`` query embeddings.
@@ -77,6 +106,11 @@ def evaluate_embeddings_retrieval(
         relevant: Optional relevance labels, one entry per query.
         model_name: Label of the model in the report.
         dataset: Label of the data in the report.
+        funnel_candidates: Shortlist size of the funnel whose recall is reported too.
+        precisions: The precision axis: any of ``"float32"``, ``"int8"``, ``"binary"``;
+            ``None`` (default) for none.
+        int8_ranges: ``(2, D)`` per-dimension ``[min; max]`` of the int8 codes; default the
+            corpus's.
 
     Returns:
         An :class:`EvaluationReport`; the primary metric is ``ndcg@10`` with labels, else
@@ -85,12 +119,26 @@ def evaluate_embeddings_retrieval(
     c = np.asarray(corpus)
     full = int(c.shape[1]) if c.ndim == 2 else 0
     ws = _dims_with_full(dims, full)
-    res = retrieval_metrics(
-        queries, corpus, dims=ws, k=k, relevant=relevant, funnel_candidates=funnel_candidates
-    )
+    axis: dict[str, ByPrecision] = {}
+    if precisions is None:
+        res = retrieval_metrics(
+            queries, corpus, dims=ws, k=k, relevant=relevant, funnel_candidates=funnel_candidates
+        )
+    else:
+        axis[model_name] = retrieval_precision_metrics(
+            queries,
+            corpus,
+            dims=ws,
+            k=k,
+            relevant=relevant,
+            funnel_candidates=funnel_candidates,
+            precisions=precisions,
+            int8_ranges=int8_ranges,
+        )
+        res = axis[model_name]["float32"]
     primary = "ndcg@10" if relevant is not None else f"recall@{k}"
     meta = {"queries": int(np.asarray(queries).shape[0]), "corpus": int(c.shape[0]), "k": k}
-    return EvaluationReport("retrieval", dataset, {model_name: res}, {model_name: full}, primary, meta)
+    return EvaluationReport("retrieval", dataset, {model_name: res}, {model_name: full}, primary, meta, axis)
 
 
 def _dims_with_full(dims: Iterable[int] | None, full: int) -> list[int]:

@@ -52,8 +52,11 @@ def evaluate_sts(
     batch_size: int = 64,
     device: str = "cpu",
     show_progress_bar: bool = False,
+    precisions: Iterable[str] | None = None,
+    int8_ranges: npt.ArrayLike | None = None,
 ) -> EvaluationReport:
-    """Encode the STS sentences once at full dimension, then score every width.
+    """Encode the STS sentences once at full dimension, then score every width (and, with
+    ``precisions``, every width at each precision, from the same embeddings).
 
     Args:
         model: A loaded ``SentenceTransformer``, a model folder, or ``None`` for the shipped
@@ -66,6 +69,8 @@ def evaluate_sts(
         batch_size: Encoding batch size.
         device: Device when the model is loaded here.
         show_progress_bar: Show a tqdm bar while encoding.
+        precisions: The precision axis (see :func:`evaluate_embeddings_sts`); ``None``: none.
+        int8_ranges: ``(2, D)`` ranges of the int8 codes; default those of the embeddings.
 
     Returns:
         An :class:`EvaluationReport` (``spearman`` primary, ``pearson``).
@@ -98,7 +103,14 @@ def evaluate_sts(
     emb, rows = _encode_unique(loaded, [*s1, *s2], batch_size=batch_size, show_progress_bar=show_progress_bar)
     n = len(s1)
     report = evaluate_embeddings_sts(
-        emb[rows[:n]], emb[rows[n:]], gold, dims=dims, model_name=name or label, dataset=dataset
+        emb[rows[:n]],
+        emb[rows[n:]],
+        gold,
+        dims=dims,
+        model_name=name or label,
+        dataset=dataset,
+        precisions=precisions,
+        int8_ranges=int8_ranges,
     )
     report.meta["unique_sentences"] = int(emb.shape[0])
     return report
@@ -118,11 +130,13 @@ def evaluate_retrieval(
     device: str = "cpu",
     show_progress_bar: bool = False,
     funnel_candidates: int | None = None,
+    precisions: Iterable[str] | None = None,
+    int8_ranges: npt.ArrayLike | None = None,
 ) -> EvaluationReport:
     """Encode queries and corpus once, then score every width (see :func:`retrieval_metrics`).
 
-    ``funnel_candidates`` adds funnel recall next to truncated recall (see
-    :func:`evaluate_embeddings_retrieval`).
+    ``funnel_candidates`` adds funnel recall next to truncated recall and ``precisions`` the
+    precision axis (see :func:`evaluate_embeddings_retrieval`).
 
     Args:
         model: A loaded ``SentenceTransformer``, a model folder, or ``None`` (shipped MiniLM).
@@ -136,6 +150,9 @@ def evaluate_retrieval(
         batch_size: Encoding batch size.
         device: Device when the model is loaded here.
         show_progress_bar: Show a tqdm bar while encoding.
+        funnel_candidates: Shortlist size of the funnel whose recall is reported too.
+        precisions: The precision axis; ``None``: none.
+        int8_ranges: ``(2, D)`` ranges of the int8 codes; default the corpus's.
 
     Returns:
         An :class:`EvaluationReport`.
@@ -159,4 +176,6 @@ def evaluate_retrieval(
         model_name=name or label,
         dataset=dataset,
         funnel_candidates=funnel_candidates,
+        precisions=precisions,
+        int8_ranges=int8_ranges,
     )

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from matryo_fast.evaluation.precision import plot_precision, precision_dict, precision_markdown
+
 __all__ = ["EvaluationReport"]
 
 
@@ -24,6 +26,9 @@ class EvaluationReport:
         full_dims: ``{model: full embedding dimension}``.
         primary_metric: The metric drawn by :meth:`plot` and listed first.
         meta: Free-form details (sizes, timings, ...), kept in the JSON.
+        by_precision: The precision axis, when it was asked for: ``{model: {precision:
+            {metric: {dim: value}}}}`` (``"float32"``, ``"int8"``, ``"binary"``); empty
+            otherwise. Rendered by :meth:`precision_markdown` and :meth:`plot_precision`.
     """
 
     task: str
@@ -32,6 +37,7 @@ class EvaluationReport:
     full_dims: dict[str, int]
     primary_metric: str
     meta: dict[str, Any] = field(default_factory=dict)
+    by_precision: dict[str, dict[str, dict[str, dict[int, float]]]] = field(default_factory=dict)
 
     # ---- access
 
@@ -93,6 +99,7 @@ class EvaluationReport:
         results: dict[str, dict[str, dict[int, float]]] = {}
         full: dict[str, int] = {}
         meta: dict[str, Any] = {}
+        by_precision: dict[str, dict[str, dict[str, dict[int, float]]]] = {}
         for r in reports:
             if (r.task, r.dataset) != (first.task, first.dataset):
                 raise ValueError(
@@ -104,13 +111,16 @@ class EvaluationReport:
                 results[m] = r.results[m]
                 full[m] = r.full_dims[m]
                 meta[m] = r.meta.get(m, r.meta)
-        return cls(first.task, first.dataset, results, full, first.primary_metric, meta)
+                if m in r.by_precision:
+                    by_precision[m] = r.by_precision[m]
+        return cls(first.task, first.dataset, results, full, first.primary_metric, meta, by_precision)
 
     # ---- serialise
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (dims become string keys, as JSON requires)."""
-        return {
+        """A JSON-ready dict (dims become string keys, as JSON requires); with the precision
+        axis also ``by_precision`` and ``bytes_per_vector`` (``{precision: {dim: bytes}}``)."""
+        out = {
             "task": self.task,
             "dataset": self.dataset,
             "primary_metric": self.primary_metric,
@@ -129,6 +139,9 @@ class EvaluationReport:
             },
             "meta": self.meta,
         }
+        if self.by_precision:
+            out.update(precision_dict(self.by_precision))
+        return out
 
     def to_json(self, path: str | os.PathLike[str] | None = None, *, indent: int = 2) -> str:
         """The report as JSON; also written to ``path`` when given.
@@ -167,6 +180,13 @@ class EvaluationReport:
                 {m: int(v) for m, v in obj["full_dims"].items()},
                 obj["primary_metric"],
                 obj.get("meta", {}),
+                {
+                    m: {
+                        p: {met: {int(d): float(v) for d, v in by.items()} for met, by in mets.items()}
+                        for p, mets in ps.items()
+                    }
+                    for m, ps in obj.get("by_precision", {}).items()
+                },
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"not an evaluation report: {exc!r}") from None
@@ -220,7 +240,28 @@ class EvaluationReport:
                     except (KeyError, ValueError):
                         row.append("–")
                 lines.append("| " + " | ".join(row) + " |")
-        return "\n".join(lines) + "\n"
+        text = "\n".join(lines) + "\n"
+        return text + "\n" + self.precision_markdown(digits=digits) if self.by_precision else text
+
+    def precision_markdown(self, *, digits: int = 2) -> str:
+        """The precision axis as Markdown: per model and metric (Spearman; recall@k and
+        nDCG@10), a table with a row per width and a column per precision, each cell the score
+        and the bytes per vector (``4 d``, ``d``, ``ceil(d / 8)``).
+
+        Raises:
+            ValueError: The report has no precision axis.
+        """
+        return precision_markdown(self, digits=digits)
+
+    def plot_precision(self, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+        """Draw the precision axis as heat maps, bytes per vector along x and the precision
+        along y, a panel per model and metric; each cell shows the score and its width.
+
+        Raises:
+            ImportError: matplotlib is missing.
+            ValueError: The report has no precision axis.
+        """
+        return plot_precision(self, path, title=title)
 
     # ---- plots
 

@@ -177,7 +177,9 @@ def test_sts_report_axis_and_sentence_transformers_float32() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             theirs = ev(model)
-        assert report.score("model", d, "spearman") == pytest.approx(100 * theirs["spearman_cosine"], abs=1e-4)
+        assert report.score("model", d, "spearman") == pytest.approx(
+            100 * theirs["spearman_cosine"], abs=1e-4
+        )
         assert report.score("model", d, "pearson") == pytest.approx(100 * theirs["pearson_cosine"], abs=1e-4)
 
 
@@ -206,7 +208,10 @@ def test_retrieval_every_width_and_precision_matches_the_oracle() -> None:
             recall = np.mean([len(set(t) & set(r)) / 10 for t, r in zip(top.tolist(), truth.tolist())])
             ndcg = np.mean([ndcg10(t, g) for t, g in zip(top.tolist(), rels)])
             mrr = np.mean(
-                [next((1 / (i + 1) for i, r in enumerate(t) if r in g), 0.0) for t, g in zip(top.tolist(), rels)]
+                [
+                    next((1 / (i + 1) for i, r in enumerate(t) if r in g), 0.0)
+                    for t, g in zip(top.tolist(), rels)
+                ]
             )
             assert got[p]["recall@10"][d] == pytest.approx(100 * recall, abs=1e-9), (p, d)
             assert got[p]["ndcg@10"][d] == pytest.approx(100 * ndcg, abs=1e-9), (p, d)
@@ -256,7 +261,12 @@ def test_report_table_json_and_heat_map(tmp_path: Path) -> None:
         "int8": {str(d): d for d in DIMS},
         "binary": {str(d): -(-d // 8) for d in DIMS},
     }
-    assert set(obj["by_precision"]["model"]["float32"]) == {"recall@10", "ndcg@10", "mrr@10", "funnel_recall@10"}
+    assert set(obj["by_precision"]["model"]["float32"]) == {
+        "recall@10",
+        "ndcg@10",
+        "mrr@10",
+        "funnel_recall@10",
+    }
     assert set(obj["by_precision"]["model"]["binary"]) == {"recall@10", "ndcg@10", "mrr@10"}
     back = EvaluationReport.from_json(rep.to_json())
     assert back.by_precision == rep.by_precision and back.to_markdown() == rep.to_markdown()

@@ -304,6 +304,8 @@ def test_bad_precisions_and_ranges() -> None:
         evaluate_embeddings_retrieval(q, c, precisions=ALL, int8_ranges=nan)
     with pytest.raises(ValueError, match="int8_ranges goes with the int8 precision"):
         evaluate_embeddings_retrieval(q, c, precisions=["binary"], int8_ranges=np.ones((2, 48)))
+    with pytest.raises(ValueError, match="int8_ranges goes with the int8 precision"):
+        evaluate_embeddings_sts(a, b, gold, int8_ranges=np.ones((2, 48)))
 
 
 def test_cli_eval_precisions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

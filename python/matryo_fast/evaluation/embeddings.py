@@ -9,14 +9,7 @@ import numpy.typing as npt
 
 from matryo_fast._validate import default_dims, validate_dims
 from matryo_fast.evaluation.report import EvaluationReport
-from matryo_fast.evaluation.scores import (
-    ByPrecision,
-    Relevance,
-    retrieval_metrics,
-    retrieval_precision_metrics,
-    sts_metrics,
-    sts_precision_metrics,
-)
+from matryo_fast.evaluation.scores import Relevance, retrieval_precision_metrics, sts_precision_metrics
 
 __all__ = ["evaluate_embeddings_retrieval", "evaluate_embeddings_sts"]
 
@@ -59,14 +52,11 @@ def evaluate_embeddings_sts(
     a = np.asarray(emb1)
     full = int(a.shape[1]) if a.ndim == 2 else 0
     ws = _dims_with_full(dims, full)
-    axis: dict[str, ByPrecision] = {}
-    if precisions is None:
-        res = sts_metrics(emb1, emb2, scores, dims=ws)
-    else:
-        axis[model_name] = sts_precision_metrics(
-            emb1, emb2, scores, dims=ws, precisions=precisions, int8_ranges=int8_ranges
-        )
-        res = axis[model_name]["float32"]
+    by_precision = sts_precision_metrics(
+        emb1, emb2, scores, dims=ws, precisions=precisions or (), int8_ranges=int8_ranges
+    )
+    axis = {} if precisions is None else {model_name: by_precision}
+    res = by_precision["float32"]
     return EvaluationReport(
         "sts",
         dataset,
@@ -119,23 +109,18 @@ def evaluate_embeddings_retrieval(
     c = np.asarray(corpus)
     full = int(c.shape[1]) if c.ndim == 2 else 0
     ws = _dims_with_full(dims, full)
-    axis: dict[str, ByPrecision] = {}
-    if precisions is None:
-        res = retrieval_metrics(
-            queries, corpus, dims=ws, k=k, relevant=relevant, funnel_candidates=funnel_candidates
-        )
-    else:
-        axis[model_name] = retrieval_precision_metrics(
-            queries,
-            corpus,
-            dims=ws,
-            k=k,
-            relevant=relevant,
-            funnel_candidates=funnel_candidates,
-            precisions=precisions,
-            int8_ranges=int8_ranges,
-        )
-        res = axis[model_name]["float32"]
+    by_precision = retrieval_precision_metrics(
+        queries,
+        corpus,
+        dims=ws,
+        k=k,
+        relevant=relevant,
+        funnel_candidates=funnel_candidates,
+        precisions=precisions or (),
+        int8_ranges=int8_ranges,
+    )
+    axis = {} if precisions is None else {model_name: by_precision}
+    res = by_precision["float32"]
     primary = "ndcg@10" if relevant is not None else f"recall@{k}"
     meta = {"queries": int(np.asarray(queries).shape[0]), "corpus": int(c.shape[0]), "k": k}
     return EvaluationReport("retrieval", dataset, {model_name: res}, {model_name: full}, primary, meta, axis)

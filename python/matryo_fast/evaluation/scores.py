@@ -188,6 +188,8 @@ def sts_precision_metrics(
     from matryo_fast.blocked import _int8_ranges
 
     precs = check_precisions(precisions)
+    if int8_ranges is not None and "int8" not in precs:
+        raise ValueError("int8_ranges goes with the int8 precision: add 'int8' to precisions")
     a, b, g = _sts_inputs(emb1, emb2, gold)
     ws = validate_dims(dims, a.shape[1])
     out: ByPrecision = {"float32": sts_metrics(a, b, g, dims=ws)}

@@ -164,7 +164,7 @@ def plan_str(plan: Any) -> str:
 
 PLANS_HEADING = (
     "Plans (least estimated work first, then the timed ones, exact, and the best miss per first "
-    "width; est. work = scanned values + 30 x gathered values, `matryo_fast.funnel.GATHER_WEIGHT`):"
+    "width; est. work = scanned values + 30 x gathered values, `matryo_fast.tuning.GATHER_WEIGHT`):"
 )
 
 

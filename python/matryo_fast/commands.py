@@ -11,6 +11,8 @@ import json
 import sys
 from typing import Any
 
+from matryo_fast._validate import PRECISIONS
+
 __all__ = ["COMMANDS", "add_parsers", "run"]
 
 COMMANDS = ("encode", "search", "tune", "serve")
@@ -64,7 +66,7 @@ def add_parsers(sub: Any) -> None:
     how.add_argument("--plan", help="a funnel plan from matryo tune")
     s.add_argument(
         "--precision",
-        choices=["float32", "int8", "binary"],
+        choices=list(PRECISIONS),
         help="with --dim: the tier to scan (encode --tiers; default the finest)",
     )
     s.add_argument("-k", "--k", type=int, default=10, help="results per query (default 10)")
@@ -149,8 +151,8 @@ def _search(a: argparse.Namespace) -> int:
 
 def _tune(a: argparse.Namespace) -> int:
     from matryo_fast.encode import read_records
-    from matryo_fast.funnel import tune_funnel
     from matryo_fast.textcorpus import open_text_corpus
+    from matryo_fast.tuning import tune_funnel
 
     tc = open_text_corpus(a.corpus)
     tc.load_model(a.model)

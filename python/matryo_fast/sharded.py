@@ -53,6 +53,7 @@ __all__ = [
     "ShardedCorpus",
     "ShardedCorpusWriter",
     "checksum",
+    "write_shard_entry",
 ]
 
 LAYOUTS = {"npy": ("row-major", ".npy"), "prefix-blocked": ("prefix-blocked", ".mfb")}

@@ -11,7 +11,8 @@ Used by ``bench_topk.py`` and meant for ``bench_funnel.py``:
 * :func:`exact_topk_f64`, :func:`cosine_f64`, :func:`check_topk`: a float64 oracle and a top-k
   comparison that allows swaps only among near-equal scores.
 * :func:`measure_bandwidth`, :func:`measure_sgemm`: the floors' denominators, measured here.
-* :func:`environment`, :func:`markdown_table`, :func:`write_results`: reporting.
+* :func:`environment`, :func:`markdown_table`, :func:`method_header` / :func:`method_row` (the
+  table of methods side by side), :func:`write_results`: reporting.
 
 The benchmarks put ``benches/`` on ``sys.path`` by being run as scripts, so ``import _harness``.
 """
@@ -780,6 +781,23 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         + "|"
     )
     return "\n".join([line(header), sep, *(line(r) for r in rows)])
+
+
+def method_header(relative_to: str) -> list[str]:
+    """The columns of a table of methods side by side; times are also given relative to the
+    method ``relative_to``."""
+    times = ["median ms", "min ms", "runs", f"x {relative_to}", "peak anon MB"]
+    return ["method", "what", "reads", *times, "check"]
+
+
+def method_row(name: str, label: str, reads: str, t: Timing | None, ratio: str, check: str) -> list[str]:
+    """One method's row of that table; ``t`` is ``None`` for a method that did not run, and
+    ``check`` then says why."""
+    if t is None:
+        return [name, label, reads, "n/a", "", "", "", "", check]
+    runs = f"{t.runs}{'*' if t.reduced else ''}"
+    peak = "" if t.peak_anon_mb is None else f"{t.peak_anon_mb:.1f}"
+    return [name, label, reads, fmt_ms(t.median_s), fmt_ms(t.min_s), runs, ratio, peak, check]
 
 
 RESULTS_TITLE = "# matryo-fast benchmark results"

@@ -35,7 +35,8 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 import matryo_fast as mf  # noqa: E402
 from matryo_fast import distributed  # noqa: E402
-from matryo_fast.sharded import MANIFEST, Manifest, merge  # noqa: E402
+from matryo_fast.manifest import MANIFEST, Manifest  # noqa: E402
+from matryo_fast.sharded import merge  # noqa: E402
 
 
 def ensure_shards(path: Path, directory: Path, shards: int) -> Path:

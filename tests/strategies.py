@@ -1,4 +1,5 @@
-"""Hypothesis strategies for search inputs, and the helper that lays a matrix out as a corpus.
+"""Hypothesis strategies for search inputs, the helper that lays a matrix out as a corpus, and
+:func:`assert_same_topk`.
 
 Values come from a numpy generator seeded by hypothesis: hypothesis chooses the structure
 (rows, width, value kind, zero/duplicate/negated rows, query, dim, k) and numpy fills the
@@ -201,3 +202,9 @@ def poison_beyond(x: npt.NDArray[Any], dim: int, rng: np.random.Generator) -> np
     tail = y[..., dim:]
     tail[...] = rng.choice(np.array([np.nan, np.inf, -np.inf], dtype=y.dtype), size=tail.shape)
     return y
+
+
+def assert_same_topk(got: Any, expected: Any) -> None:
+    """Two search results agree exactly: the same indices and the same scores."""
+    np.testing.assert_array_equal(got.indices, expected.indices)
+    np.testing.assert_array_equal(got.scores, expected.scores)

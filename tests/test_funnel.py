@@ -23,7 +23,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
-from strategies import LANE_DIMS, ROW_COUNTS, corpus_as, fill, poison_beyond
+from strategies import LANE_DIMS, ROW_COUNTS, assert_same_topk, corpus_as, fill, poison_beyond
 from test_topk import score_tol
 
 import matryo_fast as mf
@@ -244,8 +244,7 @@ def test_counts_of_at_least_n_equal_exact_topk_bitwise(
     corpus = corpus_as(case.corpus, layout, npy_dir)
     got = mf.funnel(case.query, corpus, **case.params)
     expected = mf.topk(case.query, case.corpus, dim=case.dims[-1], k=case.k)
-    np.testing.assert_array_equal(got.indices, expected.indices)
-    np.testing.assert_array_equal(got.scores, expected.scores)
+    assert_same_topk(got, expected)
 
 
 @given(case=funnel_cases(min_first=1), layout=st.sampled_from(FUNNEL_LAYOUTS))
@@ -256,8 +255,7 @@ def test_single_stage_equals_topk_bitwise(
     for d in sorted({case.dims[0], case.dims[-1]}):
         got = mf.funnel(case.query, corpus, k=case.k, dims=(d,), candidates=())
         expected = mf.topk(case.query, case.corpus, dim=d, k=case.k)
-        np.testing.assert_array_equal(got.indices, expected.indices)
-        np.testing.assert_array_equal(got.scores, expected.scores)
+        assert_same_topk(got, expected)
 
 
 @given(case=funnel_cases(min_first=1), layout=st.sampled_from(FUNNEL_LAYOUTS))
@@ -267,8 +265,7 @@ def test_batch_equals_single_and_layouts_agree_bitwise(
     q = np.atleast_2d(case.query)
     batch = mf.funnel(q, case.corpus, **case.params)
     other = mf.funnel(q, corpus_as(case.corpus, layout, npy_dir), **case.params)
-    np.testing.assert_array_equal(other.indices, batch.indices)
-    np.testing.assert_array_equal(other.scores, batch.scores)
+    assert_same_topk(other, batch)
     for i, qi in enumerate(q):
         one = mf.funnel(qi, case.corpus, **case.params)
         np.testing.assert_array_equal(one.indices, batch.indices[i])
@@ -289,8 +286,7 @@ def test_columns_beyond_last_width_are_never_read(
     got = mf.funnel(
         poison_beyond(case.query, d, rng), poison_beyond(case.corpus, d, rng), **case.params
     )
-    np.testing.assert_array_equal(got.indices, expected.indices)
-    np.testing.assert_array_equal(got.scores, expected.scores)
+    assert_same_topk(got, expected)
 
 
 # --------------------------------------------------------------------- the checker's power
@@ -376,8 +372,7 @@ def test_wide_shortlists_keep_every_row(backend: str) -> None:
     expected = mf.topk(q, x, dim=33, k=7)
     for cands in ((50,), (51,), (10**6,), (2**62,), (2**70,)):
         got = mf.funnel(q, x, k=7, dims=(3, 33), candidates=cands)
-        np.testing.assert_array_equal(got.indices, expected.indices)
-        np.testing.assert_array_equal(got.scores, expected.scores)
+        assert_same_topk(got, expected)
     got = mf.funnel(q, x, k=60, dims=(3, 17, 33), candidates=(100, 60))
     assert got.indices.shape == (2, 50)
     np.testing.assert_array_equal(got.indices, mf.topk(q, x, dim=33, k=60).indices)
@@ -406,8 +401,7 @@ def test_numpy_integers_and_arrays_accepted(backend: str) -> None:
         {"k": 5, "dims": [8, 32], "candidates": [40]},
     ):
         got = mf.funnel(q, x, **params)
-        np.testing.assert_array_equal(got.indices, expected.indices)
-        np.testing.assert_array_equal(got.scores, expected.scores)
+        assert_same_topk(got, expected)
 
 
 def test_inputs_unchanged(backend: str) -> None:

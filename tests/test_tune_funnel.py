@@ -15,7 +15,7 @@ import numpy.typing as npt
 import pytest
 
 import matryo_fast as mf
-from matryo_fast.funnel import GATHER_WEIGHT
+from matryo_fast.tuning import GATHER_WEIGHT
 
 F32 = npt.NDArray[np.float32]
 

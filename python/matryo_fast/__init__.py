@@ -10,7 +10,7 @@
 from matryo_fast._core import __version__, backends, set_backend
 from matryo_fast.blocked import save_prefix_blocked
 from matryo_fast.files import CorpusWriter, save_corpus
-from matryo_fast.funnel import FunnelPlan, funnel, tune_funnel
+from matryo_fast.funnel import FunnelPlan, funnel
 from matryo_fast.search import Corpus, TopK, open_corpus, topk
 from matryo_fast.semantic import semantic_search
 from matryo_fast.sharded import (
@@ -19,6 +19,7 @@ from matryo_fast.sharded import (
     ShardedCorpusWriter,
     ShardUnavailableError,
 )
+from matryo_fast.tuning import tune_funnel
 
 __all__ = [
     "Corpus",

@@ -14,10 +14,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from matryo_fast._validate import PRECISIONS
+
 __all__ = ["TIERS", "save_prefix_blocked"]
 
-
-TIERS = ("float32", "int8", "binary")
+#: The tiers a prefix-blocked file can hold, finest first: the precisions of search.
+TIERS = PRECISIONS
 
 
 def check_tiers(tiers: Any) -> tuple[str, ...]:

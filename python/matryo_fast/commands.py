@@ -9,17 +9,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
+
+from matryo_fast._cliargs import add_command, names, pick
+from matryo_fast._validate import PRECISIONS
 
 __all__ = ["COMMANDS", "add_parsers", "run"]
 
 COMMANDS = ("encode", "search", "tune", "serve")
 
 
-def _corpus_parser(sub: Any, name: str, **kw: str) -> Any:
+def _corpus_parser(sub: Any, name: str, runner: Callable[[argparse.Namespace], int]) -> Any:
     """A subcommand whose first argument is a corpus folder, with ``--model`` to load its model
     from another folder."""
-    p = sub.add_parser(name, **kw)
+    p = add_command(sub, name, runner)
     p.add_argument("corpus", help="a corpus folder from matryo encode")
     p.add_argument("--model", help="the corpus's model from another folder (checked to be the same)")
     return p
@@ -27,13 +31,7 @@ def _corpus_parser(sub: Any, name: str, **kw: str) -> Any:
 
 def add_parsers(sub: Any) -> None:
     """Adds the encode, search, tune and serve subcommands to an argparse subparsers object."""
-    e = sub.add_parser(
-        "encode",
-        help="encode a file of texts into a corpus folder (resumable)",
-        description="Encode the texts of a .txt (one per line), .jsonl, .csv, .tsv or .parquet "
-        "file into a corpus folder: embeddings, ids and texts, and the model's identity. An "
-        "interrupted run continues when run again; the folder appears only when complete.",
-    )
+    e = add_command(sub, "encode", _encode)
     e.add_argument("input", help="the texts: .txt, .jsonl, .csv, .tsv or .parquet")
     e.add_argument("-o", "--output", required=True, help="the corpus folder to create")
     e.add_argument(
@@ -46,17 +44,12 @@ def add_parsers(sub: Any) -> None:
     e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     e.add_argument(
         "--tiers",
-        type=_names,
+        type=names,
         help="also write a prefix-blocked file with these tiers (comma-separated: float32, int8, "
         "binary), which search, tune and serve then scan",
     )
 
-    s = _corpus_parser(
-        sub,
-        "search",
-        help="search a corpus folder with query texts",
-        description="Encode the queries with the corpus's model and print rank, score, id and text.",
-    )
+    s = _corpus_parser(sub, "search", _search)
     s.add_argument("query", nargs="?", help="the query text")
     s.add_argument("--query-file", help="many queries (.txt, one per line, or a file with a text column)")
     how = s.add_mutually_exclusive_group()
@@ -64,19 +57,13 @@ def add_parsers(sub: Any) -> None:
     how.add_argument("--plan", help="a funnel plan from matryo tune")
     s.add_argument(
         "--precision",
-        choices=["float32", "int8", "binary"],
+        choices=list(PRECISIONS),
         help="with --dim: the tier to scan (encode --tiers; default the finest)",
     )
     s.add_argument("-k", "--k", type=int, default=10, help="results per query (default 10)")
     s.add_argument("--json", action="store_true", help="print JSON lines")
 
-    t = _corpus_parser(
-        sub,
-        "tune",
-        help="find the cheapest funnel plan that reaches a recall target",
-        description="Measure funnel plans on sample queries against exact full-width search "
-        "and save the cheapest that reaches the target; the plan records the corpus.",
-    )
+    t = _corpus_parser(sub, "tune", _tune)
     t.add_argument("--queries", required=True, help="sample queries (.txt, or a file with a text column)")
     t.add_argument("--target-recall", type=float, default=0.99, help="mean recall@k to reach (default 0.99)")
     t.add_argument("-k", "--k", type=int, default=10, help="results per query (default 10)")
@@ -84,26 +71,16 @@ def add_parsers(sub: Any) -> None:
     t.add_argument("-o", "--output", required=True, help="the plan file to write (JSON)")
     t.add_argument(
         "--precisions",
-        type=_names,
+        type=names,
         help="tiers the funnel's stages may scan, e.g. binary,int8,float32 (encode --tiers)",
     )
 
-    v = _corpus_parser(
-        sub,
-        "serve",
-        help="serve a corpus folder over HTTP (needs the [serve] extra)",
-        description="POST /search, GET /health, GET /info, and a page at / comparing widths.",
-    )
+    v = _corpus_parser(sub, "serve", _serve)
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     v.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     v.add_argument("--plan", help='a plan from matryo tune, used by requests with "plan": true')
     v.add_argument("--window-ms", type=float, default=2.0, help="batching window; 0 = no batching")
     v.add_argument("--max-batch", type=int, default=64, help="most requests in one batch")
-
-
-def _names(value: str) -> list[str]:
-    """A comma-separated list of tier names (checked by the code they are passed to)."""
-    return [v.strip() for v in value.split(",")]
 
 
 def _queries(a: argparse.Namespace) -> list[str]:
@@ -118,7 +95,26 @@ def _queries(a: argparse.Namespace) -> list[str]:
     return read_records(a.query_file)[1]
 
 
+def _encode(a: argparse.Namespace) -> int:
+    """Encode a file of texts into a corpus folder (resumable).
+
+    Encode the texts of a .txt (one per line), .jsonl, .csv, .tsv or .parquet file into a corpus
+    folder: embeddings, ids and texts, and the model's identity. An interrupted run continues
+    when run again; the folder appears only when complete.
+    """
+    from matryo_fast.encode import encode_file
+
+    options = pick(a, "model", "text_column", "id_column", "batch_size", "overwrite", "tiers")
+    out = encode_file(a.input, a.output, progress=not a.no_progress, **options)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def _search(a: argparse.Namespace) -> int:
+    """Search a corpus folder with query texts.
+
+    Encode the queries with the corpus's model and print rank, score, id and text.
+    """
     from matryo_fast.funnel import FunnelPlan
     from matryo_fast.textcorpus import open_text_corpus
 
@@ -148,9 +144,14 @@ def _search(a: argparse.Namespace) -> int:
 
 
 def _tune(a: argparse.Namespace) -> int:
+    """Find the cheapest funnel plan that reaches a recall target.
+
+    Measure funnel plans on sample queries against exact full-width search and save the cheapest
+    that reaches the target; the plan records the corpus.
+    """
     from matryo_fast.encode import read_records
-    from matryo_fast.funnel import tune_funnel
     from matryo_fast.textcorpus import open_text_corpus
+    from matryo_fast.tuning import tune_funnel
 
     tc = open_text_corpus(a.corpus)
     tc.load_model(a.model)
@@ -173,38 +174,18 @@ def _tune(a: argparse.Namespace) -> int:
 
 
 def _serve(a: argparse.Namespace) -> int:
+    """Serve a corpus folder over HTTP (needs the [serve] extra).
+
+    POST /search, GET /health, GET /info, and a page at / comparing widths.
+    """
     from matryo_fast.service import serve
 
     if a.max_batch < 1 or a.window_ms < 0:
         raise ValueError("--max-batch must be at least 1 and --window-ms at least 0")
-    serve(
-        a.corpus,
-        host=a.host,
-        port=a.port,
-        model=a.model,
-        plan_path=a.plan,
-        window_ms=a.window_ms,
-        max_batch=a.max_batch,
-    )
+    serve(a.corpus, plan_path=a.plan, **pick(a, "host", "port", "model", "window_ms", "max_batch"))
     return 0
 
 
 def run(a: argparse.Namespace) -> int:
     """Runs one of :data:`COMMANDS`; returns the exit status."""
-    if a.command == "encode":
-        from matryo_fast.encode import encode_file
-
-        out = encode_file(
-            a.input,
-            a.output,
-            model=a.model,
-            text_column=a.text_column,
-            id_column=a.id_column,
-            batch_size=a.batch_size,
-            overwrite=a.overwrite,
-            progress=not a.no_progress,
-            tiers=a.tiers,
-        )
-        print(f"wrote {out}", file=sys.stderr)
-        return 0
-    return {"search": _search, "tune": _tune, "serve": _serve}[a.command](a)
+    return {"encode": _encode, "search": _search, "tune": _tune, "serve": _serve}[a.command](a)

@@ -4,6 +4,8 @@
 matrix in memory. The file is written under a temporary name next to the target and renamed
 into place only when complete, and an existing file is never replaced unless
 ``overwrite=True``: an interrupted run leaves nothing half-written under the target name.
+Small files are written with :func:`write_atomic`; an experiment's output folder is made by
+:func:`prepare_output`.
 
 >>> import numpy as np, tempfile, os, matryo_fast as mf
 >>> path = os.path.join(tempfile.mkdtemp(), "emb.npy")
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -29,7 +31,7 @@ import numpy.typing as npt
 
 from matryo_fast._validate import require_positive
 
-__all__ = ["CorpusWriter", "as_float32_rows", "save_corpus", "write_atomic"]
+__all__ = ["CorpusWriter", "as_float32_rows", "prepare_output", "save_corpus", "write_atomic"]
 
 _MAGIC = b"\x93NUMPY\x01\x00"
 _HEADER_BYTES = 128  # magic + version + length + dict text: room for any 64-bit shape
@@ -279,3 +281,22 @@ def _written_aside(target: Path, *, overwrite: bool) -> Iterator[BinaryIO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def prepare_output(output_dir: str | os.PathLike[str], inputs: Sequence[Path], *, overwrite: bool) -> Path:
+    """Check an experiment's input files and make its output folder.
+
+    Raises:
+        FileNotFoundError: An input file is missing.
+        FileExistsError: ``output_dir`` is not empty and ``overwrite`` is false.
+    """
+    for p in inputs:
+        if not p.is_file():
+            raise FileNotFoundError(f"data file not found: {p}")
+    out = Path(output_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"output_dir {out} exists and is not empty; choose a new folder or pass overwrite=True"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out

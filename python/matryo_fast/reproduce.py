@@ -28,7 +28,9 @@ from typing import Any
 
 from matryo_fast._extras import CHECKOUT_DATA_DIR, default_data_dir
 from matryo_fast.evaluation import EvaluationReport, evaluate_sts
-from matryo_fast.training import TRAINING_ARGS_FILE, TrainConfig, TrainRecord, TrainResult, train
+from matryo_fast.files import prepare_output
+from matryo_fast.programme.recipes import BASELINE_OPTIONS, triplet_config
+from matryo_fast.training import TRAINING_ARGS_FILE, TrainRecord, TrainResult, train
 
 __all__ = [
     "DEFAULT_DATA_DIR",
@@ -45,7 +47,7 @@ __all__ = [
 DEFAULT_DATA_DIR = CHECKOUT_DATA_DIR
 EVAL_DIMS = (384, 256, 128, 64, 32, 16)
 #: The CPU budget of docs/reproduction.md: 250 steps x 32 triplets at 32 tokens (2-core machine).
-DEFAULT_STEPS = 250
+DEFAULT_STEPS: int = BASELINE_OPTIONS["max_steps"]
 PUBLISHED = {
     "model": "mpnet-base on AllNLI, STS-B test, 64 of 768 dims (8.3%)",
     "matryoshka_share": 98.37,
@@ -184,25 +186,6 @@ def write_markdown(
     return out
 
 
-def prepare_output(output_dir: str | os.PathLike[str], inputs: Sequence[Path], *, overwrite: bool) -> Path:
-    """Check an experiment's input files and make its output folder.
-
-    Raises:
-        FileNotFoundError: An input file is missing.
-        FileExistsError: ``output_dir`` is not empty and ``overwrite`` is false.
-    """
-    for p in inputs:
-        if not p.is_file():
-            raise FileNotFoundError(f"data file not found: {p}")
-    out = Path(output_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"output_dir {out} exists and is not empty; choose a new folder or pass overwrite=True"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def reproduce(
     *,
     output_dir: str | os.PathLike[str],
@@ -262,24 +245,21 @@ def reproduce(
     t0 = time.perf_counter()
 
     base_report = evaluate_sts(model, eval_path, dims=eval_dims, name=BASE)
-    common = TrainConfig(
+    budget = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_seq_length=max_seq_length)
+    common = triplet_config(
         train_path,
-        output_dir=out / STANDARD,
-        model=model,
+        out / STANDARD,
         matryoshka=False,
-        columns=["anchor", "positive", "negative"],
+        model=model,
         dims=train_dims,
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
         learning_rate=learning_rate,
-        max_seq_length=max_seq_length,
         seed=seed,
         eval_data=eval_path,
         eval_dims=eval_dims,
         device="cpu",
         overwrite=overwrite,
         show_progress_bar=show_progress_bar,
+        **budget,
     )
     std = train(common)
     mrl = train(common, output_dir=out / MATRYOSHKA, matryoshka=True)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from matryo_fast.funnel import ROW_BYTES
+from matryo_fast.tuning import ROW_BYTES
 
 if TYPE_CHECKING:
     from matryo_fast.evaluation.report import EvaluationReport

@@ -44,6 +44,7 @@ from matryo_fast.files import CorpusWriter
 from matryo_fast.sharded import (
     MANIFEST,
     Manifest,
+    Scored,
     Shard,
     ShardRunner,
     ShardSet,
@@ -56,6 +57,11 @@ from matryo_fast.sharded import (
 
 __all__ = ["RayCorpus", "connect", "encode"]
 
+# A query batch up to this size travels inside each actor call (cheaper than the object store
+# for small batches); a larger one is put into the object store once per batch and read from
+# there by every actor (Ray itself stores call arguments over 100 KiB).
+INLINE_BYTES = 96 << 10
+
 
 def require_ray() -> ModuleType:
     """``import ray``, or an ImportError that names the ``ray`` extra."""
@@ -65,6 +71,20 @@ def require_ray() -> ModuleType:
 def _node_names(ray: ModuleType) -> dict[str, str]:
     """Node id -> ``address/node-id-prefix``, as the cluster lists its nodes."""
     return {n["NodeID"]: f"{n['NodeManagerAddress']}/{n['NodeID'][:8]}" for n in ray.nodes()}
+
+
+class NodeShards(ShardSet):
+    """The shards one actor maps, searched in its process as a :class:`ShardSet`: the same
+    exact merges (and funnel stages) as the driver's, over the shards it is given."""
+
+    def __init__(self, directory: str, manifest: Manifest, runner: ShardRunner) -> None:
+        super().__init__(directory, manifest)
+        self._runner = runner
+
+    def _each(
+        self, op: str, q: npt.NDArray[np.float32], args: Mapping[int, tuple[Any, ...]]
+    ) -> dict[int, Any]:
+        return self._runner.run(op, q, args)
 
 
 class ShardServer:
@@ -91,17 +111,32 @@ class ShardServer:
                     opened[i] = open_shard(directory, manifest, i, verify=verify)
                 except ShardUnavailableError as exc:
                     self.errors[i] = exc.reason
-        self.runner = ShardRunner(manifest, opened) if opened else None
+        self.local = NodeShards(directory, manifest, ShardRunner(manifest, opened)) if opened else None
 
     def status(self) -> tuple[str, int, dict[int, str]]:
         """``(node id, pid, {shard: why it cannot be served})``."""
         return self.node, os.getpid(), self.errors
 
+    def _serving(self, shards: Iterable[int]) -> NodeShards:
+        if self.local is None or any(i in self.errors for i in shards):
+            raise RuntimeError(f"cannot serve shards {sorted(shards)}: {self.errors}")
+        return self.local
+
     def run(self, op: str, q: npt.NDArray[np.float32], args: dict[int, tuple[Any, ...]]) -> dict[int, Any]:
         """``_core.<op>(q, shard, *args[i])`` for each shard ``i`` in ``args``."""
-        if self.runner is None or any(i in self.errors for i in args):
-            raise RuntimeError(f"cannot serve shards {sorted(args)}: {self.errors}")
-        return self.runner.run(op, q, args)
+        return self._serving(args)._each(op, q, args)
+
+    def search(
+        self, op: str, params: tuple[Any, ...], q: npt.NDArray[np.float32], shards: dict[int, Any]
+    ) -> Scored:
+        """A whole ``topk`` (``params``: dim, k) or ``funnel`` (dims, candidates, k) over
+        ``shards``, merged exactly here: the answer for a corpus of just these shards."""
+        local, live = self._serving(shards), sorted(shards)
+        if op == "topk":
+            dim, k = params
+            return local._topk_over(q, dim, k, live)
+        dims, candidates, k = params
+        return local._funnel_over(q, dims, candidates, k, live)
 
 
 class RayCorpus(ShardSet):
@@ -183,26 +218,44 @@ class RayCorpus(ShardSet):
         self.missing[i] = f"{reason} on node {node}"
         self.replicas[i] = []
 
-    def _each(
-        self, op: str, q: npt.NDArray[np.float32], args: Mapping[int, tuple[Any, ...]]
-    ) -> dict[int, Any]:
+    def _gather(
+        self,
+        method: str,
+        head: tuple[Any, ...],
+        q: npt.NDArray[np.float32],
+        args: Mapping[int, Any],
+        prefer: Any = None,
+    ) -> list[tuple[dict[int, Any], Any]]:
+        """Calls ``actor.<method>(*head, q, part)`` on the actors that serve the shards in
+        ``args`` (``part``: the shards sent to that actor, with their ``args``), all of them
+        to ``prefer`` when it serves them. Returns ``(part, answer)`` per call. A lost actor's
+        shards go to another replica (a second round of calls); with none left, the shard is
+        lost (see :meth:`_lose`)."""
         ray = self._ray
-        if q is not self._q:  # one put per query batch, read by every actor
-            self._q, self._qref = q, ray.put(q)
         self._turn += 1
-        out: dict[int, Any] = {}
+        out: list[tuple[dict[int, Any], Any]] = []
         todo, lost = dict(args), False
         while todo:
-            calls: dict[int, tuple[Any, dict[int, tuple[Any, ...]]]] = {}
+            calls: dict[int, tuple[Any, dict[int, Any]]] = {}
             for i, a in todo.items():  # each shard to one of its replicas, one call per actor
                 handles = self.replicas[i]
-                h = handles[self._turn % len(handles)]
+                h = prefer if any(r is prefer for r in handles) else handles[self._turn % len(handles)]
                 calls.setdefault(id(h), (h, {}))[1][i] = a
-            refs = [(h, part, h.run.remote(op, self._qref, part)) for h, part in calls.values()]
+            qarg = q
+            if q.nbytes > INLINE_BYTES:
+                if q is not self._q:
+                    self._q, self._qref = q, ray.put(q)
+                qarg = self._qref
+            refs = [(h, part, getattr(h, method).remote(*head, qarg, part)) for h, part in calls.values()]
             todo = {}
+            try:  # the usual case: every call answers
+                out.extend(zip((part for _, part, _ in refs), ray.get([ref for _, _, ref in refs])))
+                continue
+            except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError):
+                pass
             for h, part, ref in refs:
                 try:
-                    out.update(ray.get(ref))
+                    out.append((part, ray.get(ref)))
                     continue
                 except ray.exceptions.RayTaskError as exc:
                     if isinstance(exc.cause, (ValueError, TypeError)):
@@ -222,6 +275,45 @@ class RayCorpus(ShardSet):
         if lost:
             raise ShardsLost
         return out
+
+    def _each(
+        self, op: str, q: npt.NDArray[np.float32], args: Mapping[int, tuple[Any, ...]]
+    ) -> dict[int, Any]:
+        out: dict[int, Any] = {}
+        for _, found in self._gather("run", (op,), q, args):
+            out.update(found)
+        return out
+
+    def _whole(
+        self, op: str, params: tuple[Any, ...], q: npt.NDArray[np.float32], live: list[int]
+    ) -> Scored | None:
+        """The whole search in one call, when one actor serves every live shard: it runs the
+        stages and merges exactly itself (one round trip, however many stages). ``None`` when
+        no actor serves them all (or the one asked was lost meanwhile)."""
+        if not live:
+            return None
+        common = [
+            h for h in self.replicas[live[0]] if all(any(r is h for r in self.replicas[i]) for i in live[1:])
+        ]
+        if not common:
+            return None
+        answers = self._gather(
+            "search", (op, params), q, dict.fromkeys(live), prefer=common[self._turn % len(common)]
+        )
+        if len(answers) != 1:  # its shards went to several replicas: search stage by stage
+            return None
+        found: Scored = answers[0][1]
+        return found
+
+    def _topk_over(self, q: npt.NDArray[np.float32], dim: int, k: int, live: list[int]) -> Scored:
+        found = self._whole("topk", (dim, k), q, live)
+        return super()._topk_over(q, dim, k, live) if found is None else found
+
+    def _funnel_over(
+        self, q: npt.NDArray[np.float32], dims: list[int], candidates: list[int], k: int, live: list[int]
+    ) -> Scored:
+        found = self._whole("funnel", (dims, candidates, k), q, live)
+        return super()._funnel_over(q, dims, candidates, k, live) if found is None else found
 
     def close(self) -> None:
         """Ends the actors (the Ray cluster itself stays up)."""

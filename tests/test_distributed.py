@@ -107,6 +107,9 @@ def test_equal_to_one_file_spread_and_pinned(ray: Any, tmp_path: Path) -> None:
         assert corpus.shape == x.shape and len(corpus.shards) == 4
         methods = spy(corpus)
         check_all(corpus, x)
+        big = np.random.default_rng(9).standard_normal((1000, x.shape[1])).astype(np.float32)
+        plan = {"k": 4, "dims": (8, 32), "candidates": (40,)}
+        assert_same(mf.funnel(big, corpus, **plan), mf.funnel(big, x, **plan))  # in row blocks
         assert set(methods) == {"run"}  # no actor serves every shard: stage by stage
         nodes = {s["shard"]: set() for s in corpus.servers}
         for s in corpus.servers:
@@ -129,11 +132,15 @@ def test_one_actor_serving_every_shard_runs_the_whole_search(ray: Any, tmp_path:
         methods = spy(corpus)
         check_all(corpus, x)
         assert set(methods) == {"search"}  # one call per topk and per funnel
-        big = np.random.default_rng(9).standard_normal((900, x.shape[1])).astype(np.float32)
-        assert big.nbytes > distributed.INLINE_BYTES  # goes through the object store
-        assert_same(mf.topk(big, corpus, k=7), mf.topk(big, x, k=7))
         plan = {"k": 4, "dims": (8, 32), "candidates": (40,)}
-        assert_same(mf.funnel(big, corpus, **plan), mf.funnel(big, x, **plan))
+        rng = np.random.default_rng(9)
+        for rows in (1000, 3300):  # inline in row blocks; through the object store
+            big = rng.standard_normal((rows, x.shape[1])).astype(np.float32)
+            assert (big.nbytes > distributed.CHUNK_BYTES) and (rows == 3300) == (
+                big.nbytes > distributed.INLINE_BYTES
+            )
+            assert_same(mf.topk(big, corpus, k=7), mf.topk(big, x, k=7))
+            assert_same(mf.funnel(big, corpus, **plan), mf.funnel(big, x, **plan))
         with pytest.raises(ValueError, match="dim=33 is out of range"):
             mf.topk(x[0], corpus, dim=33)
         # The actor asked is lost and its shards go to two different replicas: no actor

@@ -57,10 +57,17 @@ from matryo_fast.sharded import (
 
 __all__ = ["RayCorpus", "connect", "encode"]
 
-# A query batch up to this size travels inside each actor call (cheaper than the object store
-# for small batches); a larger one is put into the object store once per batch and read from
-# there by every actor (Ray itself stores call arguments over 100 KiB).
-INLINE_BYTES = 96 << 10
+# A query batch up to INLINE_BYTES travels inside each actor call, cut into row blocks of at
+# most CHUNK_BYTES: Ray sends call arguments up to 100 KiB each inline and puts larger ones into
+# the object store, which costs a few ms more per call. A larger batch is put into the object
+# store once and read from there by every actor (and every funnel stage).
+INLINE_BYTES = 384 << 10
+CHUNK_BYTES = 96 << 10
+
+
+def _joined(parts: tuple[npt.NDArray[np.float32], ...]) -> npt.NDArray[np.float32]:
+    """The query batch from the row blocks it was sent in (see ``CHUNK_BYTES``)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def require_ray() -> ModuleType:
@@ -122,21 +129,22 @@ class ShardServer:
             raise RuntimeError(f"cannot serve shards {sorted(shards)}: {self.errors}")
         return self.local
 
-    def run(self, op: str, q: npt.NDArray[np.float32], args: dict[int, tuple[Any, ...]]) -> dict[int, Any]:
-        """``_core.<op>(q, shard, *args[i])`` for each shard ``i`` in ``args``."""
-        return self._serving(args)._each(op, q, args)
+    def run(self, op: str, args: dict[int, tuple[Any, ...]], *q: npt.NDArray[np.float32]) -> dict[int, Any]:
+        """``_core.<op>(q, shard, *args[i])`` for each shard ``i`` in ``args`` (``q`` in row
+        blocks)."""
+        return self._serving(args)._each(op, _joined(q), args)
 
     def search(
-        self, op: str, params: tuple[Any, ...], q: npt.NDArray[np.float32], shards: dict[int, Any]
+        self, op: str, params: tuple[Any, ...], shards: dict[int, Any], *q: npt.NDArray[np.float32]
     ) -> Scored:
         """A whole ``topk`` (``params``: dim, k) or ``funnel`` (dims, candidates, k) over
         ``shards``, merged exactly here: the answer for a corpus of just these shards."""
-        local, live = self._serving(shards), sorted(shards)
+        local, live, q_ = self._serving(shards), sorted(shards), _joined(q)
         if op == "topk":
             dim, k = params
-            return local._topk_over(q, dim, k, live)
+            return local._topk_over(q_, dim, k, live)
         dims, candidates, k = params
-        return local._funnel_over(q, dims, candidates, k, live)
+        return local._funnel_over(q_, dims, candidates, k, live)
 
 
 class RayCorpus(ShardSet):
@@ -226,8 +234,9 @@ class RayCorpus(ShardSet):
         args: Mapping[int, Any],
         prefer: Any = None,
     ) -> list[tuple[dict[int, Any], Any]]:
-        """Calls ``actor.<method>(*head, q, part)`` on the actors that serve the shards in
-        ``args`` (``part``: the shards sent to that actor, with their ``args``), all of them
+        """Calls ``actor.<method>(*head, part, *q)`` on the actors that serve the shards in
+        ``args`` (``part``: the shards sent to that actor, with their ``args``; ``q`` as
+        :meth:`_query_args` sends it), all of them
         to ``prefer`` when it serves them. Returns ``(part, answer)`` per call. A lost actor's
         shards go to another replica (a second round of calls); with none left, the shard is
         lost (see :meth:`_lose`)."""
@@ -241,12 +250,8 @@ class RayCorpus(ShardSet):
                 handles = self.replicas[i]
                 h = prefer if any(r is prefer for r in handles) else handles[self._turn % len(handles)]
                 calls.setdefault(id(h), (h, {}))[1][i] = a
-            qarg = q
-            if q.nbytes > INLINE_BYTES:
-                if q is not self._q:
-                    self._q, self._qref = q, ray.put(q)
-                qarg = self._qref
-            refs = [(h, part, getattr(h, method).remote(*head, qarg, part)) for h, part in calls.values()]
+            qargs = self._query_args(q)
+            refs = [(h, part, getattr(h, method).remote(*head, part, *qargs)) for h, part in calls.values()]
             todo = {}
             try:  # the usual case: every call answers
                 out.extend(zip((part for _, part, _ in refs), ray.get([ref for _, _, ref in refs])))
@@ -275,6 +280,16 @@ class RayCorpus(ShardSet):
         if lost:
             raise ShardsLost
         return out
+
+    def _query_args(self, q: npt.NDArray[np.float32]) -> list[Any]:
+        """The query batch as actor call arguments: row blocks sent inline, or one object
+        store reference (see ``INLINE_BYTES``)."""
+        if q.nbytes > INLINE_BYTES:
+            if q is not self._q:
+                self._q, self._qref = q, self._ray.put(q)
+            return [self._qref]
+        rows = max(1, CHUNK_BYTES // max(1, q.shape[1] * q.itemsize))
+        return [q[a : a + rows] for a in range(0, len(q), rows)] or [q]
 
     def _each(
         self, op: str, q: npt.NDArray[np.float32], args: Mapping[int, tuple[Any, ...]]

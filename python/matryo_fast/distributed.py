@@ -1,12 +1,19 @@
 """Scale-out on Ray: a sharded corpus served by Ray actors, and encoding on Ray Data.
 
-:func:`connect` starts one actor per shard (times ``replicas``) on the Ray cluster; each maps
-its shard file once (checking it against the manifest and its checksum) and answers batches of
-queries. :func:`matryo_fast.topk` and :func:`matryo_fast.funnel` accept the returned corpus:
-the driver puts each query batch into the object store once, every actor reads it from there,
-and the driver merges the shards' answers exactly (global row ids, score descending then row
-ascending), so the results are bitwise those of one file holding the same rows. A funnel merges
-each stage's shortlist before the next stage re-scores it on the shards.
+:func:`connect` starts one actor per node (per pinned resource, times ``replicas``) on the Ray
+cluster for the shards placed there; it maps each shard file once (checking it against the
+manifest and its checksum) and answers batches of queries. :func:`matryo_fast.topk` and
+:func:`matryo_fast.funnel` accept the returned corpus, and the results are bitwise those of one
+file holding the same rows:
+
+* when one actor serves every shard (one node, or shards pinned together), a search is one call
+  to it: the actor runs every stage and merges exactly (global row ids, score descending then
+  row ascending) in its process;
+* otherwise each shard answers on one of its actors and the driver merges; a funnel merges each
+  stage's shortlist before the next stage re-scores it on the shards (one call per stage).
+
+A query batch up to ``INLINE_BYTES`` travels inside the calls, a larger one through the object
+store (put once, read by every actor).
 
 Faults: an actor that dies is restarted by Ray and its call retried; a shard that cannot be
 served (its file missing or changed on that node, every replica lost) raises
@@ -14,9 +21,8 @@ served (its file missing or changed on that node, every replica lost) raises
 connected with ``allow_partial=True``: then the result is exact over the shards that answered
 and a :class:`matryo_fast.PartialResultWarning` names the ones left out.
 
-:func:`encode` embeds texts with a sentence-transformers model on Ray Data (the model loaded
-once per actor), the workers write the shards and the driver the manifest; a run that stopped
-part-way skips, when run again, the shards already complete and matching their checksum.
+:func:`encode` (from :mod:`matryo_fast.ray_encode`) embeds texts into a sharded corpus on Ray
+Data.
 
 Ray is the optional extra ``ray``: ``pip install "matryo-fast[ray]"``.
 
@@ -26,33 +32,24 @@ Ray is the optional extra ``ray``: ``pip install "matryo-fast[ray]"``.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
-from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from matryo_fast._extras import require
 from matryo_fast._validate import require_positive
-from matryo_fast.files import CorpusWriter
+from matryo_fast.ray_encode import encode, require_ray
 from matryo_fast.sharded import (
-    MANIFEST,
     Manifest,
     Scored,
-    Shard,
     ShardRunner,
     ShardSet,
     ShardsLost,
     ShardUnavailableError,
-    checksum,
     open_shard,
-    write_shard_entry,
 )
 
 __all__ = ["RayCorpus", "connect", "encode"]
@@ -68,11 +65,6 @@ CHUNK_BYTES = 96 << 10
 def _joined(parts: tuple[npt.NDArray[np.float32], ...]) -> npt.NDArray[np.float32]:
     """The query batch from the row blocks it was sent in (see ``CHUNK_BYTES``)."""
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-def require_ray() -> ModuleType:
-    """``import ray``, or an ImportError that names the ``ray`` extra."""
-    return require("ray", feature="matryo_fast.distributed", extra="ray")
 
 
 def _node_names(ray: ModuleType) -> dict[str, str]:
@@ -395,139 +387,3 @@ def connect(
         verify=verify,
         max_restarts=max_restarts,
     )
-
-
-def _fingerprint(texts: Iterable[str], model: str) -> str:
-    """What a shard was made from: the model and its texts."""
-    import xxhash
-
-    h = xxhash.xxh3_64(model.encode())
-    for t in texts:
-        h.update(len(t.encode()).to_bytes(8, "little") + t.encode())
-    return h.hexdigest()
-
-
-def _done_path(shard: Path) -> Path:
-    return shard.with_name(shard.name + ".done.json")
-
-
-def _complete(shard: Path, fingerprint: str) -> Shard | None:
-    """The manifest entry of a shard a previous run finished from the same texts and model,
-    if the file still matches its checksum."""
-    try:
-        done = json.loads(_done_path(shard).read_text())
-        entry = Shard(**done["shard"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if done.get("fingerprint") != fingerprint or not shard.is_file():
-        return None
-    if shard.stat().st_size != entry.bytes or checksum(shard) != entry.xxh3_64:
-        return None
-    return entry
-
-
-class Encoder:
-    """Ray Data actor: loads the model once, then encodes whole shards and writes them."""
-
-    def __init__(self, model: str | None, directory: str, batch_size: int) -> None:
-        from matryo_fast.models import load_model
-
-        self.model = load_model(model)
-        self.directory = Path(directory)
-        self.batch_size = batch_size
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from matryo_fast.models import encode as encode_texts
-
-        for index, texts, fingerprint in zip(batch["index"], batch["texts"], batch["fingerprint"]):
-            emb = encode_texts(self.model, [str(t) for t in texts], batch_size=self.batch_size)
-            path = self.directory / f"part-{int(index):05d}.npy"
-            with CorpusWriter(path, emb.shape[1], overwrite=True) as w:
-                w.append(emb)
-            entry = write_shard_entry(path, len(emb))
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".done.", suffix=".partial")
-            with os.fdopen(fd, "w") as f:
-                json.dump({"fingerprint": str(fingerprint), "shard": asdict(entry)}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, _done_path(path))
-        return {"index": batch["index"]}
-
-
-def encode(
-    texts: Iterable[str],
-    directory: str | os.PathLike[str],
-    *,
-    rows_per_shard: int = 100_000,
-    model: str | os.PathLike[str] | None = None,
-    batch_size: int = 64,
-    concurrency: int = 1,
-    address: str | None = None,
-) -> dict[str, Any]:
-    """Encodes texts into a sharded corpus on Ray Data; resumable.
-
-    Shard ``i`` holds the embeddings of ``texts[i * rows_per_shard : (i + 1) * rows_per_shard]``
-    at the model's full width. ``concurrency`` actors each load the model once; each writes
-    whole shards (aside, then renamed) and a ``.done.json`` note with the shard's checksum and a
-    fingerprint of its texts and model. Run again after an interruption, it skips every shard
-    whose note matches and whose file still has that checksum. The driver writes the manifest
-    last. ``directory`` must be reachable at the same path from every worker.
-
-    Args:
-        texts: The texts, in row order.
-        directory: Where the shards and the manifest go (created if missing).
-        rows_per_shard: Texts per shard.
-        model: A local sentence-transformers folder (default: the shipped all-MiniLM-L6-v2).
-        batch_size: Texts per forward pass.
-        concurrency: Encoder actors.
-        address: The Ray cluster to join when Ray is not initialised yet.
-
-    Returns:
-        ``{"manifest": Manifest, "encoded": [shard files], "skipped": [shard files]}``.
-
-    Raises:
-        ImportError: Ray, or the ``train`` extra (torch, sentence-transformers), is missing.
-        FileExistsError: ``directory`` already holds a finished sharded corpus.
-    """
-    ray = require_ray()
-    require_positive("rows_per_shard", rows_per_shard)
-    require_positive("concurrency", concurrency)
-    out = Path(directory).absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / MANIFEST).exists():
-        raise FileExistsError(f"{out} already holds a sharded corpus; use a new directory")
-    from matryo_fast.models import default_model_path
-
-    model_name = str(model) if model is not None else str(default_model_path())
-    texts = list(texts)
-    chunks = [texts[a : a + rows_per_shard] for a in range(0, len(texts), rows_per_shard)]
-    prints = [_fingerprint(c, model_name) for c in chunks]
-    done = {i: _complete(out / f"part-{i:05d}.npy", p) for i, p in enumerate(prints)}
-    todo = [
-        {"index": i, "texts": c, "fingerprint": prints[i]} for i, c in enumerate(chunks) if done[i] is None
-    ]
-    if not ray.is_initialized():
-        ray.init(address=address)
-    if todo:
-        ray.data.from_items(todo).map_batches(
-            Encoder,
-            fn_constructor_kwargs={"model": model_name, "directory": str(out), "batch_size": batch_size},
-            batch_size=1,
-            concurrency=min(int(concurrency), len(todo)),
-        ).materialize()
-    shards = []
-    for i, p in enumerate(prints):
-        entry = done[i] or _complete(out / f"part-{i:05d}.npy", p)
-        if entry is None:
-            raise RuntimeError(f"shard part-{i:05d}.npy was not written; run encode again to resume")
-        shards.append(entry)
-    if not shards:
-        raise ValueError("no texts to encode")
-    dim = int(np.load(out / shards[0].file, mmap_mode="r").shape[1])
-    manifest = Manifest(dim, "row-major", tuple(shards))
-    manifest.write(out)
-    return {
-        "manifest": manifest,
-        "encoded": [f"part-{t['index']:05d}.npy" for t in todo],
-        "skipped": [s.file for i, s in enumerate(shards) if done[i] is not None],
-    }

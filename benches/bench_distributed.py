@@ -180,10 +180,14 @@ def main() -> None:
         "which runs a whole search, every funnel stage and merge, in one call). `ray per stage`: the "
         "same actor searched as when the shards are spread over several actors (one call per funnel "
         "stage, the driver merging each stage). Median ms, runs interleaved; every result checked "
-        f"bitwise against the one file's. Rows with N={args.probe_rows:,} (the first rows, in "
-        f"{args.shards} shards too) make the search itself cheap, so that their `ray - sharded` is the "
-        "fixed cost of Ray per search (batches over 96 KiB go through the object store, smaller ones "
-        "inside the call).",
+        "bitwise against the one file's. Query batches up to 384 KiB travel inside the calls, larger "
+        "ones through the object store."
+        + (
+            f" Rows with N={args.probe_rows:,} (the first rows, in {args.shards} shards too) make the "
+            "search itself cheap, so that their `ray - sharded` is the fixed cost of Ray per search."
+            if args.probe_rows
+            else ""
+        ),
         "",
         *(f"- {k}: {v}" for k, v in env.items()),
         f"- data: {h.DATA_DESCRIPTION}",

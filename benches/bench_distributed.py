@@ -7,10 +7,14 @@ Three ways to search the same N x D rows, side by side in one process, runs inte
 * ``sharded``: the same rows in ``--shards`` shard files, ``mf.open_corpus(directory)`` (a
   thread pool over the shards and an exact merge);
 * ``ray``: ``matryo_fast.distributed.connect(directory)`` on a Ray instance started here on
-  this machine, bound to 127.0.0.1 (one node: one actor serving every shard).
+  this machine, bound to 127.0.0.1 (one node: one actor serving every shard, so each search
+  is one actor call that runs every stage and merge in the actor);
+* ``ray per stage``: the same, but searched as when the shards are spread over several actors
+  (one round trip per funnel stage, the driver merging each stage's answers).
 
-The same again on a small corpus (``--probe-rows``), where the search is cheap and the
-difference between ``ray`` and ``sharded`` is Ray's fixed cost per call.
+The same again on a small corpus (``--probe-rows``, 0 to skip), where the search is cheap and
+the difference between ``ray`` and ``sharded`` is Ray's fixed cost per call. For a quick run at
+small N only: ``--rows 4000 --probe-rows 0``.
 
 Every method's result is checked bitwise against the one file's. Also measured: the exact merge
 alone (``matryo_fast.sharded.merge``) for many shards, and the scan bandwidth of one file,
@@ -60,8 +64,10 @@ def measure(
     """Times every search on one file, local shards and Ray actors (interleaved), checks each
     result bitwise against the one file's; returns table rows and the one file's topk ms."""
     one, local = mf.open_corpus(path), mf.open_corpus(sdir)
-    remote = distributed.connect(sdir)
-    corpora = {"one file": one, "sharded": local, "ray": remote}
+    remote, per_stage = distributed.connect(sdir), distributed.connect(sdir)
+    # As when no actor serves every shard: the driver runs the stages, one actor call each.
+    per_stage._whole = lambda *args: None  # type: ignore[method-assign]
+    corpora = {"one file": one, "sharded": local, "ray": remote, "ray per stage": per_stage}
     rows = []
     scan_ms: dict[int, float] = {}
     for name, search in searches.items():
@@ -80,7 +86,7 @@ def measure(
                     t.result.scores.tobytes() == ref.scores.tobytes()
                 )
                 assert same, f"{m} differs from one file ({name}, batch {b})"
-            t1, ts, tr = (got[m].median_s for m in corpora)
+            t1, ts, tr, tp = (got[m].median_s for m in corpora)
             if name.startswith("topk"):
                 scan_ms[b] = t1 * 1e3
             n = len(one)
@@ -92,11 +98,14 @@ def measure(
                     h.fmt_ms(t1),
                     h.fmt_ms(ts),
                     h.fmt_ms(tr),
+                    h.fmt_ms(tp),
                     f"{ts / t1:.3f}",
                     f"{(tr - ts) * 1e3:+.2f}",
+                    f"{(tp - ts) * 1e3:+.2f}",
                 ]
             )
     remote.close()
+    per_stage.close()
     local.close()
     return rows, scan_ms
 
@@ -111,7 +120,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=256, help="topk width")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--probe-rows", type=int, default=4000, help="rows of the small corpus")
+    ap.add_argument("--probe-rows", type=int, default=4000, help="rows of the small corpus (0: none)")
     ap.add_argument("--data-dir", default="build/bench")
     ap.add_argument("--out", default=None, help="write the section into this RESULTS.md")
     args = ap.parse_args()
@@ -124,8 +133,12 @@ def main() -> None:
 
     import ray
 
-    ray.init(
-        num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, object_store_memory=200 << 20
+    ray.init(  # a new Ray instance of its own, never one that is already running here
+        address="local",
+        num_cpus=os.cpu_count(),
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=200 << 20,
     )
     funnel_plan = {"k": args.k, "dims": (64, args.cols), "candidates": (20 * args.k,)}
     searches = {
@@ -137,11 +150,13 @@ def main() -> None:
     rows, scan_ms = measure(path, sdir, searches, queries, args.batches, args.repeats)
     # The same on a small corpus (the first --probe-rows rows, same shard count), where the
     # search itself is cheap, so that "ray - sharded" shows the fixed cost of a Ray round trip.
-    small = Path(args.data_dir) / f"{path.stem}.first{args.probe_rows}.npy"
-    if not small.exists():
-        mf.save_corpus(small, x[: args.probe_rows])
-    small_dir = ensure_shards(small, small.with_suffix(f".{args.shards}shards"), args.shards)
-    probe_rows, _ = measure(small, small_dir, searches, queries, args.batches, args.repeats)
+    probe_rows: list[list[str]] = []
+    if args.probe_rows:
+        small = Path(args.data_dir) / f"{path.stem}.first{args.probe_rows}.npy"
+        if not small.exists():
+            mf.save_corpus(small, x[: args.probe_rows])
+        small_dir = ensure_shards(small, small.with_suffix(f".{args.shards}shards"), args.shards)
+        probe_rows, _ = measure(small, small_dir, searches, queries, args.batches, args.repeats)
     ray.shutdown()
 
     # The merge alone, for many shards' top-k lists.
@@ -162,11 +177,18 @@ def main() -> None:
         "",
         "`make bench-distributed` (benches/bench_distributed.py): the same rows in one file, in shards "
         "searched locally (thread pool, exact merge), and in shards served by Ray actors (Ray started "
-        "on this machine, 127.0.0.1: one node, so one actor serving every shard with a thread pool). "
-        "Median ms, runs interleaved; every result checked bitwise against the one file's. The rows with "
-        f"N={args.probe_rows:,} (the first rows, in {args.shards} shards too) make the search itself cheap, "
-        "so that their `ray - sharded` is the fixed cost of Ray per call (one `ray.put` of the batch, one "
-        "actor call per node per funnel stage).",
+        "on this machine, 127.0.0.1: one node, so one actor serving every shard with a thread pool, "
+        "which runs a whole search, every funnel stage and merge, in one call). `ray per stage`: the "
+        "same actor searched as when the shards are spread over several actors (one call per funnel "
+        "stage, the driver merging each stage). Median ms, runs interleaved; every result checked "
+        "bitwise against the one file's. Query batches up to 384 KiB travel inside the calls, larger "
+        "ones through the object store."
+        + (
+            f" Rows with N={args.probe_rows:,} (the first rows, in {args.shards} shards too) make the "
+            "search itself cheap, so that their `ray - sharded` is the fixed cost of Ray per search."
+            if args.probe_rows
+            else ""
+        ),
         "",
         *(f"- {k}: {v}" for k, v in env.items()),
         f"- data: {h.DATA_DESCRIPTION}",
@@ -179,8 +201,10 @@ def main() -> None:
                 "one file ms",
                 "sharded ms",
                 "ray ms",
+                "ray per stage ms",
                 "sharded / one file",
                 "ray - sharded ms",
+                "per stage - sharded ms",
             ],
             rows + probe_rows,
         ),

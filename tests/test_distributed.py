@@ -88,11 +88,29 @@ def check_all(corpus: Any, x: np.ndarray) -> None:
         )
 
 
+def spy(corpus: distributed.RayCorpus) -> list[str]:
+    """The actor methods each search calls (one entry per round of calls), from now on."""
+    methods: list[str] = []
+    gather = corpus._gather
+
+    def spied(method: str, *args: Any, **kwargs: Any) -> Any:
+        methods.append(method)
+        return gather(method, *args, **kwargs)
+
+    corpus._gather = spied  # type: ignore[method-assign]
+    return methods
+
+
 def test_equal_to_one_file_spread_and_pinned(ray: Any, tmp_path: Path) -> None:
     x = make_corpus(tmp_path / "c")
     with distributed.connect(tmp_path / "c", replicas=2, pin={"part-00000.npy": "w2"}) as corpus:
         assert corpus.shape == x.shape and len(corpus.shards) == 4
+        methods = spy(corpus)
         check_all(corpus, x)
+        big = np.random.default_rng(9).standard_normal((1000, x.shape[1])).astype(np.float32)
+        plan = {"k": 4, "dims": (8, 32), "candidates": (40,)}
+        assert_same(mf.funnel(big, corpus, **plan), mf.funnel(big, x, **plan))  # in row blocks
+        assert set(methods) == {"run"}  # no actor serves every shard: stage by stage
         nodes = {s["shard"]: set() for s in corpus.servers}
         for s in corpus.servers:
             nodes[s["shard"]].add(s["node"])
@@ -104,6 +122,37 @@ def test_equal_to_one_file_spread_and_pinned(ray: Any, tmp_path: Path) -> None:
     assert corpus.replicas == {}
     with pytest.raises(ValueError, match="not shards"):
         distributed.connect(tmp_path / "c", pin={"nope.npy": "w1"})
+
+
+def test_one_actor_serving_every_shard_runs_the_whole_search(ray: Any, tmp_path: Path) -> None:
+    x = make_corpus(tmp_path / "c")
+    pin = dict.fromkeys((f"part-{i:05d}.npy" for i in range(4)), "w1")
+    with distributed.connect(tmp_path / "c", replicas=3, pin=pin) as corpus:
+        assert len({id(h) for hs in corpus.replicas.values() for h in hs}) == 3  # each serves all
+        methods = spy(corpus)
+        check_all(corpus, x)
+        assert set(methods) == {"search"}  # one call per topk and per funnel
+        plan = {"k": 4, "dims": (8, 32), "candidates": (40,)}
+        rng = np.random.default_rng(9)
+        for rows in (1000, 3300):  # inline in row blocks; through the object store
+            big = rng.standard_normal((rows, x.shape[1])).astype(np.float32)
+            assert (big.nbytes > distributed.CHUNK_BYTES) and (rows == 3300) == (
+                big.nbytes > distributed.INLINE_BYTES
+            )
+            assert_same(mf.topk(big, corpus, k=7), mf.topk(big, x, k=7))
+            assert_same(mf.funnel(big, corpus, **plan), mf.funnel(big, x, **plan))
+        with pytest.raises(ValueError, match="dim=33 is out of range"):
+            mf.topk(x[0], corpus, dim=33)
+        # The actor asked is lost and its shards go to two different replicas: no actor
+        # serves them all now, so the funnel runs stage by stage, and is still exact.
+        a, b, c = corpus.replicas[0]
+        corpus.replicas = {0: [a, b], 1: [a, c], 2: [a, b], 3: [a, c]}
+        ray.kill(a, no_restart=True)
+        del methods[:]
+        q = queries(x)
+        assert_same(mf.funnel(q, corpus, **plan), mf.funnel(q, x, **plan))
+        assert methods == ["search", "run", "run"]
+        assert corpus.replicas == {0: [b], 1: [c], 2: [b], 3: [c]}
 
 
 def test_killed_actor_is_restarted_and_the_query_retried(ray: Any, tmp_path: Path) -> None:

@@ -1,12 +1,19 @@
 """Scale-out on Ray: a sharded corpus served by Ray actors, and encoding on Ray Data.
 
-:func:`connect` starts one actor per shard (times ``replicas``) on the Ray cluster; each maps
-its shard file once (checking it against the manifest and its checksum) and answers batches of
-queries. :func:`matryo_fast.topk` and :func:`matryo_fast.funnel` accept the returned corpus:
-the driver puts each query batch into the object store once, every actor reads it from there,
-and the driver merges the shards' answers exactly (global row ids, score descending then row
-ascending), so the results are bitwise those of one file holding the same rows. A funnel merges
-each stage's shortlist before the next stage re-scores it on the shards.
+:func:`connect` starts one actor per node (per pinned resource, times ``replicas``) on the Ray
+cluster for the shards placed there; it maps each shard file once (checking it against the
+manifest and its checksum) and answers batches of queries. :func:`matryo_fast.topk` and
+:func:`matryo_fast.funnel` accept the returned corpus, and the results are bitwise those of one
+file holding the same rows:
+
+* when one actor serves every shard (one node, or shards pinned together), a search is one call
+  to it: the actor runs every stage and merges exactly (global row ids, score descending then
+  row ascending) in its process;
+* otherwise each shard answers on one of its actors and the driver merges; a funnel merges each
+  stage's shortlist before the next stage re-scores it on the shards (one call per stage).
+
+A query batch up to ``INLINE_BYTES`` travels inside the calls, a larger one through the object
+store (put once, read by every actor).
 
 Faults: an actor that dies is restarted by Ray and its call retried; a shard that cannot be
 served (its file missing or changed on that node, every replica lost) raises
@@ -14,9 +21,8 @@ served (its file missing or changed on that node, every replica lost) raises
 connected with ``allow_partial=True``: then the result is exact over the shards that answered
 and a :class:`matryo_fast.PartialResultWarning` names the ones left out.
 
-:func:`encode` embeds texts with a sentence-transformers model on Ray Data (the model loaded
-once per actor), the workers write the shards and the driver the manifest; a run that stopped
-part-way skips, when run again, the shards already complete and matching their checksum.
+:func:`encode` (from :mod:`matryo_fast.ray_encode`) embeds texts into a sharded corpus on Ray
+Data.
 
 Ray is the optional extra ``ray``: ``pip install "matryo-fast[ray]"``.
 
@@ -26,45 +32,58 @@ Ray is the optional extra ``ray``: ``pip install "matryo-fast[ray]"``.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
-from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from matryo_fast._extras import require
 from matryo_fast._validate import require_positive
-from matryo_fast.files import CorpusWriter
+from matryo_fast.ray_encode import encode, require_ray
 from matryo_fast.sharded import (
-    MANIFEST,
     Manifest,
-    Shard,
+    Scored,
     ShardRunner,
     ShardSet,
     ShardsLost,
     ShardUnavailableError,
-    checksum,
     open_shard,
-    write_shard_entry,
 )
 
 __all__ = ["RayCorpus", "connect", "encode"]
 
+# A query batch up to INLINE_BYTES travels inside each actor call, cut into row blocks of at
+# most CHUNK_BYTES: Ray sends call arguments up to 100 KiB each inline and puts larger ones into
+# the object store, which costs a few ms more per call. A larger batch is put into the object
+# store once and read from there by every actor (and every funnel stage).
+INLINE_BYTES = 384 << 10
+CHUNK_BYTES = 96 << 10
 
-def require_ray() -> ModuleType:
-    """``import ray``, or an ImportError that names the ``ray`` extra."""
-    return require("ray", feature="matryo_fast.distributed", extra="ray")
+
+def _joined(parts: tuple[npt.NDArray[np.float32], ...]) -> npt.NDArray[np.float32]:
+    """The query batch from the row blocks it was sent in (see ``CHUNK_BYTES``)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _node_names(ray: ModuleType) -> dict[str, str]:
     """Node id -> ``address/node-id-prefix``, as the cluster lists its nodes."""
     return {n["NodeID"]: f"{n['NodeManagerAddress']}/{n['NodeID'][:8]}" for n in ray.nodes()}
+
+
+class NodeShards(ShardSet):
+    """The shards one actor maps, searched in its process as a :class:`ShardSet`: the same
+    exact merges (and funnel stages) as the driver's, over the shards it is given."""
+
+    def __init__(self, directory: str, manifest: Manifest, runner: ShardRunner) -> None:
+        super().__init__(directory, manifest)
+        self._runner = runner
+
+    def _each(
+        self, op: str, q: npt.NDArray[np.float32], args: Mapping[int, tuple[Any, ...]]
+    ) -> dict[int, Any]:
+        return self._runner.run(op, q, args)
 
 
 class ShardServer:
@@ -91,17 +110,33 @@ class ShardServer:
                     opened[i] = open_shard(directory, manifest, i, verify=verify)
                 except ShardUnavailableError as exc:
                     self.errors[i] = exc.reason
-        self.runner = ShardRunner(manifest, opened) if opened else None
+        self.local = NodeShards(directory, manifest, ShardRunner(manifest, opened)) if opened else None
 
     def status(self) -> tuple[str, int, dict[int, str]]:
         """``(node id, pid, {shard: why it cannot be served})``."""
         return self.node, os.getpid(), self.errors
 
-    def run(self, op: str, q: npt.NDArray[np.float32], args: dict[int, tuple[Any, ...]]) -> dict[int, Any]:
-        """``_core.<op>(q, shard, *args[i])`` for each shard ``i`` in ``args``."""
-        if self.runner is None or any(i in self.errors for i in args):
-            raise RuntimeError(f"cannot serve shards {sorted(args)}: {self.errors}")
-        return self.runner.run(op, q, args)
+    def _serving(self, shards: Iterable[int]) -> NodeShards:
+        if self.local is None or any(i in self.errors for i in shards):
+            raise RuntimeError(f"cannot serve shards {sorted(shards)}: {self.errors}")
+        return self.local
+
+    def run(self, op: str, args: dict[int, tuple[Any, ...]], *q: npt.NDArray[np.float32]) -> dict[int, Any]:
+        """``_core.<op>(q, shard, *args[i])`` for each shard ``i`` in ``args`` (``q`` in row
+        blocks)."""
+        return self._serving(args)._each(op, _joined(q), args)
+
+    def search(
+        self, op: str, params: tuple[Any, ...], shards: dict[int, Any], *q: npt.NDArray[np.float32]
+    ) -> Scored:
+        """A whole ``topk`` (``params``: dim, k) or ``funnel`` (dims, candidates, k) over
+        ``shards``, merged exactly here: the answer for a corpus of just these shards."""
+        local, live, q_ = self._serving(shards), sorted(shards), _joined(q)
+        if op == "topk":
+            dim, k = params
+            return local._topk_over(q_, dim, k, live)
+        dims, candidates, k = params
+        return local._funnel_over(q_, dims, candidates, k, live)
 
 
 class RayCorpus(ShardSet):
@@ -183,26 +218,41 @@ class RayCorpus(ShardSet):
         self.missing[i] = f"{reason} on node {node}"
         self.replicas[i] = []
 
-    def _each(
-        self, op: str, q: npt.NDArray[np.float32], args: Mapping[int, tuple[Any, ...]]
-    ) -> dict[int, Any]:
+    def _gather(
+        self,
+        method: str,
+        head: tuple[Any, ...],
+        q: npt.NDArray[np.float32],
+        args: Mapping[int, Any],
+        prefer: Any = None,
+    ) -> list[tuple[dict[int, Any], Any]]:
+        """Calls ``actor.<method>(*head, part, *q)`` on the actors that serve the shards in
+        ``args`` (``part``: the shards sent to that actor, with their ``args``; ``q`` as
+        :meth:`_query_args` sends it), all of them
+        to ``prefer`` when it serves them. Returns ``(part, answer)`` per call. A lost actor's
+        shards go to another replica (a second round of calls); with none left, the shard is
+        lost (see :meth:`_lose`)."""
         ray = self._ray
-        if q is not self._q:  # one put per query batch, read by every actor
-            self._q, self._qref = q, ray.put(q)
         self._turn += 1
-        out: dict[int, Any] = {}
+        out: list[tuple[dict[int, Any], Any]] = []
         todo, lost = dict(args), False
         while todo:
-            calls: dict[int, tuple[Any, dict[int, tuple[Any, ...]]]] = {}
+            calls: dict[int, tuple[Any, dict[int, Any]]] = {}
             for i, a in todo.items():  # each shard to one of its replicas, one call per actor
                 handles = self.replicas[i]
-                h = handles[self._turn % len(handles)]
+                h = prefer if any(r is prefer for r in handles) else handles[self._turn % len(handles)]
                 calls.setdefault(id(h), (h, {}))[1][i] = a
-            refs = [(h, part, h.run.remote(op, self._qref, part)) for h, part in calls.values()]
+            qargs = self._query_args(q)
+            refs = [(h, part, getattr(h, method).remote(*head, part, *qargs)) for h, part in calls.values()]
             todo = {}
+            try:  # the usual case: every call answers
+                out.extend(zip((part for _, part, _ in refs), ray.get([ref for _, _, ref in refs])))
+                continue
+            except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError):
+                pass
             for h, part, ref in refs:
                 try:
-                    out.update(ray.get(ref))
+                    out.append((part, ray.get(ref)))
                     continue
                 except ray.exceptions.RayTaskError as exc:
                     if isinstance(exc.cause, (ValueError, TypeError)):
@@ -222,6 +272,55 @@ class RayCorpus(ShardSet):
         if lost:
             raise ShardsLost
         return out
+
+    def _query_args(self, q: npt.NDArray[np.float32]) -> list[Any]:
+        """The query batch as actor call arguments: row blocks sent inline, or one object
+        store reference (see ``INLINE_BYTES``)."""
+        if q.nbytes > INLINE_BYTES:
+            if q is not self._q:
+                self._q, self._qref = q, self._ray.put(q)
+            return [self._qref]
+        rows = max(1, CHUNK_BYTES // max(1, q.shape[1] * q.itemsize))
+        return [q[a : a + rows] for a in range(0, len(q), rows)] or [q]
+
+    def _each(
+        self, op: str, q: npt.NDArray[np.float32], args: Mapping[int, tuple[Any, ...]]
+    ) -> dict[int, Any]:
+        out: dict[int, Any] = {}
+        for _, found in self._gather("run", (op,), q, args):
+            out.update(found)
+        return out
+
+    def _whole(
+        self, op: str, params: tuple[Any, ...], q: npt.NDArray[np.float32], live: list[int]
+    ) -> Scored | None:
+        """The whole search in one call, when one actor serves every live shard: it runs the
+        stages and merges exactly itself (one round trip, however many stages). ``None`` when
+        no actor serves them all (or the one asked was lost meanwhile)."""
+        if not live:
+            return None
+        common = [
+            h for h in self.replicas[live[0]] if all(any(r is h for r in self.replicas[i]) for i in live[1:])
+        ]
+        if not common:
+            return None
+        answers = self._gather(
+            "search", (op, params), q, dict.fromkeys(live), prefer=common[self._turn % len(common)]
+        )
+        if len(answers) != 1:  # its shards went to several replicas: search stage by stage
+            return None
+        found: Scored = answers[0][1]
+        return found
+
+    def _topk_over(self, q: npt.NDArray[np.float32], dim: int, k: int, live: list[int]) -> Scored:
+        found = self._whole("topk", (dim, k), q, live)
+        return super()._topk_over(q, dim, k, live) if found is None else found
+
+    def _funnel_over(
+        self, q: npt.NDArray[np.float32], dims: list[int], candidates: list[int], k: int, live: list[int]
+    ) -> Scored:
+        found = self._whole("funnel", (dims, candidates, k), q, live)
+        return super()._funnel_over(q, dims, candidates, k, live) if found is None else found
 
     def close(self) -> None:
         """Ends the actors (the Ray cluster itself stays up)."""
@@ -288,139 +387,3 @@ def connect(
         verify=verify,
         max_restarts=max_restarts,
     )
-
-
-def _fingerprint(texts: Iterable[str], model: str) -> str:
-    """What a shard was made from: the model and its texts."""
-    import xxhash
-
-    h = xxhash.xxh3_64(model.encode())
-    for t in texts:
-        h.update(len(t.encode()).to_bytes(8, "little") + t.encode())
-    return h.hexdigest()
-
-
-def _done_path(shard: Path) -> Path:
-    return shard.with_name(shard.name + ".done.json")
-
-
-def _complete(shard: Path, fingerprint: str) -> Shard | None:
-    """The manifest entry of a shard a previous run finished from the same texts and model,
-    if the file still matches its checksum."""
-    try:
-        done = json.loads(_done_path(shard).read_text())
-        entry = Shard(**done["shard"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if done.get("fingerprint") != fingerprint or not shard.is_file():
-        return None
-    if shard.stat().st_size != entry.bytes or checksum(shard) != entry.xxh3_64:
-        return None
-    return entry
-
-
-class Encoder:
-    """Ray Data actor: loads the model once, then encodes whole shards and writes them."""
-
-    def __init__(self, model: str | None, directory: str, batch_size: int) -> None:
-        from matryo_fast.models import load_model
-
-        self.model = load_model(model)
-        self.directory = Path(directory)
-        self.batch_size = batch_size
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from matryo_fast.models import encode as encode_texts
-
-        for index, texts, fingerprint in zip(batch["index"], batch["texts"], batch["fingerprint"]):
-            emb = encode_texts(self.model, [str(t) for t in texts], batch_size=self.batch_size)
-            path = self.directory / f"part-{int(index):05d}.npy"
-            with CorpusWriter(path, emb.shape[1], overwrite=True) as w:
-                w.append(emb)
-            entry = write_shard_entry(path, len(emb))
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".done.", suffix=".partial")
-            with os.fdopen(fd, "w") as f:
-                json.dump({"fingerprint": str(fingerprint), "shard": asdict(entry)}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, _done_path(path))
-        return {"index": batch["index"]}
-
-
-def encode(
-    texts: Iterable[str],
-    directory: str | os.PathLike[str],
-    *,
-    rows_per_shard: int = 100_000,
-    model: str | os.PathLike[str] | None = None,
-    batch_size: int = 64,
-    concurrency: int = 1,
-    address: str | None = None,
-) -> dict[str, Any]:
-    """Encodes texts into a sharded corpus on Ray Data; resumable.
-
-    Shard ``i`` holds the embeddings of ``texts[i * rows_per_shard : (i + 1) * rows_per_shard]``
-    at the model's full width. ``concurrency`` actors each load the model once; each writes
-    whole shards (aside, then renamed) and a ``.done.json`` note with the shard's checksum and a
-    fingerprint of its texts and model. Run again after an interruption, it skips every shard
-    whose note matches and whose file still has that checksum. The driver writes the manifest
-    last. ``directory`` must be reachable at the same path from every worker.
-
-    Args:
-        texts: The texts, in row order.
-        directory: Where the shards and the manifest go (created if missing).
-        rows_per_shard: Texts per shard.
-        model: A local sentence-transformers folder (default: the shipped all-MiniLM-L6-v2).
-        batch_size: Texts per forward pass.
-        concurrency: Encoder actors.
-        address: The Ray cluster to join when Ray is not initialised yet.
-
-    Returns:
-        ``{"manifest": Manifest, "encoded": [shard files], "skipped": [shard files]}``.
-
-    Raises:
-        ImportError: Ray, or the ``train`` extra (torch, sentence-transformers), is missing.
-        FileExistsError: ``directory`` already holds a finished sharded corpus.
-    """
-    ray = require_ray()
-    require_positive("rows_per_shard", rows_per_shard)
-    require_positive("concurrency", concurrency)
-    out = Path(directory).absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / MANIFEST).exists():
-        raise FileExistsError(f"{out} already holds a sharded corpus; use a new directory")
-    from matryo_fast.models import default_model_path
-
-    model_name = str(model) if model is not None else str(default_model_path())
-    texts = list(texts)
-    chunks = [texts[a : a + rows_per_shard] for a in range(0, len(texts), rows_per_shard)]
-    prints = [_fingerprint(c, model_name) for c in chunks]
-    done = {i: _complete(out / f"part-{i:05d}.npy", p) for i, p in enumerate(prints)}
-    todo = [
-        {"index": i, "texts": c, "fingerprint": prints[i]} for i, c in enumerate(chunks) if done[i] is None
-    ]
-    if not ray.is_initialized():
-        ray.init(address=address)
-    if todo:
-        ray.data.from_items(todo).map_batches(
-            Encoder,
-            fn_constructor_kwargs={"model": model_name, "directory": str(out), "batch_size": batch_size},
-            batch_size=1,
-            concurrency=min(int(concurrency), len(todo)),
-        ).materialize()
-    shards = []
-    for i, p in enumerate(prints):
-        entry = done[i] or _complete(out / f"part-{i:05d}.npy", p)
-        if entry is None:
-            raise RuntimeError(f"shard part-{i:05d}.npy was not written; run encode again to resume")
-        shards.append(entry)
-    if not shards:
-        raise ValueError("no texts to encode")
-    dim = int(np.load(out / shards[0].file, mmap_mode="r").shape[1])
-    manifest = Manifest(dim, "row-major", tuple(shards))
-    manifest.write(out)
-    return {
-        "manifest": manifest,
-        "encoded": [f"part-{t['index']:05d}.npy" for t in todo],
-        "skipped": [s.file for i, s in enumerate(shards) if done[i] is not None],
-    }

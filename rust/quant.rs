@@ -459,6 +459,16 @@ fn scan_binary(scorer: &Scorer<'_>, k: usize) -> Vec<Vec<(u32, usize)>> {
             w.rows.clear();
             w.rows.extend(b..(b + BLOCK_ROWS).min(end));
             scorer.hamming(None, &w.rows, &mut w.scratch);
+            if nq == 1 {
+                let (heap, bound) = (&mut w.heaps[0], &mut w.bounds[0]);
+                for (&row, &h) in w.rows.iter().zip(&w.scratch.ham) {
+                    if h < *bound {
+                        heap.push(h, row);
+                        *bound = heap.bound(row + 1);
+                    }
+                }
+                continue;
+            }
             for (&row, hs) in w.rows.iter().zip(w.scratch.ham.chunks_exact(nq)) {
                 // A bit mask of the queries that may take the row, branch-free (vectorized);
                 // then only those.
@@ -494,17 +504,39 @@ fn scan_binary(scorer: &Scorer<'_>, k: usize) -> Vec<Vec<(u32, usize)>> {
     per_query.into_iter().map(|p| merge_keys(p, k)).collect()
 }
 
+/// Rows re-scored per task of one query's list (a single query's list is split across the
+/// pool; a batch's queries run in parallel already).
+const RESCORE_CHUNK: usize = 1024;
+
 /// Re-scores query `j`'s `list` with the scorer, keeps the best `keep`.
-fn rescore_codes(scorer: &Scorer<'_>, j: usize, list: Vec<Hit>, keep: usize) -> Result<Vec<Hit>> {
+fn rescore_codes(
+    scorer: &Scorer<'_>,
+    j: usize,
+    list: Vec<Hit>,
+    keep: usize,
+    split: bool,
+) -> Result<Vec<Hit>> {
     let mut rows: Vec<usize> = list.into_iter().map(|h| h.row).collect();
     rows.sort_unstable();
-    let mut out = vec![0.0f32; rows.len()];
-    scorer.score(Some(j), &rows, &mut Scratch::default(), &mut out)?;
-    let mut heap = Selection::new(keep);
-    for (&row, &s) in rows.iter().zip(&out) {
-        heap.push(s, row);
-    }
-    Ok(heap.into_sorted())
+    let part = |rows: &[usize]| -> Result<Vec<Hit>> {
+        let mut out = vec![0.0f32; rows.len()];
+        scorer.score(Some(j), rows, &mut Scratch::default(), &mut out)?;
+        let mut heap = Selection::new(keep);
+        for (&row, &s) in rows.iter().zip(&out) {
+            heap.push(s, row);
+        }
+        Ok(heap.into_vec())
+    };
+    let parts: Vec<Vec<Hit>> = if split && rows.len() > RESCORE_CHUNK {
+        pool::install(|| {
+            rows.par_chunks(RESCORE_CHUNK)
+                .map(part)
+                .collect::<Result<_>>()
+        })?
+    } else {
+        vec![part(&rows)?]
+    };
+    Ok(merge(parts, keep))
 }
 
 /// Top-`k` rows of `file`'s `tier` by the score of that precision at width `dim`.
@@ -589,7 +621,12 @@ pub fn funnel(
             let scorer = Scorer::new(&codes, queries, dim, qk)?;
             match lists {
                 None => scan_codes(&scorer, keep)?,
-                Some(lists) => per_query(lists, |j, list| rescore_codes(&scorer, j, list, keep))?,
+                Some(lists) => {
+                    let split = lists.len() == 1;
+                    per_query(lists, |j, list| {
+                        rescore_codes(&scorer, j, list, keep, split)
+                    })?
+                }
             }
         });
     }

@@ -168,7 +168,7 @@ impl KeySelection {
     }
 
     /// Offers a row (its key at most `max_key`).
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, key: u32, row: usize) {
         if self.k == 0 || key > self.cut {
             return;
@@ -193,6 +193,8 @@ impl KeySelection {
 
     /// Drops rows above the cut; if ties at the cut keep the buffer large, keeps exactly the
     /// best `k` by the full order.
+    #[cold]
+    #[inline(never)]
     fn compact(&mut self) {
         let cut = self.cut;
         for &(key, _) in self.buf.iter().filter(|e| e.0 > cut) {

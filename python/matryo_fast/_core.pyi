@@ -9,6 +9,8 @@ import numpy.typing as npt
 __all__ = [
     "BlockedWriter",
     "Corpus",
+    "_popcount_peak",
+    "_read_seconds",
     "__version__",
     "backends",
     "funnel",

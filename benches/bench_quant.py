@@ -83,7 +83,7 @@ def floors(n: int, dim: int, scan1_s: float, scan64_s: float, nq: int) -> list[s
     """The 1-bit scan against its floors: bandwidth at batch 1, popcount peak at batch 64."""
     words = -(-dim // 64)
     nbytes = n * (-(-dim // 8))
-    read_s = mf._core._read_seconds(nbytes)
+    read_s = mf._core._read_seconds(nbytes, 25)
     peak = mf._core._popcount_peak(nq, words)
     rate64 = n * nq * words / scan64_s
     return [

@@ -440,7 +440,10 @@ fn scan_binary(scorer: &Scorer<'_>, k: usize) -> Vec<Vec<(u32, usize)>> {
         return vec![Vec::new(); nq];
     }
     let threads = pool::current_threads();
-    let chunk = n.div_ceil(threads * 4).max(MIN_CHUNK_ROWS);
+    // Every selection fills up before its cut bites, and a batch holds one per query: a batch
+    // takes one chunk per thread, so that fewer selections fill up.
+    let parts = if nq > 1 { threads } else { threads * 4 };
+    let chunk = n.div_ceil(parts).max(MIN_CHUNK_ROWS);
     let starts: Vec<usize> = (0..n).step_by(chunk).collect();
     let max_key = u32::try_from(scorer.dim).unwrap_or(u32::MAX);
     let new = || BinWorker {

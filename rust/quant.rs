@@ -473,8 +473,16 @@ fn scan_binary(scorer: &Scorer<'_>, k: usize) -> Vec<Vec<(u32, usize)>> {
                 continue;
             }
             for (&row, hs) in w.rows.iter().zip(w.scratch.ham.chunks_exact(nq)) {
-                // A bit mask of the queries that may take the row, branch-free (vectorized);
-                // then only those.
+                // Whether any query may take the row, branch-free (vectorized); most rows
+                // fail it once the cuts have dropped.
+                let any = hs
+                    .iter()
+                    .zip(&w.bounds)
+                    .fold(false, |a, (h, b)| a | (h < b));
+                if !any {
+                    continue;
+                }
+                // A bit mask of the queries that may take it; then only those.
                 for (g, (hs, bounds)) in hs.chunks(64).zip(w.bounds.chunks_mut(64)).enumerate() {
                     let mut mask = hs
                         .iter()

@@ -225,7 +225,12 @@ unsafe fn hamming_generic(
     let words = bit_words(segs);
     if nq == 1 {
         // One query: each row word straight from the file, the sum in a register.
-        for (o, &row) in out.iter_mut().zip(rows) {
+        for (i, (o, &row)) in out.iter_mut().zip(rows).enumerate() {
+            if let Some(&ahead) = rows.get(i + PREFETCH_ROWS) {
+                for s in segs {
+                    prefetch(s.base.wrapping_add(ahead * s.stride));
+                }
+            }
             let mut h = 0;
             // SAFETY: forwarded contract.
             unsafe { for_each_word(segs, row, |w, x| h += (x ^ qt[w]).count_ones()) };
@@ -330,29 +335,33 @@ pub(crate) unsafe fn dequantize(
     }
 }
 
-/// Rows ahead of the one being scored whose codes a gather asks the memory system for (a
-/// shortlist's rows are scattered, so the hardware prefetcher cannot guess them).
+/// Rows ahead of the one being scored whose codes a kernel asks the memory system for (a
+/// shortlist's rows are scattered, so the hardware prefetcher cannot guess them; in a scan it
+/// helps too, measured).
 const PREFETCH_ROWS: usize = 8;
 
-/// Hints the cache lines of row `row`'s codes in every segment into the cache (no effect on
-/// results; a no-op off x86-64).
+/// Hints the cache line at `p` into the cache (no effect on results; a no-op off x86-64).
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    // SAFETY: a prefetch is a hint that never faults and reads nothing into the program.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Hints the cache lines of row `row`'s codes in every segment into the cache.
 #[inline(always)]
 fn prefetch_row(segs: &[CodeSeg], row: usize) {
-    #[cfg(target_arch = "x86_64")]
     for s in segs {
         let p = s.base.wrapping_add(row * s.stride);
         for off in (0..s.width).step_by(64) {
-            // SAFETY: a prefetch is a hint that never faults and reads nothing into the
-            // program; the address is computed without dereferencing (wrapping_add).
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    p.wrapping_add(off).cast::<i8>(),
-                );
-            }
+            // The address is computed without dereferencing (wrapping_add).
+            prefetch(p.wrapping_add(off));
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (segs, row);
 }
 
 /// What the int8 kernel reads: the prefix's code segments and de-quantization, the queries,

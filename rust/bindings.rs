@@ -375,6 +375,22 @@ fn py_set_backend(name: Option<&str>) -> PyResult<()> {
     Ok(kernels::force(backend)?)
 }
 
+/// Query-word popcounts per second of the Hamming kernel on cache-resident rows, on every
+/// thread (a benchmark's compute floor for the 1-bit scan).
+#[pyfunction]
+#[pyo3(name = "_popcount_peak", signature = (nq, words, rounds=5))]
+fn py_popcount_peak(py: Python<'_>, nq: usize, words: usize, rounds: usize) -> PyResult<f64> {
+    Ok(py.detach(|| crate::probe::popcount_peak(nq, words, rounds))?)
+}
+
+/// Seconds to read `nbytes` bytes once from memory, on every thread (a benchmark's
+/// bandwidth floor).
+#[pyfunction]
+#[pyo3(name = "_read_seconds", signature = (nbytes, rounds=5))]
+fn py_read_seconds(py: Python<'_>, nbytes: usize, rounds: usize) -> f64 {
+    py.detach(|| crate::probe::read_seconds(nbytes, rounds))
+}
+
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -385,5 +401,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_score_rows, m)?)?;
     m.add_function(wrap_pyfunction!(py_backends, m)?)?;
     m.add_function(wrap_pyfunction!(py_set_backend, m)?)?;
+    m.add_function(wrap_pyfunction!(py_popcount_peak, m)?)?;
+    m.add_function(wrap_pyfunction!(py_read_seconds, m)?)?;
     Ok(())
 }

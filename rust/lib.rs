@@ -68,6 +68,7 @@ pub mod funnel;
 pub mod kernels;
 pub mod layout;
 pub mod pool;
+pub mod probe;
 pub mod quant;
 pub mod search;
 pub mod selection;

@@ -21,11 +21,13 @@ use rayon::prelude::*;
 use crate::blocked::{Int8Params, Tier};
 use crate::error::{Error, Result};
 use crate::funnel::{check_counts, rescore as rescore_f32};
-use crate::kernels::quant::{binary_words, row_words, CodeSeg, Int8Job, Int8Out, QuantKernels};
+use crate::kernels::quant::{
+    bit_words, row_words, BitSeg, CodeSeg, Int8Job, Int8Out, QuantKernels, HAM_ROWS,
+};
 use crate::kernels::Kernels;
 use crate::pool;
 use crate::search::{check_dim, scan, Hits, Queries};
-use crate::selection::{merge, Hit, Selection};
+use crate::selection::{merge, merge_keys, Hit, KeySelection, Selection};
 use crate::store::NpyFile;
 
 /// The error for a precision the file does not hold; it lists the ones it does.
@@ -130,10 +132,14 @@ struct Scorer<'a> {
 
 enum Kind<'a> {
     Binary {
+        /// The prefix's segments, prepared for the kernel.
+        bits: Vec<BitSeg>,
         words: usize,
         /// `nq x words`, and transposed `words x nq` for the batch kernel.
         qw: Vec<u64>,
         qt: Vec<u64>,
+        /// The score of each distance `h` in `0..=dim`.
+        table: Vec<f32>,
     },
     Int8 {
         params: &'a Int8Params,
@@ -166,7 +172,8 @@ impl<'a> Scorer<'a> {
         let nq = queries.len();
         let kind = match tier.tier {
             Tier::Binary => {
-                let words = binary_words(&segs);
+                let bits = BitSeg::of(&segs);
+                let words = bit_words(&bits);
                 let mut qw = vec![0u64; nq * words];
                 queries.normalized(dim)?; // checks NaN/Inf
                 for (j, out) in qw.chunks_exact_mut(words.max(1)).enumerate().take(nq) {
@@ -187,7 +194,7 @@ impl<'a> Scorer<'a> {
                     }
                     // SAFETY: each query segment points at its own ceil(width / 8) packed
                     // bytes in `packed` (alive here), read as row 0 with stride 0.
-                    unsafe { row_words(&qsegs, 0, out) };
+                    unsafe { row_words(&BitSeg::of(&qsegs), 0, out) };
                 }
                 let mut qt = vec![0u64; nq * words];
                 for j in 0..nq {
@@ -195,7 +202,17 @@ impl<'a> Scorer<'a> {
                         qt[w * nq + j] = qw[j * words + w];
                     }
                 }
-                Kind::Binary { words, qw, qt }
+                let d = dim as f64;
+                let table = (0..=dim)
+                    .map(|h| ((d - 2.0 * h as f64) / d) as f32)
+                    .collect();
+                Kind::Binary {
+                    bits,
+                    words,
+                    qw,
+                    qt,
+                    table,
+                }
             }
             _ => {
                 let params = tier.int8.ok_or_else(|| missing_tier(Tier::Int8, &[]))?;
@@ -223,6 +240,29 @@ impl<'a> Scorer<'a> {
         })
     }
 
+    /// Binary tier: the Hamming distances of `rows` to every query (`only = None`; `s.ham`
+    /// is `rows x nq`) or to query `only`.
+    fn hamming(&self, only: Option<usize>, rows: &[usize], s: &mut Scratch) {
+        let Kind::Binary {
+            bits,
+            words,
+            qw,
+            qt,
+            ..
+        } = &self.kind
+        else {
+            unreachable!("hamming of an int8 scorer")
+        };
+        let (q, nq) = match only {
+            Some(j) => (&qw[j * words..(j + 1) * words], 1),
+            None => (&qt[..], self.nq),
+        };
+        s.words.resize(HAM_ROWS * words, 0);
+        s.ham.resize(rows.len() * nq, 0);
+        self.kernels
+            .hamming((bits, self.rows), q, nq, rows, &mut s.words, &mut s.ham);
+    }
+
     /// Scores `rows` against every query (`only = None`; `out` is `rows x nq`) or against
     /// query `only` (`out` is one score per row).
     fn score(
@@ -235,19 +275,10 @@ impl<'a> Scorer<'a> {
         let nq = if only.is_some() { 1 } else { self.nq };
         let m = rows.len();
         match &self.kind {
-            Kind::Binary { words, qw, qt } => {
-                let q = match only {
-                    Some(j) => &qw[j * words..(j + 1) * words],
-                    None => &qt[..],
-                };
-                s.words.resize(*words, 0);
-                s.ham.resize(m * nq, 0);
-                let codes = (&self.segs[..], self.rows);
-                self.kernels
-                    .hamming(codes, q, nq, rows, &mut s.words, &mut s.ham);
-                let d = self.dim as f64;
+            Kind::Binary { table, .. } => {
+                self.hamming(only, rows, s);
                 for (o, &h) in out.iter_mut().zip(&s.ham[..m * nq]) {
-                    *o = ((d - 2.0 * f64::from(h)) / d) as f32;
+                    *o = table[h as usize];
                 }
             }
             Kind::Int8 {
@@ -331,6 +362,19 @@ struct Worker {
 
 /// Top-`k` of every row for every query, by the scorer's scores.
 fn scan_codes(scorer: &Scorer<'_>, k: usize) -> Result<Vec<Vec<Hit>>> {
+    if let Kind::Binary { table, .. } = &scorer.kind {
+        return Ok(scan_binary(scorer, k)
+            .into_iter()
+            .map(|keys| {
+                keys.into_iter()
+                    .map(|(h, row)| Hit {
+                        score: table[h as usize],
+                        row,
+                    })
+                    .collect()
+            })
+            .collect());
+    }
     let (n, nq) = (scorer.rows, scorer.nq);
     let k = k.min(n);
     if n == 0 || nq == 0 {
@@ -378,17 +422,132 @@ fn scan_codes(scorer: &Scorer<'_>, k: usize) -> Result<Vec<Vec<Hit>>> {
     Ok(per_query.into_iter().map(|p| merge(p, k)).collect())
 }
 
+/// One thread's key selections and buffers of a binary scan.
+struct BinWorker {
+    heaps: Vec<KeySelection>,
+    /// Each query's [`KeySelection::bound`] for the next row (a copy, read for every row).
+    bounds: Vec<u32>,
+    rows: Vec<usize>,
+    scratch: Scratch,
+}
+
+/// Top-`k` of every row for every query of a binary scorer, by Hamming distance (ascending,
+/// then row ascending: the score order, as the score decreases with the distance).
+fn scan_binary(scorer: &Scorer<'_>, k: usize) -> Vec<Vec<(u32, usize)>> {
+    let (n, nq) = (scorer.rows, scorer.nq);
+    let k = k.min(n);
+    if n == 0 || nq == 0 {
+        return vec![Vec::new(); nq];
+    }
+    let threads = pool::current_threads();
+    // Every selection fills up before its cut bites, and a batch holds one per query: a batch
+    // takes one chunk per thread, so that fewer selections fill up.
+    let parts = if nq > 1 { threads } else { threads * 4 };
+    let chunk = n.div_ceil(parts).max(MIN_CHUNK_ROWS);
+    let starts: Vec<usize> = (0..n).step_by(chunk).collect();
+    let max_key = u32::try_from(scorer.dim).unwrap_or(u32::MAX);
+    let new = || BinWorker {
+        heaps: (0..nq).map(|_| KeySelection::new(k, max_key)).collect(),
+        bounds: vec![0; nq],
+        rows: Vec::with_capacity(BLOCK_ROWS),
+        scratch: Scratch::default(),
+    };
+    let run = |mut w: BinWorker, &start: &usize| -> BinWorker {
+        let end = (start + chunk).min(n);
+        // Rows ascend within a chunk, but a worker may take chunks in any order.
+        for (b, heap) in w.bounds.iter_mut().zip(&w.heaps) {
+            *b = heap.bound(start);
+        }
+        for b in (start..end).step_by(BLOCK_ROWS) {
+            w.rows.clear();
+            w.rows.extend(b..(b + BLOCK_ROWS).min(end));
+            scorer.hamming(None, &w.rows, &mut w.scratch);
+            if nq == 1 {
+                let (heap, bound) = (&mut w.heaps[0], &mut w.bounds[0]);
+                for (&row, &h) in w.rows.iter().zip(&w.scratch.ham) {
+                    if h < *bound {
+                        heap.push(h, row);
+                        *bound = heap.bound(row + 1);
+                    }
+                }
+                continue;
+            }
+            for (&row, hs) in w.rows.iter().zip(w.scratch.ham.chunks_exact(nq)) {
+                // Whether any query may take the row, branch-free (vectorized); most rows
+                // fail it once the cuts have dropped.
+                let any = hs
+                    .iter()
+                    .zip(&w.bounds)
+                    .fold(false, |a, (h, b)| a | (h < b));
+                if !any {
+                    continue;
+                }
+                // A bit mask of the queries that may take it; then only those.
+                for (g, (hs, bounds)) in hs.chunks(64).zip(w.bounds.chunks_mut(64)).enumerate() {
+                    let mut mask = hs
+                        .iter()
+                        .zip(bounds.iter())
+                        .enumerate()
+                        .fold(0u64, |m, (j, (h, b))| m | (u64::from(h < b) << j));
+                    while mask != 0 {
+                        let j = mask.trailing_zeros() as usize;
+                        mask &= mask - 1;
+                        let heap = &mut w.heaps[g * 64 + j];
+                        heap.push(hs[j], row);
+                        bounds[j] = heap.bound(row + 1);
+                    }
+                }
+            }
+        }
+        w
+    };
+    let workers: Vec<BinWorker> = if starts.len() == 1 {
+        vec![starts.iter().fold(new(), run)]
+    } else {
+        pool::install(|| starts.par_iter().fold(new, run).collect())
+    };
+    let mut per_query: Vec<Vec<Vec<(u32, usize)>>> = vec![Vec::new(); nq];
+    for w in workers {
+        for (j, heap) in w.heaps.into_iter().enumerate() {
+            per_query[j].push(heap.into_vec());
+        }
+    }
+    per_query.into_iter().map(|p| merge_keys(p, k)).collect()
+}
+
+/// Rows re-scored per task of one query's list (a single query's list is split across the
+/// pool; a batch's queries run in parallel already).
+const RESCORE_CHUNK: usize = 1024;
+
 /// Re-scores query `j`'s `list` with the scorer, keeps the best `keep`.
-fn rescore_codes(scorer: &Scorer<'_>, j: usize, list: Vec<Hit>, keep: usize) -> Result<Vec<Hit>> {
+fn rescore_codes(
+    scorer: &Scorer<'_>,
+    j: usize,
+    list: Vec<Hit>,
+    keep: usize,
+    split: bool,
+) -> Result<Vec<Hit>> {
     let mut rows: Vec<usize> = list.into_iter().map(|h| h.row).collect();
     rows.sort_unstable();
-    let mut out = vec![0.0f32; rows.len()];
-    scorer.score(Some(j), &rows, &mut Scratch::default(), &mut out)?;
-    let mut heap = Selection::new(keep);
-    for (&row, &s) in rows.iter().zip(&out) {
-        heap.push(s, row);
-    }
-    Ok(heap.into_sorted())
+    let part = |rows: &[usize]| -> Result<Vec<Hit>> {
+        let mut out = vec![0.0f32; rows.len()];
+        scorer.score(Some(j), rows, &mut Scratch::default(), &mut out)?;
+        let mut heap = Selection::new(keep);
+        for (&row, &s) in rows.iter().zip(&out) {
+            heap.push(s, row);
+        }
+        Ok(heap.into_vec())
+    };
+    let parts: Vec<Vec<Hit>> = if split && rows.len() > RESCORE_CHUNK {
+        pool::install(|| {
+            rows.par_chunks(RESCORE_CHUNK)
+                .map(part)
+                .collect::<Result<_>>()
+        })?
+    } else {
+        vec![part(&rows)?]
+    };
+    Ok(merge(parts, keep))
 }
 
 /// Top-`k` rows of `file`'s `tier` by the score of that precision at width `dim`.
@@ -473,7 +632,12 @@ pub fn funnel(
             let scorer = Scorer::new(&codes, queries, dim, qk)?;
             match lists {
                 None => scan_codes(&scorer, keep)?,
-                Some(lists) => per_query(lists, |j, list| rescore_codes(&scorer, j, list, keep))?,
+                Some(lists) => {
+                    let split = lists.len() == 1;
+                    per_query(lists, |j, list| {
+                        rescore_codes(&scorer, j, list, keep, split)
+                    })?
+                }
             }
         });
     }

@@ -121,6 +121,120 @@ impl Selection {
     }
 }
 
+/// The best `k` rows by a small integer key (`0..=max_key`), smallest key first, then row
+/// ascending: one query's running selection over Hamming distances, whose score decreases
+/// with the distance. A histogram of the keys taken keeps the cut (the smallest key with `k`
+/// rows at or below it) exact after every push, so the bar drops as soon as it can, not at
+/// the next compaction. Rows may be pushed in any order; rows pushed in ascending order that
+/// tie with the cut are refused at once.
+#[derive(Clone, Debug)]
+pub struct KeySelection {
+    k: usize,
+    /// Rows taken (still in `buf`) per key.
+    hist: Vec<u32>,
+    /// The cut: with `taken >= k`, no key above it can enter.
+    cut: u32,
+    /// Rows in `buf` with keys at or below the cut.
+    taken: usize,
+    /// The largest row pushed.
+    hi: usize,
+    buf: Vec<(u32, usize)>,
+}
+
+impl KeySelection {
+    /// An empty selection of at most `k` rows with keys in `0..=max_key`.
+    pub fn new(k: usize, max_key: u32) -> KeySelection {
+        KeySelection {
+            k,
+            hist: vec![0; max_key as usize + 1],
+            cut: max_key,
+            taken: 0,
+            hi: 0,
+            buf: Vec::with_capacity(k.saturating_mul(2).min(4096)),
+        }
+    }
+
+    /// A bound for rows numbered `next_row` or more: such a row can enter only if its key is
+    /// below this (a superset test, cheap to vectorize; [`KeySelection::push`] decides).
+    #[inline]
+    pub fn bound(&self, next_row: usize) -> u32 {
+        if self.k == 0 {
+            0
+        } else if self.taken >= self.k && self.hi < next_row {
+            self.cut
+        } else {
+            self.cut.saturating_add(1)
+        }
+    }
+
+    /// Offers a row (its key at most `max_key`).
+    #[inline(always)]
+    pub fn push(&mut self, key: u32, row: usize) {
+        if self.k == 0 || key > self.cut {
+            return;
+        }
+        let full = self.taken >= self.k;
+        if full && key == self.cut && row > self.hi {
+            // At least k rows rank before it: keys at or below the cut, rows below.
+            return;
+        }
+        self.buf.push((key, row));
+        self.hist[key as usize] += 1;
+        self.taken += 1;
+        self.hi = self.hi.max(row);
+        while self.cut > 0 && self.taken - self.hist[self.cut as usize] as usize >= self.k {
+            self.taken -= self.hist[self.cut as usize] as usize;
+            self.cut -= 1;
+        }
+        if self.buf.len() >= 2 * self.k {
+            self.compact();
+        }
+    }
+
+    /// Drops rows above the cut; if ties at the cut keep the buffer large, keeps exactly the
+    /// best `k` by the full order.
+    #[cold]
+    #[inline(never)]
+    fn compact(&mut self) {
+        let cut = self.cut;
+        for &(key, _) in self.buf.iter().filter(|e| e.0 > cut) {
+            self.hist[key as usize] -= 1;
+        }
+        self.buf.retain(|e| e.0 <= cut);
+        if self.buf.len() >= 2 * self.k {
+            self.buf.select_nth_unstable(self.k - 1);
+            for &(key, _) in &self.buf[self.k..] {
+                self.hist[key as usize] -= 1;
+            }
+            self.buf.truncate(self.k);
+            self.taken = self.k;
+        }
+    }
+
+    /// The kept rows, unordered.
+    pub fn into_vec(mut self) -> Vec<(u32, usize)> {
+        if self.buf.len() > self.k && self.k > 0 {
+            self.buf.select_nth_unstable(self.k - 1);
+        }
+        self.buf.truncate(self.k);
+        self.buf
+    }
+}
+
+/// The best `k` of several partial key selections, best first.
+pub fn merge_keys(
+    parts: impl IntoIterator<Item = Vec<(u32, usize)>>,
+    k: usize,
+) -> Vec<(u32, usize)> {
+    let mut all: Vec<(u32, usize)> = parts.into_iter().flatten().collect();
+    if all.len() > k && k > 0 {
+        all.select_nth_unstable(k - 1);
+    }
+    all.truncate(k);
+    all.sort_unstable();
+    all
+}
+
 /// The best `k` of several partial selections, best first.
 pub fn merge(parts: impl IntoIterator<Item = Vec<Hit>>, k: usize) -> Vec<Hit> {
     let mut all: Vec<Hit> = parts.into_iter().flatten().collect();
@@ -156,6 +270,39 @@ mod tests {
                 t.into_vec()
             }).collect();
             prop_assert_eq!(merge(parts, k), want);
+        }
+
+        #[test]
+        fn key_selection_equals_full_sort(keys in proptest::collection::vec(0u32..6, 0..200), k in 0usize..50, rot in 0usize..200) {
+            // Few distinct keys, so ties are frequent; rows pushed out of order.
+            let n = keys.len();
+            let order: Vec<usize> = (0..n).map(|i| (i + rot) % n.max(1)).collect();
+            let mut want: Vec<(u32, usize)> = keys.iter().copied().zip(0..n).collect();
+            want.sort_unstable();
+            want.truncate(k);
+            let mut s = KeySelection::new(k, 5);
+            for &r in &order { s.push(keys[r], r); }
+            prop_assert_eq!(merge_keys([s.into_vec()], k), want.clone());
+            let parts: Vec<Vec<(u32, usize)>> = order.chunks(7).map(|c| {
+                let mut t = KeySelection::new(k, 5);
+                for &r in c { t.push(keys[r], r); }
+                t.into_vec()
+            }).collect();
+            prop_assert_eq!(merge_keys(parts, k), want.clone());
+            // As a scan: ascending chunks taken in reverse order, each row tested against the
+            // bound first (refreshed at each chunk's start and after each push).
+            let rows: Vec<usize> = (0..n).collect();
+            let mut t = KeySelection::new(k, 5);
+            for c in rows.chunks(7).rev() {
+                let mut bound = t.bound(c[0]);
+                for &r in c {
+                    if keys[r] < bound {
+                        t.push(keys[r], r);
+                        bound = t.bound(r + 1);
+                    }
+                }
+            }
+            prop_assert_eq!(merge_keys([t.into_vec()], k), want);
         }
     }
 }

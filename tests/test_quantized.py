@@ -172,6 +172,31 @@ def test_binary_matches_oracle_exactly(case: tuple[Any, ...], backend: str, tmp_
     np.testing.assert_array_equal(res.scores, want_s.astype(np.float32))
 
 
+def test_binary_scan_parallel_batches_and_ties(backend: str, tmp_path: Path) -> None:
+    # Rows enough for the parallel scan (chunks taken in any order), more than 64 queries (the
+    # scan's filter works on groups of 64), few distinct rows (ties everywhere).
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((40, 96)).astype(np.float32)
+    x = base[rng.integers(0, 40, 30_000)]
+    q = rng.standard_normal((70, 96)).astype(np.float32)
+    path = mf.save_prefix_blocked(tmp_path / "p.mfb", x, tiers=("binary", "int8"), split_at=(64,))
+    corpus = mf.open_corpus(path)
+    for dim, k in ((64, 1), (96, 50), (70, 2500)):
+        for batch in (q, q[:5], q[3]):
+            res = mf.topk(batch, corpus, dim=dim, k=k, precision="binary")
+            want_s, want_i = ref.quantized_topk_reference(batch, x, dim, k, "binary")
+            np.testing.assert_array_equal(res.indices, want_i)
+            np.testing.assert_array_equal(res.scores, want_s.astype(np.float32))
+    # One query's long int8 shortlist is re-scored in parts across the pool: the oracle cascade.
+    ranges = corpus.int8_ranges
+    assert ranges is not None
+    f = mf.funnel(q[0], corpus, k=10, dims=(64, 96), candidates=(3000,), precisions=("binary", "int8"))
+    short = ref.quantized_topk_reference(q[0], x, 64, 3000, "binary")[1]
+    s = ref.int8_cosine(q[0], x[short], 96, ranges)[0]
+    np.testing.assert_array_equal(f.indices, short[np.lexsort((short, -s))][:10])
+    np.testing.assert_allclose(f.scores, np.sort(s)[::-1][:10], atol=1e-5)
+
+
 @given(case=quant_cases())
 def test_int8_matches_oracle(case: tuple[Any, ...], backend: str, tmp_path: Path) -> None:
     x, q, dim, k, block = case

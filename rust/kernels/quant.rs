@@ -40,79 +40,235 @@ unsafe impl Send for CodeSeg {}
 // SAFETY: as above, read-only.
 unsafe impl Sync for CodeSeg {}
 
-/// Words of a binary prefix: each segment's bits in whole `u64` words (big-endian byte order
-/// within a word does not matter for a popcount of an XOR, as long as query and row agree).
-pub(crate) fn binary_words(segs: &[CodeSeg]) -> usize {
-    segs.iter().map(|s| s.width.div_ceil(64)).sum()
+/// A segment of a binary prefix, prepared once per scan: its whole 64-bit words and its last,
+/// partial word with the mask of its bits (built here, never per row).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BitSeg {
+    base: *const u8,
+    stride: usize,
+    /// Whole words of the segment's prefix (`width / 64`).
+    full: usize,
+    /// Bytes of the partial last word (0: none).
+    tail_bytes: usize,
+    /// The bits of the partial last word kept (packbits order: whole bytes, then the top
+    /// bits of the last byte), as the little-endian word reads them.
+    mask: u64,
+    /// Whether 8 bytes can be read at the partial word without leaving the row's stride.
+    wide_tail: bool,
 }
 
-/// Row `row`'s prefix bits as words (segment by segment, the bits beyond each segment's
-/// width zeroed).
+// SAFETY: as `CodeSeg`: a read-only view into memory its owner keeps alive.
+unsafe impl Send for BitSeg {}
+// SAFETY: as above, read-only.
+unsafe impl Sync for BitSeg {}
+
+impl BitSeg {
+    /// The prepared form of each segment of a binary prefix.
+    pub(crate) fn of(segs: &[CodeSeg]) -> Vec<BitSeg> {
+        segs.iter()
+            .map(|s| {
+                let (full, bits) = (s.width / 64, s.width % 64);
+                let mut mask = [0u8; 8];
+                mask[..bits / 8].fill(0xff);
+                if bits % 8 != 0 {
+                    mask[bits / 8] = 0xffu8 << (8 - bits % 8);
+                }
+                BitSeg {
+                    base: s.base,
+                    stride: s.stride,
+                    full,
+                    tail_bytes: bits.div_ceil(8),
+                    mask: u64::from_le_bytes(mask),
+                    wide_tail: s.stride >= 8 * full + 8,
+                }
+            })
+            .collect()
+    }
+
+    /// Words of this segment's prefix.
+    #[inline(always)]
+    fn words(&self) -> usize {
+        self.full + usize::from(self.tail_bytes > 0)
+    }
+}
+
+/// Words of a binary prefix: each segment's bits in whole `u64` words (big-endian byte order
+/// within a word does not matter for a popcount of an XOR, as long as query and row agree).
+pub(crate) fn bit_words(segs: &[BitSeg]) -> usize {
+    segs.iter().map(BitSeg::words).sum()
+}
+
+/// Calls `f(w, word)` for each word `w` of row `row`'s prefix bits (segment by segment, the
+/// bits beyond each segment's width zeroed).
 ///
 /// # Safety
 /// `row` is a row of the tier `segs` came from (each segment's `ceil(width / 8)` bytes at
-/// `base + row * stride` are readable); `out.len() == binary_words(segs)`.
+/// `base + row * stride` are readable).
 #[inline(always)]
-pub(crate) unsafe fn row_words(segs: &[CodeSeg], row: usize, out: &mut [u64]) {
+unsafe fn for_each_word(segs: &[BitSeg], row: usize, mut f: impl FnMut(usize, u64)) {
     let mut at = 0;
     for s in segs {
         // SAFETY: the caller guarantees the row's bytes of this segment are readable.
-        let bytes =
-            unsafe { std::slice::from_raw_parts(s.base.add(row * s.stride), s.width.div_ceil(8)) };
-        let words = s.width.div_ceil(64);
-        let mut chunks = bytes.chunks_exact(8);
-        for w in &mut out[at..at + bytes.len() / 8] {
-            let c = chunks.next().unwrap_or(&[0; 8]);
-            *w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let p = unsafe { s.base.add(row * s.stride) };
+        for w in 0..s.full {
+            // SAFETY: word `w < full` lies inside the row's `ceil(width / 8)` bytes.
+            f(
+                at + w,
+                u64::from_le(unsafe { p.add(8 * w).cast::<u64>().read_unaligned() }),
+            );
         }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut b = [0u8; 8];
-            b[..rest.len()].copy_from_slice(rest);
-            out[at + words - 1] = u64::from_le_bytes(b);
+        at += s.full;
+        if s.tail_bytes > 0 {
+            // SAFETY: `wide_tail` says 8 bytes from here stay inside the row's stride;
+            // otherwise only the row's own `tail_bytes` bytes are read.
+            let word = unsafe {
+                let t = p.add(8 * s.full);
+                if s.wide_tail {
+                    u64::from_le(t.cast::<u64>().read_unaligned())
+                } else {
+                    let mut b = [0u8; 8];
+                    std::ptr::copy_nonoverlapping(t, b.as_mut_ptr(), s.tail_bytes);
+                    u64::from_le_bytes(b)
+                }
+            };
+            f(at, word & s.mask);
+            at += 1;
         }
-        let bits = s.width % 64;
-        if bits != 0 {
-            // Keep the first `bits` bits in packbits order: whole bytes, then the top bits of
-            // the last byte.
-            let mut mask = [0u8; 8];
-            mask[..bits / 8].fill(0xff);
-            if bits % 8 != 0 {
-                mask[bits / 8] = 0xffu8 << (8 - bits % 8);
+    }
+}
+
+/// Row `row`'s prefix bits as words (see [`for_each_word`]).
+///
+/// # Safety
+/// As [`for_each_word`]; `out.len() == bit_words(segs)`.
+#[inline(always)]
+pub(crate) unsafe fn row_words(segs: &[BitSeg], row: usize, out: &mut [u64]) {
+    // SAFETY: forwarded contract.
+    unsafe { for_each_word(segs, row, |w, x| out[w] = x) }
+}
+
+/// Rows scored together by the Hamming kernel: each query word loaded is used for this many
+/// rows (register blocking, as the float batch kernel does).
+pub(crate) const HAM_ROWS: usize = 4;
+/// Queries per vector group of the Hamming kernel (two AVX2 registers of `u64`, one of
+/// AVX-512).
+const HAM_LANES: usize = 8;
+
+/// Hamming distances of `R` rows (words `xs[r * words..]`) to queries `j0..j0 + HAM_LANES`,
+/// accumulated in `u64` lanes (the vector popcount's width) and written to `out` (`rows x
+/// nq`, the block's first row at 0).
+#[inline(always)]
+fn ham_group<const R: usize>(
+    xs: &[u64],
+    words: usize,
+    qt: &[u64],
+    nq: usize,
+    j0: usize,
+    out: &mut [u32],
+) {
+    let mut acc = [[0u64; HAM_LANES]; R];
+    for w in 0..words {
+        let q: &[u64; HAM_LANES] = qt[w * nq + j0..w * nq + j0 + HAM_LANES]
+            .try_into()
+            .expect("HAM_LANES words");
+        for (r, a) in acc.iter_mut().enumerate() {
+            let x = xs[r * words + w];
+            for l in 0..HAM_LANES {
+                a[l] += u64::from((x ^ q[l]).count_ones());
             }
-            out[at + words - 1] &= u64::from_le_bytes(mask);
         }
-        at += words;
+    }
+    for (r, a) in acc.iter().enumerate() {
+        for (o, &v) in out[r * nq + j0..r * nq + j0 + HAM_LANES].iter_mut().zip(a) {
+            // A distance is at most the prefix width, which fits in u32.
+            *o = v as u32;
+        }
+    }
+}
+
+/// Hamming distances of `R` rows to every query: [`ham_group`] over the queries in groups,
+/// the last `nq % HAM_LANES` one by one.
+#[inline(always)]
+fn ham_rows<const R: usize>(xs: &[u64], words: usize, qt: &[u64], nq: usize, out: &mut [u32]) {
+    let grouped = nq - nq % HAM_LANES;
+    for j0 in (0..grouped).step_by(HAM_LANES) {
+        ham_group::<R>(xs, words, qt, nq, j0, out);
+    }
+    for j in grouped..nq {
+        for r in 0..R {
+            let x = &xs[r * words..(r + 1) * words];
+            out[r * nq + j] = x
+                .iter()
+                .enumerate()
+                .map(|(w, &xw)| (xw ^ qt[w * nq + j]).count_ones())
+                .sum();
+        }
     }
 }
 
 /// Hamming distances: `out[i * nq + j] = sum_w popcount(row_i[w] ^ qt[w * nq + j])`, with
 /// the queries' words transposed (`qt` is `words x nq`) so that the inner loop runs over
-/// queries, in vector lanes.
+/// queries, in vector lanes; [`HAM_ROWS`] rows at a time share each load of a query word.
 ///
 /// # Safety
-/// Every row is a row of the tier; `qt.len() == binary_words(segs) * nq`;
-/// `out.len() >= rows.len() * nq`; `scratch.len() == binary_words(segs)`.
+/// Every row is a row of the tier; `qt.len() == bit_words(segs) * nq`;
+/// `out.len() >= rows.len() * nq`; `scratch.len() == HAM_ROWS * bit_words(segs)`.
 #[inline(always)]
 unsafe fn hamming_generic(
-    segs: &[CodeSeg],
+    segs: &[BitSeg],
     qt: &[u64],
     nq: usize,
     rows: &[usize],
     scratch: &mut [u64],
     out: &mut [u32],
 ) {
-    for (i, &row) in rows.iter().enumerate() {
-        // SAFETY: forwarded contract.
-        unsafe { row_words(segs, row, scratch) };
-        let acc = &mut out[i * nq..(i + 1) * nq];
-        acc.fill(0);
-        for (w, &x) in scratch.iter().enumerate() {
-            let q = &qt[w * nq..(w + 1) * nq];
-            for (a, &qw) in acc.iter_mut().zip(q) {
-                *a += (x ^ qw).count_ones();
+    let words = bit_words(segs);
+    if nq == 1 {
+        // One query: each row word straight from the file, the sum in a register.
+        for (i, (o, &row)) in out.iter_mut().zip(rows).enumerate() {
+            if let Some(&ahead) = rows.get(i + PREFETCH_ROWS) {
+                for s in segs {
+                    prefetch(s.base.wrapping_add(ahead * s.stride));
+                }
             }
+            let mut h = 0;
+            // SAFETY: forwarded contract.
+            unsafe { for_each_word(segs, row, |w, x| h += (x ^ qt[w]).count_ones()) };
+            *o = h;
         }
+        return;
+    }
+    if nq < HAM_LANES {
+        // Few queries: each row word straight from the file (no gather to amortize).
+        for (o, &row) in out.chunks_exact_mut(nq).zip(rows) {
+            let mut acc = [0u32; HAM_LANES];
+            // SAFETY: forwarded contract.
+            unsafe {
+                for_each_word(segs, row, |w, x| {
+                    for (a, &q) in acc.iter_mut().zip(&qt[w * nq..(w + 1) * nq]) {
+                        *a += (x ^ q).count_ones();
+                    }
+                });
+            }
+            o.copy_from_slice(&acc[..nq]);
+        }
+        return;
+    }
+    let mut blocks = rows.chunks_exact(HAM_ROWS);
+    let mut i = 0;
+    for block in &mut blocks {
+        for (r, &row) in block.iter().enumerate() {
+            // SAFETY: forwarded contract.
+            unsafe { row_words(segs, row, &mut scratch[r * words..(r + 1) * words]) };
+        }
+        ham_rows::<HAM_ROWS>(scratch, words, qt, nq, &mut out[i * nq..]);
+        i += HAM_ROWS;
+    }
+    for &row in blocks.remainder() {
+        // SAFETY: forwarded contract.
+        unsafe { row_words(segs, row, &mut scratch[..words]) };
+        ham_rows::<1>(scratch, words, qt, nq, &mut out[i * nq..]);
+        i += 1;
     }
 }
 
@@ -179,6 +335,35 @@ pub(crate) unsafe fn dequantize(
     }
 }
 
+/// Rows ahead of the one being scored whose codes a kernel asks the memory system for (a
+/// shortlist's rows are scattered, so the hardware prefetcher cannot guess them; in a scan it
+/// helps too, measured).
+const PREFETCH_ROWS: usize = 8;
+
+/// Hints the cache line at `p` into the cache (no effect on results; a no-op off x86-64).
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    // SAFETY: a prefetch is a hint that never faults and reads nothing into the program.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Hints the cache lines of row `row`'s codes in every segment into the cache.
+#[inline(always)]
+fn prefetch_row(segs: &[CodeSeg], row: usize) {
+    for s in segs {
+        let p = s.base.wrapping_add(row * s.stride);
+        for off in (0..s.width).step_by(64) {
+            // The address is computed without dereferencing (wrapping_add).
+            prefetch(p.wrapping_add(off));
+        }
+    }
+}
+
 /// What the int8 kernel reads: the prefix's code segments and de-quantization, the queries,
 /// and the rows to score.
 #[derive(Clone, Copy)]
@@ -218,6 +403,9 @@ unsafe fn int8_generic<const FUSED: bool>(job: Int8Job<'_>, out: Int8Out<'_>) {
     let dim = out.v.len();
     let nq = job.nq;
     for (i, &row) in job.rows.iter().enumerate() {
+        if let Some(&ahead) = job.rows.get(i + PREFETCH_ROWS) {
+            prefetch_row(job.segs, ahead);
+        }
         // SAFETY: forwarded contract.
         unsafe { dequantize(job.segs, job.start, job.step, row, out.v) };
         for (o, q) in out.dots[i * nq..(i + 1) * nq]
@@ -233,7 +421,7 @@ unsafe fn int8_generic<const FUSED: bool>(job: Int8Job<'_>, out: Int8Out<'_>) {
     }
 }
 
-type HammingFn = unsafe fn(&[CodeSeg], &[u64], usize, &[usize], &mut [u64], &mut [u32]);
+type HammingFn = unsafe fn(&[BitSeg], &[u64], usize, &[usize], &mut [u64], &mut [u32]);
 type Int8Fn = unsafe fn(Int8Job<'_>, Int8Out<'_>);
 
 macro_rules! wrappers {
@@ -247,7 +435,7 @@ macro_rules! wrappers {
             /// As the generic function; the CPU must support the features.
             $(#[target_feature(enable = $features)])?
             pub(crate) unsafe fn hamming(
-                segs: &[CodeSeg],
+                segs: &[BitSeg],
                 qt: &[u64],
                 nq: usize,
                 rows: &[usize],
@@ -332,7 +520,7 @@ impl QuantKernels {
     /// `qt` (transposed words); see [`hamming_generic`].
     pub(crate) fn hamming(
         &self,
-        codes: (&[CodeSeg], usize),
+        codes: (&[BitSeg], usize),
         qt: &[u64],
         nq: usize,
         rows: &[usize],
@@ -340,9 +528,13 @@ impl QuantKernels {
         out: &mut [u32],
     ) {
         let (segs, nrows) = codes;
-        let words = binary_words(segs);
+        let words = bit_words(segs);
         assert!(rows.iter().all(|&r| r < nrows), "row out of range");
-        assert!(qt.len() == words * nq && scratch.len() == words && out.len() >= rows.len() * nq);
+        assert!(
+            qt.len() == words * nq
+                && scratch.len() == HAM_ROWS * words
+                && out.len() >= rows.len() * nq
+        );
         // SAFETY: rows are in range of the tier (checked), so their bytes are readable (the
         // tier's constructor checked the file's size); the buffers have the lengths the
         // kernel needs (checked); `new` picked a variant this CPU supports.

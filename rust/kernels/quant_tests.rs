@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use super::{binary_words, CodeSeg, Int8Job, Int8Out, QuantKernels};
+use super::{bit_words, BitSeg, CodeSeg, Int8Job, Int8Out, QuantKernels, HAM_ROWS};
 use crate::blocked::pack_bits;
 use crate::kernels::tests::data as values;
 use crate::kernels::{available, Backend};
@@ -69,8 +69,8 @@ fn query_words(
     dim: usize,
 ) -> (Vec<u64>, Vec<u64>) {
     let (bufs, segs) = blocks(q, nq, widths, true);
-    let cs = code_segs(&bufs, &segs, dim);
-    let words = binary_words(&cs);
+    let cs = BitSeg::of(&code_segs(&bufs, &segs, dim));
+    let words = bit_words(&cs);
     let mut qw = vec![0u64; nq * words];
     for j in 0..nq {
         // SAFETY: row j < nq rows of the packed buffers.
@@ -102,9 +102,9 @@ fn hamming_every_backend_equals_bit_by_bit() {
                     let q = values(nq * cols, (cols * 13 + nq) as u64 + 99);
                     let (bufs, segs) = blocks(&x, rows, &widths, true);
                     for dim in [cols, (cols / 2).max(1), (cols * 3 / 4).max(1)] {
-                        let cs = code_segs(&bufs, &segs, dim);
+                        let cs = BitSeg::of(&code_segs(&bufs, &segs, dim));
                         let (_, qt) = query_words(&q, nq, cols, &widths, dim);
-                        let mut scratch = vec![0u64; binary_words(&cs)];
+                        let mut scratch = vec![0u64; HAM_ROWS * bit_words(&cs)];
                         let mut out = vec![0u32; rows * nq];
                         let idx: Vec<usize> = (0..rows).rev().collect();
                         k.hamming((&cs, rows), &qt, nq, &idx, &mut scratch, &mut out);
@@ -240,12 +240,12 @@ proptest! {
         let q = values(nq * cols, seed + 7);
         let (bufs, segs) = blocks(&x, rows, &widths, true);
         let dim = 1 + (seed as usize % cols);
-        let cs = code_segs(&bufs, &segs, dim);
+        let cs = BitSeg::of(&code_segs(&bufs, &segs, dim));
         let (_, qt) = query_words(&q, nq, cols, &widths, dim);
         let idx: Vec<usize> = (0..rows).collect();
         for backend in available() {
             let k = QuantKernels::new(backend);
-            let mut scratch = vec![0u64; binary_words(&cs)];
+            let mut scratch = vec![0u64; HAM_ROWS * bit_words(&cs)];
             let mut out = vec![0u32; rows * nq];
             k.hamming((&cs, rows), &qt, nq, &idx, &mut scratch, &mut out);
             for r in 0..rows {

@@ -122,13 +122,24 @@ fn every_backend_matches_scalar_on_rows_off_line_boundaries() {
                 let m = Matrix::from_slice(&x[skew..skew + rows * cols], rows, cols).unwrap();
                 let q = data(cols, 3);
                 let idx: Vec<usize> = (0..rows).collect();
-                let mut out = [vec![0.0; rows], vec![0.0; rows], vec![0.0; rows], vec![0.0; rows]];
+                let mut out = [
+                    vec![0.0; rows],
+                    vec![0.0; rows],
+                    vec![0.0; rows],
+                    vec![0.0; rows],
+                ];
                 let [d1, n1, d0, n0] = &mut out;
                 kern.dot_norm(&q, &m.prefix(cols), &idx, d1, n1);
                 scalar.dot_norm(&q, &m.prefix(cols), &idx, d0, n0);
                 for i in 0..rows {
-                    assert!(close(d1[i], d0[i], cols as f32), "{backend} skew {skew} dot");
-                    assert!(close(n1[i], n0[i], cols as f32), "{backend} skew {skew} norm");
+                    assert!(
+                        close(d1[i], d0[i], cols as f32),
+                        "{backend} skew {skew} dot"
+                    );
+                    assert!(
+                        close(n1[i], n0[i], cols as f32),
+                        "{backend} skew {skew} norm"
+                    );
                 }
             }
         }

@@ -122,13 +122,24 @@ fn every_backend_matches_scalar_on_rows_off_line_boundaries() {
                 let m = Matrix::from_slice(&x[skew..skew + rows * cols], rows, cols).unwrap();
                 let q = data(cols, 3);
                 let idx: Vec<usize> = (0..rows).collect();
-                let mut out = [vec![0.0; rows], vec![0.0; rows], vec![0.0; rows], vec![0.0; rows]];
+                let mut out = [
+                    vec![0.0; rows],
+                    vec![0.0; rows],
+                    vec![0.0; rows],
+                    vec![0.0; rows],
+                ];
                 let [d1, n1, d0, n0] = &mut out;
                 kern.dot_norm(&q, &m.prefix(cols), &idx, d1, n1);
                 scalar.dot_norm(&q, &m.prefix(cols), &idx, d0, n0);
                 for i in 0..rows {
-                    assert!(close(d1[i], d0[i], cols as f32), "{backend} skew {skew} dot");
-                    assert!(close(n1[i], n0[i], cols as f32), "{backend} skew {skew} norm");
+                    assert!(
+                        close(d1[i], d0[i], cols as f32),
+                        "{backend} skew {skew} dot"
+                    );
+                    assert!(
+                        close(n1[i], n0[i], cols as f32),
+                        "{backend} skew {skew} norm"
+                    );
                 }
             }
         }
@@ -644,6 +655,51 @@ fn segment_by_segment_walk_equals_row_by_row_bitwise() {
             }
             // A batch over the runs (copied into whole chunks) agrees too.
             let qs = data(20 * dim, 10);
+            check_batch_dots(&kern, &p, &dense, &qs, 20);
+        }
+    }
+}
+
+#[test]
+fn long_adjacent_rows_read_one_by_one_equal_tiles_bitwise() {
+    // Full-width rows of 256 columns and more, one after another in memory: `dot_norm` reads
+    // them one row at a time (one sequential stream). Rows scattered over the matrix take the
+    // four-row tiles; the values must agree bitwise, with the batch kernel too, and with the
+    // scalar reference within rounding.
+    let scalar = Kernels::new(Backend::Scalar).unwrap();
+    for cols in [256usize, 259, 320] {
+        let rows = 23;
+        let x = data(rows * cols, 500 + cols as u64);
+        let m = Matrix::from_slice(&x, rows, cols).unwrap();
+        let p = m.prefix(cols);
+        let q = data(cols, 11);
+        let dense: Vec<usize> = (0..rows).collect();
+        for backend in available() {
+            let kern = Kernels::new(backend).unwrap();
+            let (mut d, mut n) = (vec![0.0; rows], vec![0.0; rows]);
+            kern.dot_norm(&q, &p, &dense, &mut d, &mut n);
+            let (mut d0, mut n0) = (vec![0.0; rows], vec![0.0; rows]);
+            scalar.dot_norm(&q, &p, &dense, &mut d0, &mut n0);
+            for i in 0..rows {
+                // Rows far apart (not dense): the tiled pass, one row at a time.
+                let far = [i, (i + rows / 2) % rows, (i + 3) % rows, (i + 17) % rows];
+                let (mut d1, mut n1) = ([0.0; 4], [0.0; 4]);
+                kern.dot_norm(&q, &p, &far, &mut d1, &mut n1);
+                assert_eq!(
+                    (d[i], n[i]),
+                    (d1[0], n1[0]),
+                    "{backend} cols {cols} row {i}"
+                );
+                assert!(
+                    close(d[i], d0[i], cols as f32),
+                    "{backend} cols {cols} row {i} vs scalar"
+                );
+                assert!(
+                    close(n[i], n0[i], cols as f32),
+                    "{backend} cols {cols} row {i} norm"
+                );
+            }
+            let qs = data(20 * cols, 12);
             check_batch_dots(&kern, &p, &dense, &qs, 20);
         }
     }

@@ -132,14 +132,8 @@ fn every_backend_matches_scalar_on_rows_off_line_boundaries() {
                 kern.dot_norm(&q, &m.prefix(cols), &idx, d1, n1);
                 scalar.dot_norm(&q, &m.prefix(cols), &idx, d0, n0);
                 for i in 0..rows {
-                    assert!(
-                        close(d1[i], d0[i], cols as f32),
-                        "{backend} skew {skew} dot"
-                    );
-                    assert!(
-                        close(n1[i], n0[i], cols as f32),
-                        "{backend} skew {skew} norm"
-                    );
+                    let what = format!("{backend} skew {skew}");
+                    assert_close_pair((d1[i], n1[i]), (d0[i], n0[i]), cols, &what);
                 }
             }
         }
@@ -690,14 +684,8 @@ fn long_adjacent_rows_read_one_by_one_equal_tiles_bitwise() {
                     (d1[0], n1[0]),
                     "{backend} cols {cols} row {i}"
                 );
-                assert!(
-                    close(d[i], d0[i], cols as f32),
-                    "{backend} cols {cols} row {i} vs scalar"
-                );
-                assert!(
-                    close(n[i], n0[i], cols as f32),
-                    "{backend} cols {cols} row {i} norm"
-                );
+                let what = format!("{backend} cols {cols} row {i}");
+                assert_close_pair((d[i], n[i]), (d0[i], n0[i]), cols, &what);
             }
             let qs = data(20 * cols, 12);
             check_batch_dots(&kern, &p, &dense, &qs, 20);

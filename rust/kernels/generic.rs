@@ -617,10 +617,10 @@ unsafe fn batch_tile<S: Simd, const R: usize, const H: usize, const C: usize>(
 #[inline(always)]
 pub(crate) unsafe fn batch_dots<S: Simd>(b: RawBatch<'_>) {
     // SAFETY: forwarded contract. Each chunk count gets its own loop nest: one shared with the
-    // general case ran the 64-dim tile 4% slower on AVX2 (8 chunks, measured); with AVX-512,
-    // 64 dims are 4 chunks, and their own loop nest raised the kernel's rate at 64 dims from
-    // 0.70-0.78 to 0.76-0.89 of its rate at 256 dims (`make bench-kernel`, alternated runs on
-    // a busy 2-core EPYC).
+    // general case ran the 64-dim tile 4% slower on AVX2 (8 chunks, measured). With AVX-512,
+    // 64 dims are 4 chunks: in a loop nest of their own the kernel ran at 0.76-0.89 of its
+    // 256-dim rate, shared with the general case at 0.70-0.78 (`make bench-kernel`, the two
+    // builds alternated on a busy 2-core EPYC).
     unsafe {
         match b.chunks {
             4 => batch_rows::<S, 4>(b),

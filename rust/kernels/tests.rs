@@ -32,6 +32,22 @@ fn close(a: f32, b: f32, scale: f32) -> bool {
     (a - b).abs() <= 1e-5 * scale.max(1.0)
 }
 
+/// A (dot, squared norm) pair within rounding of the scalar reference's.
+fn assert_close_pair(got: (f32, f32), want: (f32, f32), dim: usize, what: &str) {
+    assert!(
+        close(got.0, want.0, dim as f32),
+        "{what} dot: {} vs {}",
+        got.0,
+        want.0
+    );
+    assert!(
+        close(got.1, want.1, dim as f32),
+        "{what} norm: {} vs {}",
+        got.1,
+        want.1
+    );
+}
+
 #[test]
 #[cfg(matryo_fast_no_simd)]
 fn no_simd_build_has_scalar_only() {

@@ -271,11 +271,10 @@ def make_usearch(ctx: Ctx) -> Run:
 
 def _cdist_run(cdist: Any, x: np.ndarray, metric: str, ctx: Ctx, normalize: bool) -> Run:
     # numkong/simsimd cdist: one SIMD kernel call per (query, row) pair on ctx.threads threads,
-    # float32 out; the top k are taken from the N distances with numpy (as their users do).
-    # Pairwise kernels with no GEMM blocking: a 64-query batch takes minutes on 1M rows (27 s
-    # at 200k x 128 dims), so they are timed on single queries only.
-    if ctx.batch > 1:
-        raise NotAvailable("pairwise cdist (no GEMM blocking): timed at batch 1 only")
+    # float32 out (a B x N matrix); the top k are taken from it with numpy (as their users do).
+    # Batches run too, unless one call would take over CDIST_BATCH_LIMIT_S: these are pairwise
+    # kernels with no GEMM blocking (a batch costs about B single queries), and numkong on the
+    # strided prefix view is far slower than on a contiguous copy.
     dim, k, threads = ctx.dim, ctx.k, ctx.threads
 
     def run(q: np.ndarray) -> tuple[np.ndarray, Any]:
@@ -285,7 +284,24 @@ def _cdist_run(cdist: Any, x: np.ndarray, metric: str, ctx: Ctx, normalize: bool
         d = np.asarray(cdist(qd, x, metric=metric, threads=threads, out_dtype="float32"))
         return h.topk_from_scores(-d if metric == "angular" else d, k)
 
+    if ctx.batch > 1:
+        # Estimated from one query, then from two (a batch may take another path: numkong's
+        # 64 queries on the strided view took 3x 64 single queries).
+        for b in (1, 2):
+            qs = np.ascontiguousarray(h.make_queries(ctx.corpus, b, 0)[0])
+            t0 = time.perf_counter()
+            run(qs)
+            est = (time.perf_counter() - t0) * ctx.batch / b
+            if est > CDIST_BATCH_LIMIT_S:
+                raise NotAvailable(
+                    f"a {ctx.batch}-query cdist call would take ~{est:.0f} s ({ctx.batch} / {b} x "
+                    f"a {b}-query call); not timed (limit {CDIST_BATCH_LIMIT_S:g} s)"
+                )
     return run
+
+
+#: A pairwise cdist batch estimated to take longer than this per call is not timed.
+CDIST_BATCH_LIMIT_S = 20.0
 
 
 def make_numkong_memmap(ctx: Ctx) -> Run:
@@ -300,6 +316,9 @@ def make_numkong_memmap(ctx: Ctx) -> Run:
 
 def make_simsimd_prepared(ctx: Ctx) -> Run:
     # simsimd.cdist(metric="inner") on the normalized prefix copy: dot products only.
+    if "simsimd" not in sys.modules and "usearch.compiled" in sys.modules:
+        # See main(): a simsimd loaded after usearch binds numkong's functions and fails.
+        raise NotAvailable("simsimd must be imported before usearch (symbol clash with numkong)")
     try:
         import simsimd
     except ImportError as e:
@@ -658,7 +677,7 @@ def open_variants(mf: Any, path: Path, x: np.ndarray, names: set[str]) -> tuple[
         mfb = Path(path).with_suffix(".mfb")
         if not mfb.exists():
             print(f"writing {mfb} ...", flush=True)
-            mf.files.save_prefix_blocked(mfb, x, block=64)
+            mf.save_prefix_blocked(mfb, x, block=64)
         blocked = mf.open_corpus(mfb)
     if "mf_in_ram" in names:
         try:
@@ -687,7 +706,11 @@ def main(argv: list[str] | None = None) -> int:
             f"WARNING: matryo_fast is not importable ({e}); the first method that runs is the baseline",
             file=sys.stderr,
         )
-    for mod in ("torch", "faiss", "usearch.index", "numkong", "simsimd"):
+    # simsimd before usearch: usearch loads numkong's extension with RTLD_GLOBAL, and numkong
+    # exports functions under the same names as simsimd's own (parse_tensor, same_string), so
+    # a simsimd loaded after it binds to numkong's and rejects every input ("Input tensors must
+    # have matching datatypes"). Loaded first (Python dlopens with RTLD_NOW), it binds its own.
+    for mod in ("simsimd", "torch", "faiss", "usearch.index", "numkong"):
         try:
             __import__(mod)
         except ImportError:

@@ -36,6 +36,13 @@ impl Segment {
         }
     }
 
+    /// Whether each row's run follows the previous row's with no gap (a full-width scan of a
+    /// row-major matrix, or a block of the prefix-blocked layout).
+    #[inline(always)]
+    pub(crate) fn rows_adjacent(&self) -> bool {
+        self.stride == self.width as isize
+    }
+
     /// Pointer to row `row`'s run.
     ///
     /// # Safety

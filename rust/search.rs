@@ -344,9 +344,18 @@ fn run_workers<'a>(
     // Several chunks per thread balance the load. Chunks that run one after another on a thread
     // share that thread's selections (rayon's fold), so a large k pays its cold start (every
     // row passes while a selection is not yet full) about once per thread, not once per chunk.
-    let chunk = count.div_ceil(threads * 4).max(MIN_CHUNK_ROWS);
+    // Below `threads * 4` chunks of MIN_CHUNK_ROWS, the chunks are a whole number of rounds
+    // of the threads (10,000 rows on 2 threads: two chunks of 5,000, not 4,096 + 4,096 +
+    // 1,808, which left one thread the last chunk alone).
+    let pieces = (count / MIN_CHUNK_ROWS).clamp(1, threads * 4);
+    let pieces = if pieces > 1 {
+        pieces.next_multiple_of(threads)
+    } else {
+        1
+    };
+    let chunk = count.div_ceil(pieces);
     let starts: Vec<usize> = (0..count).step_by(chunk).collect();
-    let new_worker = || Ok(Worker::new(job, k, floors));
+    let new_worker = || Ok(Worker::new(job, k, floors, count));
     let run = |w: Result<Worker<'a>>, &start: &usize| -> Result<Worker<'a>> {
         let mut w = w?;
         let end = (start + chunk).min(count);
@@ -394,8 +403,10 @@ struct Worker<'a> {
 }
 
 impl<'a> Worker<'a> {
-    fn new(job: &'a Job<'a>, k: usize, floors: Option<&[f32]>) -> Self {
-        let block = block_rows(job.prefix.dim(), job.nq);
+    /// A worker for a scan of `rows` rows in all (its buffers need not outgrow them: a small
+    /// corpus is searched in tens of microseconds, where filling 2048-row buffers would show).
+    fn new(job: &'a Job<'a>, k: usize, floors: Option<&[f32]>, rows: usize) -> Self {
+        let block = block_rows(job.prefix.dim(), job.nq).min(rows.max(1));
         // One query's outputs cover whole groups of `lanes` rows.
         let lanes = job.kernels.lanes();
         let padded = block.next_multiple_of(lanes);

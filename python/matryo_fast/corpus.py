@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Corpus", "CorpusLike", "ShardedSearch", "coerce_corpus", "open_corpus"]
 
+_F32 = np.dtype(np.float32)
+
 
 class Corpus:
     """A float32 ``.npy`` matrix memory-mapped (read-only) by the Rust core; open once, reuse.
@@ -145,20 +147,23 @@ def coerce_corpus(corpus: Any) -> Any:
         TypeError: Not an array, path or Corpus, or not native float32.
         ValueError: Not 2-D, or rows that are not contiguous.
     """
+    # The cheap tests first (a search of a small corpus takes tens of microseconds; the ABC
+    # and os.PathLike checks cost about a microsecond each).
     if isinstance(corpus, Corpus):
         return corpus._inner
-    if isinstance(corpus, (_core.Corpus, ShardedSearch)):
-        return corpus
-    if isinstance(corpus, (str, os.PathLike)):
-        return coerce_corpus(open_corpus(corpus))
-    if hasattr(corpus, "__dlpack_device__"):
-        corpus = as_host_array(corpus, "corpus")  # a CPU tensor: a view, never a copy
     if not isinstance(corpus, np.ndarray):
-        raise TypeError(
-            f"corpus must be a 2-D float32 numpy array, a .npy path or a Corpus, "
-            f"got {type(corpus).__name__}; wrap it with np.asarray(corpus, dtype=np.float32)"
-        )
-    if corpus.dtype != np.float32 or not corpus.dtype.isnative:
+        if isinstance(corpus, (_core.Corpus, ShardedSearch)):
+            return corpus
+        if isinstance(corpus, (str, os.PathLike)):
+            return coerce_corpus(open_corpus(corpus))
+        if hasattr(corpus, "__dlpack_device__"):
+            corpus = as_host_array(corpus, "corpus")  # a CPU tensor: a view, never a copy
+        if not isinstance(corpus, np.ndarray):
+            raise TypeError(
+                f"corpus must be a 2-D float32 numpy array, a .npy path or a Corpus, "
+                f"got {type(corpus).__name__}; wrap it with np.asarray(corpus, dtype=np.float32)"
+            )
+    if corpus.dtype != _F32:  # also refuses a non-native byte order
         raise TypeError(
             f"corpus has dtype {corpus.dtype.str} ({corpus.dtype}); matryo_fast scans native "
             "float32 only and never converts a corpus silently: convert it once with "

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from matryo_fast import _core
 from matryo_fast._validate import PRECISIONS, check_int, check_precision, coerce_query
-from matryo_fast.corpus import Corpus, CorpusLike, ShardedSearch, coerce_corpus, open_corpus
+from matryo_fast.corpus import Corpus, CorpusLike, coerce_corpus, open_corpus
 
 __all__ = ["PRECISIONS", "Corpus", "CorpusLike", "TopK", "open_corpus", "topk", "check_precision"]
 
@@ -78,12 +78,12 @@ def topk(
     c = coerce_corpus(corpus)
     d = int(c.shape[1]) if dim is None else check_int("dim", dim)
     q, single = coerce_query(query, d)
-    if isinstance(c, ShardedSearch):
+    if isinstance(c, (np.ndarray, _core.Corpus)):  # cheaper than the ABC's isinstance
+        scores, indices = _core.topk(q, c, d, k, precision)
+    else:
         if precision != "float32":
             raise ValueError(f"precision {precision!r} needs a prefix-blocked file, not a sharded corpus")
         scores, indices = c._topk(q, d, k)
-    else:
-        scores, indices = _core.topk(q, c, d, k, precision)
     if single:
         return TopK(scores[0], indices[0])
     return TopK(scores, indices)

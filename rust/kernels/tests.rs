@@ -32,6 +32,22 @@ fn close(a: f32, b: f32, scale: f32) -> bool {
     (a - b).abs() <= 1e-5 * scale.max(1.0)
 }
 
+/// A (dot, squared norm) pair within rounding of the scalar reference's.
+fn assert_close_pair(got: (f32, f32), want: (f32, f32), dim: usize, what: &str) {
+    assert!(
+        close(got.0, want.0, dim as f32),
+        "{what} dot: {} vs {}",
+        got.0,
+        want.0
+    );
+    assert!(
+        close(got.1, want.1, dim as f32),
+        "{what} norm: {} vs {}",
+        got.1,
+        want.1
+    );
+}
+
 #[test]
 #[cfg(matryo_fast_no_simd)]
 fn no_simd_build_has_scalar_only() {
@@ -132,14 +148,8 @@ fn every_backend_matches_scalar_on_rows_off_line_boundaries() {
                 kern.dot_norm(&q, &m.prefix(cols), &idx, d1, n1);
                 scalar.dot_norm(&q, &m.prefix(cols), &idx, d0, n0);
                 for i in 0..rows {
-                    assert!(
-                        close(d1[i], d0[i], cols as f32),
-                        "{backend} skew {skew} dot"
-                    );
-                    assert!(
-                        close(n1[i], n0[i], cols as f32),
-                        "{backend} skew {skew} norm"
-                    );
+                    let what = format!("{backend} skew {skew}");
+                    assert_close_pair((d1[i], n1[i]), (d0[i], n0[i]), cols, &what);
                 }
             }
         }
@@ -655,6 +665,45 @@ fn segment_by_segment_walk_equals_row_by_row_bitwise() {
             }
             // A batch over the runs (copied into whole chunks) agrees too.
             let qs = data(20 * dim, 10);
+            check_batch_dots(&kern, &p, &dense, &qs, 20);
+        }
+    }
+}
+
+#[test]
+fn long_adjacent_rows_read_one_by_one_equal_tiles_bitwise() {
+    // Full-width rows of 256 columns and more, one after another in memory: `dot_norm` reads
+    // them one row at a time (one sequential stream). Rows scattered over the matrix take the
+    // four-row tiles; the values must agree bitwise, with the batch kernel too, and with the
+    // scalar reference within rounding.
+    let scalar = Kernels::new(Backend::Scalar).unwrap();
+    for cols in [256usize, 259, 320] {
+        let rows = 23;
+        let x = data(rows * cols, 500 + cols as u64);
+        let m = Matrix::from_slice(&x, rows, cols).unwrap();
+        let p = m.prefix(cols);
+        let q = data(cols, 11);
+        let dense: Vec<usize> = (0..rows).collect();
+        for backend in available() {
+            let kern = Kernels::new(backend).unwrap();
+            let (mut d, mut n) = (vec![0.0; rows], vec![0.0; rows]);
+            kern.dot_norm(&q, &p, &dense, &mut d, &mut n);
+            let (mut d0, mut n0) = (vec![0.0; rows], vec![0.0; rows]);
+            scalar.dot_norm(&q, &p, &dense, &mut d0, &mut n0);
+            for i in 0..rows {
+                // Rows far apart (not dense): the tiled pass, one row at a time.
+                let far = [i, (i + rows / 2) % rows, (i + 3) % rows, (i + 17) % rows];
+                let (mut d1, mut n1) = ([0.0; 4], [0.0; 4]);
+                kern.dot_norm(&q, &p, &far, &mut d1, &mut n1);
+                assert_eq!(
+                    (d[i], n[i]),
+                    (d1[0], n1[0]),
+                    "{backend} cols {cols} row {i}"
+                );
+                let what = format!("{backend} cols {cols} row {i}");
+                assert_close_pair((d[i], n[i]), (d0[i], n0[i]), cols, &what);
+            }
+            let qs = data(20 * cols, 12);
             check_batch_dots(&kern, &p, &dense, &qs, 20);
         }
     }

@@ -46,6 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--m", type=int, default=10, help="rescore multiplier of the peers (k * m rescored)")
     ap.add_argument("--first", type=int, default=256, help="first block width of the tiered file")
     ap.add_argument("--target", type=float, default=0.99)
+    ap.add_argument(
+        "--tune-by",
+        choices=("cost", "time"),
+        default="cost",
+        help="tune_funnel(by=...): cheapest plan in bytes read (the library default), or the "
+        "fastest of the cheapest few on the tuning batch",
+    )
     ap.add_argument("--tune-queries", type=int, default=200)
     ap.add_argument("--eval-queries", type=int, default=128)
     ap.add_argument("--single", type=int, default=16, help="queries timed one at a time (batch 1)")
@@ -122,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     widths, counts = (64, 128, 256), [k * c for c in (5, 10, 20, 50, 100, 200, 400)]
-    plan32 = mf.tune_funnel(corpus, tune_q, k=k, target_recall=args.target, widths=widths, counts=counts)
+    plan32 = mf.tune_funnel(
+        corpus, tune_q, k=k, target_recall=args.target, widths=widths, counts=counts, by=args.tune_by
+    )
     planq = mf.tune_funnel(
         corpus,
         tune_q,
@@ -131,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         widths=widths,
         counts=counts,
         precisions=("binary", "int8", "float32"),
+        by=args.tune_by,
     )
     print(f"tuned in {time.perf_counter() - t0:.1f} s: float32 {plan32.params}; quantized {planq.params}")
 
@@ -273,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"Data: {h.DATA_DESCRIPTION}",
             f"Tiered file: float32 + int8 + binary, blocks split at {args.first}. Plans tuned on "
-            f"{args.tune_queries} queries (target recall@{k} {args.target}, margin 2 SE), measured on "
+            f"{args.tune_queries} queries (target recall@{k} {args.target}, margin 2 SE, by {args.tune_by}), "
+            "measured on "
             f"{args.eval_queries} others against exact float32 search. Batch 1 times {args.single} "
             "single queries in a row; batch 64 one call of 64; medians of interleaved rounds; "
             "'vs ours' is the method's time over the tuned quantized funnel's.",

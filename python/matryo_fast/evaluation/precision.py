@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from matryo_fast._extras import require
 from matryo_fast.tuning import ROW_BYTES
 
 if TYPE_CHECKING:
@@ -101,11 +102,9 @@ def plot_precision(
     score; each cell is labelled with its score and width. Where two widths of a precision
     take the same bytes (binary widths that are not multiples of 8), the wider one is shown."""
     _require_axis(report)
-    try:
-        import numpy as np
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError('plot_precision needs matplotlib: pip install "matryo-fast[eval]"') from exc
+    import numpy as np
+
+    Figure = require("matplotlib.figure", feature="plot_precision", extra="eval").Figure
     panels = [(m, met) for m, precs in report.by_precision.items() for met in axis_metrics(precs)]
     sizes = sorted(
         {

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from matryo_fast._extras import require
 from matryo_fast.evaluation.precision import plot_precision, precision_dict, precision_markdown
 
 __all__ = ["EvaluationReport"]
@@ -288,10 +289,7 @@ class EvaluationReport:
             ImportError: matplotlib is missing (``pip install "matryo-fast[eval]"``).
             ValueError: Unknown ``kind`` or ``metric``.
         """
-        try:
-            from matplotlib.figure import Figure
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError('plot needs matplotlib: pip install "matryo-fast[eval]"') from exc
+        Figure = require("matplotlib.figure", feature="EvaluationReport.plot", extra="eval").Figure
         if kind not in ("both", "scores", "relative"):
             raise ValueError(f"kind must be 'both', 'scores' or 'relative', got {kind!r}")
         met = metric or self.primary_metric

@@ -263,6 +263,16 @@ impl<'a> Scorer<'a> {
             .hamming((bits, self.rows), q, nq, rows, &mut s.words, &mut s.ham);
     }
 
+    /// Binary tier, one query: the Hamming distances of the consecutive `rows` (`s.ham`).
+    fn hamming_run(&self, rows: std::ops::Range<usize>, s: &mut Scratch) {
+        let Kind::Binary { bits, qw, .. } = &self.kind else {
+            unreachable!("hamming of an int8 scorer")
+        };
+        s.ham.resize(rows.len(), 0);
+        self.kernels
+            .hamming_run((bits, self.rows), qw, rows.start, &mut s.ham);
+    }
+
     /// Scores `rows` against every query (`only = None`; `out` is `rows x nq`) or against
     /// query `only` (`out` is one score per row).
     fn score(
@@ -431,11 +441,74 @@ struct BinWorker {
     scratch: Scratch,
 }
 
+/// The seeding sample of a binary scan: this many blocks of [`SEED_BLOCK`] consecutive rows,
+/// spread evenly over the corpus.
+const SEED_BLOCKS: usize = 256;
+const SEED_BLOCK: usize = 64;
+
+/// Per query, a distance cut that at least `k` rows should meet, read from the distances of
+/// the seeding sample with a wide margin (1.25 times the expected count plus 4 standard
+/// deviations); `dim` (no cut) where the sample is too small to tell: a small `k` needs no
+/// seed, as the selection's own cut drops within a few thousand rows. A large `k` (a funnel's
+/// first stage keeps thousands) would otherwise push every row until its selection fills.
+fn seed_cuts(scorer: &Scorer<'_>, k: usize) -> Vec<u32> {
+    let (n, nq, dim) = (scorer.rows, scorer.nq, scorer.dim);
+    let none = vec![u32::try_from(dim).unwrap_or(u32::MAX); nq];
+    let sample = SEED_BLOCKS * SEED_BLOCK;
+    let expect = k as f64 * sample as f64 / n as f64;
+    if n < 4 * sample || expect < 16.0 {
+        return none;
+    }
+    let need = 1.25 * expect + 4.0 * expect.sqrt();
+    let starts = (0..SEED_BLOCKS).map(|b| b * n / SEED_BLOCKS);
+    let mut s = Scratch::default();
+    let mut hist = vec![0u32; nq * (dim + 1)];
+    for start in starts {
+        let rows = start..start + SEED_BLOCK;
+        if nq == 1 {
+            scorer.hamming_run(rows, &mut s);
+        } else {
+            scorer.hamming(None, &rows.collect::<Vec<_>>(), &mut s);
+        }
+        for hs in s.ham.chunks_exact(nq) {
+            for (j, &h) in hs.iter().enumerate() {
+                hist[j * (dim + 1) + h as usize] += 1;
+            }
+        }
+    }
+    hist.chunks_exact(dim + 1)
+        .zip(none)
+        .map(|(counts, no_cut)| {
+            let mut seen = 0.0;
+            counts
+                .iter()
+                .position(|&c| {
+                    seen += f64::from(c);
+                    seen >= need
+                })
+                .map_or(no_cut, |key| key as u32)
+        })
+        .collect()
+}
+
 /// Top-`k` of every row for every query of a binary scorer, by Hamming distance (ascending,
-/// then row ascending: the score order, as the score decreases with the distance).
+/// then row ascending: the score order, as the score decreases with the distance). The
+/// selections start from the seeded cuts ([`seed_cuts`]); where a cut proves too tight (fewer
+/// than `k` rows met it), the scan runs again without cuts, so the result is always exact.
 fn scan_binary(scorer: &Scorer<'_>, k: usize) -> Vec<Vec<(u32, usize)>> {
+    let k = k.min(scorer.rows);
+    let seeds = seed_cuts(scorer, k);
+    let lists = scan_binary_from(scorer, k, &seeds);
+    if lists.iter().all(|l| l.len() == k) {
+        return lists;
+    }
+    let none = vec![u32::try_from(scorer.dim).unwrap_or(u32::MAX); scorer.nq];
+    scan_binary_from(scorer, k, &none)
+}
+
+/// [`scan_binary`] with each query's selection cut at `seeds[j]` from the start.
+fn scan_binary_from(scorer: &Scorer<'_>, k: usize, seeds: &[u32]) -> Vec<Vec<(u32, usize)>> {
     let (n, nq) = (scorer.rows, scorer.nq);
-    let k = k.min(n);
     if n == 0 || nq == 0 {
         return vec![Vec::new(); nq];
     }
@@ -447,7 +520,10 @@ fn scan_binary(scorer: &Scorer<'_>, k: usize) -> Vec<Vec<(u32, usize)>> {
     let starts: Vec<usize> = (0..n).step_by(chunk).collect();
     let max_key = u32::try_from(scorer.dim).unwrap_or(u32::MAX);
     let new = || BinWorker {
-        heaps: (0..nq).map(|_| KeySelection::new(k, max_key)).collect(),
+        heaps: seeds
+            .iter()
+            .map(|&cut| KeySelection::with_cut(k, max_key, cut))
+            .collect(),
         bounds: vec![0; nq],
         rows: Vec::with_capacity(BLOCK_ROWS),
         scratch: Scratch::default(),
@@ -459,12 +535,11 @@ fn scan_binary(scorer: &Scorer<'_>, k: usize) -> Vec<Vec<(u32, usize)>> {
             *b = heap.bound(start);
         }
         for b in (start..end).step_by(BLOCK_ROWS) {
-            w.rows.clear();
-            w.rows.extend(b..(b + BLOCK_ROWS).min(end));
-            scorer.hamming(None, &w.rows, &mut w.scratch);
+            let rows = b..(b + BLOCK_ROWS).min(end);
             if nq == 1 {
+                scorer.hamming_run(rows.clone(), &mut w.scratch);
                 let (heap, bound) = (&mut w.heaps[0], &mut w.bounds[0]);
-                for (&row, &h) in w.rows.iter().zip(&w.scratch.ham) {
+                for (row, &h) in rows.zip(&w.scratch.ham) {
                     if h < *bound {
                         heap.push(h, row);
                         *bound = heap.bound(row + 1);
@@ -472,6 +547,9 @@ fn scan_binary(scorer: &Scorer<'_>, k: usize) -> Vec<Vec<(u32, usize)>> {
                 }
                 continue;
             }
+            w.rows.clear();
+            w.rows.extend(rows);
+            scorer.hamming(None, &w.rows, &mut w.scratch);
             for (&row, hs) in w.rows.iter().zip(w.scratch.ham.chunks_exact(nq)) {
                 // Whether any query may take the row, branch-free (vectorized); most rows
                 // fail it once the cuts have dropped.

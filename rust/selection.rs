@@ -154,6 +154,16 @@ impl KeySelection {
         }
     }
 
+    /// An empty selection that takes only keys at or below `cut` (at most `max_key`): the best
+    /// `k` of those rows, which are the best `k` of all rows when at least `k` rows have such
+    /// keys (a caller that guesses the cut checks that it kept `k` rows).
+    pub fn with_cut(k: usize, max_key: u32, cut: u32) -> KeySelection {
+        KeySelection {
+            cut: cut.min(max_key),
+            ..KeySelection::new(k, max_key)
+        }
+    }
+
     /// A bound for rows numbered `next_row` or more: such a row can enter only if its key is
     /// below this (a superset test, cheap to vectorize; [`KeySelection::push`] decides).
     #[inline]

@@ -197,6 +197,30 @@ def test_binary_scan_parallel_batches_and_ties(backend: str, tmp_path: Path) -> 
     np.testing.assert_allclose(f.scores, np.sort(s)[::-1][:10], atol=1e-5)
 
 
+def test_binary_scan_seeded_cut_and_its_fallback(backend: str, tmp_path: Path) -> None:
+    # A long shortlist (k * 16384 / n >= 16) starts each selection from a distance cut read off
+    # an evenly spread sample of rows (256 blocks of 64: here rows r with r % 256 < 64). Random
+    # rows: the cut holds. Then 60 exact copies of the query's signs, all inside the sample and
+    # nothing else near: the sample's cut is distance 0, which only 60 < k rows meet, so the
+    # scan must notice and run again without the cut.
+    rng = np.random.default_rng(11)
+    n, d = 65_536, 64
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    q = rng.standard_normal((3, d)).astype(np.float32)
+    sampled = np.flatnonzero(np.arange(n) % 256 < 64)
+    copies = rng.choice(sampled, 60, replace=False)
+    x_tight = x.copy()
+    x_tight[copies] = q[0] * rng.uniform(0.5, 2.0, (60, 1)).astype(np.float32)
+    for name, data, k in (("holds", x, 300), ("too tight", x_tight, 100)):
+        path = mf.save_prefix_blocked(tmp_path / f"{name}.mfb", data, tiers=("binary",), block=64)
+        corpus = mf.open_corpus(path)
+        for batch in (q[0], q):
+            res = mf.topk(batch, corpus, dim=d, k=k, precision="binary")
+            want_s, want_i = ref.quantized_topk_reference(batch, data, d, k, "binary")
+            np.testing.assert_array_equal(res.indices, want_i, err_msg=name)
+            np.testing.assert_array_equal(res.scores, want_s.astype(np.float32), err_msg=name)
+
+
 @given(case=quant_cases())
 def test_int8_matches_oracle(case: tuple[Any, ...], backend: str, tmp_path: Path) -> None:
     x, q, dim, k, block = case

@@ -158,12 +158,52 @@ def test_by_time_sets_time_ms() -> None:
     assert plan.time_ms is not None and plan.time_ms >= 0.0
     assert plan.recall >= 0.95
     timed = [r for r in plan.table if r["time_ms"] is not None]
-    assert 1 <= len(timed) <= 3
     assert all(r["feasible"] for r in timed)
-    # the timed funnels are the feasible ones of least estimated work
-    funnels = sorted(r["work"] for r in plan.table if r["feasible"] and len(r["dims"]) > 1)
-    assert sorted(r["work"] for r in timed if len(r["dims"]) > 1) == funnels[:2]
+    # The timed plans: the two feasible ones of least estimated work, and the least-work
+    # feasible plan of every other first stage (exact search among them).
+    feasible = sorted(
+        (r for r in plan.table if r["feasible"]), key=lambda r: (r["work"], r["cost"], len(r["dims"]))
+    )
+    want = feasible[:2]
+    for r in feasible:
+        if r["dims"][0] not in {w["dims"][0] for w in want}:
+            want.append(r)
+    assert sorted(id(r) for r in timed) == sorted(id(r) for r in want)
+    assert any(len(r["dims"]) == 1 for r in timed)
     assert (plan.dims, plan.candidates) in [(r["dims"], r["candidates"]) for r in timed]
+
+
+@pytest.mark.parametrize("time_batch", [1, 7, None])
+def test_by_time_times_in_calls_of_time_batch(
+    time_batch: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matryo_fast.tuning as tuning
+
+    x, q = matryoshka_like(3000, 64, 20, 16, 3)
+    sizes: list[int] = []
+    real = tuning.funnel
+
+    def spy(query: Any, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(len(np.atleast_2d(query)))
+        return real(query, *args, **kwargs)
+
+    monkeypatch.setattr(tuning, "funnel", spy)
+    plan = mf.tune_funnel(
+        x, q, k=5, target_recall=0.95, by="time", time_top=1, repeats=1, time_batch=time_batch
+    )
+    assert plan.time_ms is not None and plan.recall >= 0.95
+    # Measuring recall runs each plan on the whole sample; timing runs it in calls of time_batch.
+    s = len(q)
+    calls = {s} if time_batch is None else {time_batch, s % time_batch or time_batch}
+    assert calls <= set(sizes) <= calls | {s}
+
+
+@pytest.mark.parametrize(
+    ("bad", "err"), [(0, ValueError), (-1, ValueError), (1.5, TypeError), ("1", TypeError)]
+)
+def test_bad_time_batch(bad: Any, err: type[Exception]) -> None:
+    with pytest.raises(err, match=r"time_batch"):
+        mf.tune_funnel(X, QS, k=5, by="time", time_batch=bad)
 
 
 def test_explicit_grid_and_two_stage_only() -> None:

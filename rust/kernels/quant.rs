@@ -85,6 +85,17 @@ impl BitSeg {
             .collect()
     }
 
+    /// The same rows from word `w` of each row on (the tail, if any, kept; `w <= full`, and
+    /// the tail's bytes, at `8 * full` from the row's start, are where they were).
+    #[inline(always)]
+    fn at_word(&self, w: usize) -> BitSeg {
+        BitSeg {
+            base: self.base.wrapping_add(8 * w),
+            full: self.full - w,
+            ..*self
+        }
+    }
+
     /// Words of this segment's prefix.
     #[inline(always)]
     fn words(&self) -> usize {
@@ -272,6 +283,79 @@ unsafe fn hamming_generic(
     }
 }
 
+/// How far ahead of the row being scored a scan asks for its codes: the hardware prefetcher
+/// stops at each 4 KiB page, and a mapped file's pages are scattered in physical memory.
+const RUN_PREFETCH_BYTES: usize = 4096;
+
+/// Adds to `out[i]` the Hamming distance of row `first + i`'s `W` whole words of segment `s`
+/// to the query words `q` (a fixed `W`, so that the words stay in registers and the loop over
+/// rows is straight pointer arithmetic).
+///
+/// # Safety
+/// Rows `first..first + out.len()` are rows of the tier; `W <= s.full`.
+#[inline(always)]
+unsafe fn run_words<const W: usize>(s: &BitSeg, q: &[u64], first: usize, out: &mut [u32]) {
+    let q: [u64; W] = q[..W].try_into().expect("W query words");
+    // SAFETY: row `first` is a row of the tier (caller), so its address is inside the map.
+    let mut p = unsafe { s.base.add(first * s.stride) };
+    for o in out.iter_mut() {
+        prefetch(p.wrapping_add(RUN_PREFETCH_BYTES));
+        let mut h = 0;
+        for (w, &qw) in q.iter().enumerate() {
+            // SAFETY: word `w < W <= full` lies inside this row's bytes of the segment.
+            let x = u64::from_le(unsafe { p.add(8 * w).cast::<u64>().read_unaligned() });
+            h += (x ^ qw).count_ones();
+        }
+        *o += h;
+        p = p.wrapping_add(s.stride);
+    }
+}
+
+/// Hamming distances of the consecutive rows `first..first + out.len()` to one query `q`
+/// (`bit_words(segs)` words): the scan's form of [`hamming_generic`] with `nq == 1`, segment by
+/// segment over a block of rows, each row's address a pointer step instead of an index.
+///
+/// # Safety
+/// Rows `first..first + out.len()` are rows of the tier; `q.len() == bit_words(segs)`.
+#[inline(always)]
+unsafe fn hamming_run_generic(segs: &[BitSeg], q: &[u64], first: usize, out: &mut [u32]) {
+    out.fill(0);
+    let mut at = 0;
+    for s in segs {
+        let mut w = 0;
+        // The whole words in runs of 8, 4, 2 and 1 (a segment's width is usually 64 x 2^i).
+        while s.full - w >= 8 {
+            // SAFETY: forwarded contract; `w + 8 <= full` (the test above).
+            unsafe { run_words::<8>(&s.at_word(w), &q[at + w..], first, out) };
+            w += 8;
+        }
+        if s.full - w >= 4 {
+            // SAFETY: forwarded contract; `w + 4 <= full` (the test above).
+            unsafe { run_words::<4>(&s.at_word(w), &q[at + w..], first, out) };
+            w += 4;
+        }
+        if s.full - w >= 2 {
+            // SAFETY: forwarded contract; `w + 2 <= full` (the test above).
+            unsafe { run_words::<2>(&s.at_word(w), &q[at + w..], first, out) };
+            w += 2;
+        }
+        if s.full - w >= 1 {
+            // SAFETY: forwarded contract; `w + 1 <= full` (the test above).
+            unsafe { run_words::<1>(&s.at_word(w), &q[at + w..], first, out) };
+        }
+        at += s.full;
+        if s.tail_bytes > 0 {
+            let tail = [s.at_word(s.full)];
+            let qt = q[at];
+            for (i, o) in out.iter_mut().enumerate() {
+                // SAFETY: forwarded contract; the tail segment has one (partial) word.
+                unsafe { for_each_word(&tail, first + i, |_, x| *o += (x ^ qt).count_ones()) };
+            }
+            at += 1;
+        }
+    }
+}
+
 /// Partial sums of the int8 dot products.
 pub(crate) const INT8_LANES: usize = 16;
 
@@ -422,6 +506,7 @@ unsafe fn int8_generic<const FUSED: bool>(job: Int8Job<'_>, out: Int8Out<'_>) {
 }
 
 type HammingFn = unsafe fn(&[BitSeg], &[u64], usize, &[usize], &mut [u64], &mut [u32]);
+type HammingRunFn = unsafe fn(&[BitSeg], &[u64], usize, &mut [u32]);
 type Int8Fn = unsafe fn(Int8Job<'_>, Int8Out<'_>);
 
 macro_rules! wrappers {
@@ -444,6 +529,21 @@ macro_rules! wrappers {
             ) {
                 // SAFETY: forwarded contract; the features are enabled by the attribute.
                 unsafe { hamming_generic(segs, qt, nq, rows, scratch, out) }
+            }
+
+            /// See [`hamming_run_generic`].
+            ///
+            /// # Safety
+            /// As the generic function; the CPU must support the features.
+            $(#[target_feature(enable = $features)])?
+            pub(crate) unsafe fn hamming_run(
+                segs: &[BitSeg],
+                q: &[u64],
+                first: usize,
+                out: &mut [u32],
+            ) {
+                // SAFETY: forwarded contract; the features are enabled by the attribute.
+                unsafe { hamming_run_generic(segs, q, first, out) }
             }
 
             /// See [`int8_generic`].
@@ -476,6 +576,7 @@ wrappers!(neon, true, "neon");
 pub struct QuantKernels {
     name: &'static str,
     hamming: HammingFn,
+    hamming_run: HammingRunFn,
     int8: Int8Fn,
 }
 
@@ -488,6 +589,7 @@ impl QuantKernels {
                 QuantKernels {
                     name: $name,
                     hamming: $m::hamming,
+                    hamming_run: $m::hamming_run,
                     int8: $m::int8,
                 }
             };
@@ -539,6 +641,23 @@ impl QuantKernels {
         // tier's constructor checked the file's size); the buffers have the lengths the
         // kernel needs (checked); `new` picked a variant this CPU supports.
         unsafe { (self.hamming)(segs, qt, nq, rows, scratch, out) }
+    }
+
+    /// Hamming distances of the rows `first..first + out.len()` (of a tier of `nrows` rows,
+    /// checked) to one query's words `q`; see [`hamming_run_generic`].
+    pub(crate) fn hamming_run(
+        &self,
+        codes: (&[BitSeg], usize),
+        q: &[u64],
+        first: usize,
+        out: &mut [u32],
+    ) {
+        let (segs, nrows) = codes;
+        assert!(first.checked_add(out.len()).is_some_and(|end| end <= nrows), "rows out of range");
+        assert_eq!(q.len(), bit_words(segs));
+        // SAFETY: the rows are in range of the tier (checked), so their bytes are readable;
+        // the query has the prefix's words (checked); `new` picked a variant this CPU supports.
+        unsafe { (self.hamming_run)(segs, q, first, out) }
     }
 
     /// Int8 dot products and tail norms of `job.rows` (of a tier of `nrows` rows, checked);

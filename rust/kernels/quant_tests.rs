@@ -129,6 +129,49 @@ fn hamming_every_backend_equals_bit_by_bit() {
     }
 }
 
+#[test]
+fn hamming_run_every_backend_equals_bit_by_bit() {
+    // Layouts of whole-word runs (1, 2, 4, 8 words and their sums) and partial words, cut at
+    // dims inside and at the block edges; every run of consecutive rows from every start.
+    let layouts: [&[usize]; 6] = [&[64], &[128, 128], &[64, 64, 128, 512], &[100], &[960], &[8, 300]];
+    for backend in available() {
+        let k = QuantKernels::new(backend);
+        for widths in layouts {
+            let cols: usize = widths.iter().sum();
+            let rows = 19;
+            let x = values(rows * cols, cols as u64 + 5);
+            let q = values(cols, cols as u64 + 77);
+            let (bufs, segs) = blocks(&x, rows, widths, true);
+            for dim in [1, 63, 64, 65, 128, 200, 256, cols / 2 + 1, cols] {
+                if dim > cols {
+                    continue;
+                }
+                let cs = BitSeg::of(&code_segs(&bufs, &segs, dim));
+                let (qw, _) = query_words(&q, 1, cols, widths, dim);
+                for first in [0, 1, 7] {
+                    let mut out = vec![u32::MAX; rows - first];
+                    k.hamming_run((&cs, rows), &qw, first, &mut out);
+                    for (i, &h) in out.iter().enumerate() {
+                        let r = first + i;
+                        let want = naive_hamming(&q[..dim], &x[r * cols..r * cols + dim]);
+                        assert_eq!(h, want, "{} widths {widths:?} dim {dim} row {r}", k.name());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "rows out of range")]
+fn hamming_run_checks_its_rows() {
+    let x = values(4 * 64, 1);
+    let (bufs, segs) = blocks(&x, 4, &[64], true);
+    let cs = BitSeg::of(&code_segs(&bufs, &segs, 64));
+    let mut out = vec![0u32; 3];
+    QuantKernels::new(Backend::Scalar).hamming_run((&cs, 4), &[0u64], 2, &mut out);
+}
+
 fn int8_case(
     cols: usize,
     rows: usize,

@@ -160,16 +160,16 @@ def test_by_time_sets_time_ms() -> None:
     timed = [r for r in plan.table if r["time_ms"] is not None]
     assert all(r["feasible"] for r in timed)
     # The timed plans: the two feasible ones of least estimated work, and the least-work
-    # feasible plan of every other first stage (exact search among them).
+    # feasible plan of every other first stage (exact search is one) within 4x of the least.
     feasible = sorted(
         (r for r in plan.table if r["feasible"]), key=lambda r: (r["work"], r["cost"], len(r["dims"]))
     )
     want = feasible[:2]
     for r in feasible:
-        if r["dims"][0] not in {w["dims"][0] for w in want}:
+        if r["dims"][0] not in {w["dims"][0] for w in want} and r["work"] <= 4 * feasible[0]["work"]:
             want.append(r)
     assert sorted(id(r) for r in timed) == sorted(id(r) for r in want)
-    assert any(len(r["dims"]) == 1 for r in timed)
+    assert len(want) > 2  # the rule timed more than the best two here
     assert (plan.dims, plan.candidates) in [(r["dims"], r["candidates"]) for r in timed]
 
 

@@ -75,6 +75,12 @@ class PlanRow:
 GATHER_WEIGHT = 30
 
 
+#: With ``by="time"``, a first stage other than the best few is timed only when its cheapest
+#: plan's estimated work is within this factor of the best plan's (timing exact search over a
+#: large corpus one query at a time would take longer than the rest of the tuning).
+TIME_WORK_RATIO = 4
+
+
 def _default_widths(full: int) -> list[int]:
     widths = {w for w in (16, 32, 64, 128, 256, 512, 1024, 2048) if w < full}
     if full // 2 >= 16:
@@ -270,9 +276,10 @@ def tune_funnel(
         three_stage: Also try cascades with two shortlists.
         by: ``"cost"`` picks the feasible plan reading the fewest rows x dims (deterministic);
             ``"time"`` explores and ranks plans by ``work`` instead, times the ``time_top``
-            feasible plans of least work, the least-work feasible plan of every other first
-            stage (width and precision) and exact search on the sample batch, and picks the
-            fastest (what a latency-minded user wants; the timing is noisy on a busy machine).
+            feasible plans of least work and the least-work feasible plan of every other first
+            stage (width and precision; exact search is one) whose work is within
+            :data:`TIME_WORK_RATIO` of the least, on the sample batch, and picks the fastest
+            (what a latency-minded user wants; the timing is noisy on a busy machine).
         time_top: How many of the feasible plans get timed (``by="time"``).
         margin_se: A plan is feasible when its mean recall minus ``margin_se`` standard errors
             (over the sample queries) reaches the target, so that the plan holds on queries it
@@ -347,14 +354,15 @@ def tune_funnel(
     if by == "time":
         # The estimate ranks plans of one first stage well, but not stages of different tiers
         # against each other (an int8 scan reads 4x fewer bytes than float32 yet computes
-        # more per byte): also time the cheapest feasible plan of every other first stage.
+        # more per byte): also time the cheapest feasible plan of every other first stage
+        # (exact search among them) whose estimate is within TIME_WORK_RATIO of the best's.
         seen = {(r.dims[0], r.precisions[0]) for r in timed}
         for r in feasible:
-            if (r.dims[0], r.precisions[0]) not in seen:
+            if (r.dims[0], r.precisions[0]) not in seen and tuner.rank(r) <= TIME_WORK_RATIO * tuner.rank(
+                feasible[0]
+            ):
                 seen.add((r.dims[0], r.precisions[0]))
                 timed.append(r)
-    if by == "time" and all(len(r.dims) > 1 for r in timed):
-        timed.append(next(r for r in table if len(r.dims) == 1))
     calls = [
         partial(tuner.run, r.dims, r.candidates, r.precisions)
         if time_batch is None

@@ -376,3 +376,31 @@ def test_tune_funnel_across_precisions(tmp_path: Path) -> None:
     assert qplan.precisions[-1] == "int8"
     with pytest.raises(ValueError, match="no float32 tier"):
         mf.tune_funnel(mf.open_corpus(qpath), q, k=10, precisions=("float32",))
+
+
+def test_tune_funnel_by_time_gives_each_first_stage_its_cascade(tmp_path: Path) -> None:
+    # Timing compares first stages of different tiers, whose byte estimates do not rank them
+    # against each other: with by="time", every first stage with a feasible shortlist gets its
+    # own cascades tried (a stage may follow it here: int8/float32 at 64, float32 at 128), not
+    # only those that could beat the best estimate of any stage.
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((50, 128))
+    x = (centres[rng.integers(0, 50, 6000)] + 0.5 * rng.standard_normal((6000, 128))).astype(np.float32)
+    q = (x[rng.integers(0, 6000, 40)] + 0.3 * rng.standard_normal((40, 128))).astype(np.float32)
+    corpus = mf.open_corpus(mf.save_prefix_blocked(tmp_path / "t.mfb", x, tiers=ALL, split_at=(64,)))
+    kw: dict[str, Any] = dict(k=10, target_recall=0.95, widths=(32, 64), precisions=ALL[::-1])
+    plan = mf.tune_funnel(corpus, q, by="time", repeats=1, time_batch=8, **kw)
+
+    def cascades(p: mf.FunnelPlan) -> set[tuple[int, str]]:
+        return {(r.dims[0], r.precisions[0]) for r in p.table if len(r.dims) == 3}
+
+    fine = {p: i for i, p in enumerate(("binary", "int8", "float32"))}
+    middles = [(w, p) for w in (32, 64) for p in fine] + [(128, "binary"), (128, "int8")]
+
+    def can_follow(a: tuple[int, str], b: tuple[int, str]) -> bool:
+        return b[0] >= a[0] and fine[b[1]] >= fine[a[1]] and a != b
+
+    firsts = {(r.dims[0], r.precisions[0]) for r in plan.table if len(r.dims) == 2 and r.feasible}
+    parents = {f for f in firsts if any(can_follow(f, m) for m in middles)}
+    assert parents and cascades(plan) == parents
+    assert cascades(mf.tune_funnel(corpus, q, **kw)) < parents  # by cost, pruned by the best overall

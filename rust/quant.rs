@@ -313,6 +313,7 @@ impl<'a> Scorer<'a> {
                     nq,
                     rows,
                     tail_from: *tail_from,
+                    norms: base.map_or(std::ptr::null(), |p| p.0),
                 };
                 let buffers = Int8Out {
                     v: &mut s.v,
@@ -539,10 +540,17 @@ fn scan_binary_from(scorer: &Scorer<'_>, k: usize, seeds: &[u32]) -> Vec<Vec<(u3
             if nq == 1 {
                 scorer.hamming_run(rows.clone(), &mut w.scratch);
                 let (heap, bound) = (&mut w.heaps[0], &mut w.bounds[0]);
-                for (row, &h) in rows.zip(&w.scratch.ham) {
-                    if h < *bound {
-                        heap.push(h, row);
-                        *bound = heap.bound(row + 1);
+                // Groups of 8 distances tested branch-free (vectorized) first: most rows fail.
+                for (g, hs) in w.scratch.ham.chunks(8).enumerate() {
+                    if !hs.iter().fold(false, |a, &h| a | (h < *bound)) {
+                        continue;
+                    }
+                    for (i, &h) in hs.iter().enumerate() {
+                        if h < *bound {
+                            let row = rows.start + g * 8 + i;
+                            heap.push(h, row);
+                            *bound = heap.bound(row + 1);
+                        }
                     }
                 }
                 continue;

@@ -322,26 +322,26 @@ unsafe fn hamming_run_generic(segs: &[BitSeg], q: &[u64], first: usize, out: &mu
     out.fill(0);
     let mut at = 0;
     for s in segs {
+        // The whole words in runs of up to 8, each run's length a constant (a segment's
+        // width is usually a multiple of 64 bits: 1 to 12 words).
         let mut w = 0;
-        // The whole words in runs of 8, 4, 2 and 1 (a segment's width is usually 64 x 2^i).
-        while s.full - w >= 8 {
-            // SAFETY: forwarded contract; `w + 8 <= full` (the test above).
-            unsafe { run_words::<8>(&s.at_word(w), &q[at + w..], first, out) };
-            w += 8;
-        }
-        if s.full - w >= 4 {
-            // SAFETY: forwarded contract; `w + 4 <= full` (the test above).
-            unsafe { run_words::<4>(&s.at_word(w), &q[at + w..], first, out) };
-            w += 4;
-        }
-        if s.full - w >= 2 {
-            // SAFETY: forwarded contract; `w + 2 <= full` (the test above).
-            unsafe { run_words::<2>(&s.at_word(w), &q[at + w..], first, out) };
-            w += 2;
-        }
-        if s.full - w >= 1 {
-            // SAFETY: forwarded contract; `w + 1 <= full` (the test above).
-            unsafe { run_words::<1>(&s.at_word(w), &q[at + w..], first, out) };
+        while w < s.full {
+            let run = (s.full - w).min(8);
+            let (seg, qs) = (s.at_word(w), &q[at + w..]);
+            // SAFETY: forwarded contract; every arm reads `run` words and `w + run <= full`.
+            unsafe {
+                match run {
+                    1 => run_words::<1>(&seg, qs, first, out),
+                    2 => run_words::<2>(&seg, qs, first, out),
+                    3 => run_words::<3>(&seg, qs, first, out),
+                    4 => run_words::<4>(&seg, qs, first, out),
+                    5 => run_words::<5>(&seg, qs, first, out),
+                    6 => run_words::<6>(&seg, qs, first, out),
+                    7 => run_words::<7>(&seg, qs, first, out),
+                    _ => run_words::<8>(&seg, qs, first, out),
+                }
+            }
+            w += run;
         }
         at += s.full;
         if s.tail_bytes > 0 {
@@ -463,6 +463,9 @@ pub(crate) struct Int8Job<'a> {
     pub rows: &'a [usize],
     /// First column of the norm tail (see [`int8_generic`]).
     pub tail_from: usize,
+    /// Where the rows' norms are read after the kernel (one float per row; prefetched with
+    /// each row's codes, as a shortlist's norms are as scattered as its rows), or null.
+    pub norms: *const f32,
 }
 
 /// What the int8 kernel writes (and its scratch).
@@ -489,6 +492,8 @@ unsafe fn int8_generic<const FUSED: bool>(job: Int8Job<'_>, out: Int8Out<'_>) {
     for (i, &row) in job.rows.iter().enumerate() {
         if let Some(&ahead) = job.rows.get(i + PREFETCH_ROWS) {
             prefetch_row(job.segs, ahead);
+            // The address is computed without dereferencing (wrapping_add).
+            prefetch(job.norms.wrapping_add(ahead).cast());
         }
         // SAFETY: forwarded contract.
         unsafe { dequantize(job.segs, job.start, job.step, row, out.v) };

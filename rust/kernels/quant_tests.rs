@@ -203,6 +203,7 @@ fn int8_case(
         nq,
         rows: &idx,
         tail_from,
+        norms: std::ptr::null(),
     };
     k.int8(
         job,

@@ -263,6 +263,11 @@ impl<'a> Scorer<'a> {
             .hamming((bits, self.rows), q, nq, rows, &mut s.words, &mut s.ham);
     }
 
+    /// The largest Hamming distance of this prefix (its width): a binary selection's key range.
+    fn max_key(&self) -> u32 {
+        u32::try_from(self.dim).unwrap_or(u32::MAX)
+    }
+
     /// Binary tier, one query: the Hamming distances of the consecutive `rows` (`s.ham`).
     fn hamming_run(&self, rows: std::ops::Range<usize>, s: &mut Scratch) {
         let Kind::Binary { bits, qw, .. } = &self.kind else {
@@ -454,7 +459,7 @@ const SEED_BLOCK: usize = 64;
 /// first stage keeps thousands) would otherwise push every row until its selection fills.
 fn seed_cuts(scorer: &Scorer<'_>, k: usize) -> Vec<u32> {
     let (n, nq, dim) = (scorer.rows, scorer.nq, scorer.dim);
-    let none = vec![u32::try_from(dim).unwrap_or(u32::MAX); nq];
+    let none = vec![scorer.max_key(); nq];
     let sample = SEED_BLOCKS * SEED_BLOCK;
     let expect = k as f64 * sample as f64 / n as f64;
     if n < 4 * sample || expect < 16.0 {
@@ -462,14 +467,16 @@ fn seed_cuts(scorer: &Scorer<'_>, k: usize) -> Vec<u32> {
     }
     let need = 1.25 * expect + 4.0 * expect.sqrt();
     let starts = (0..SEED_BLOCKS).map(|b| b * n / SEED_BLOCKS);
-    let mut s = Scratch::default();
+    let (mut s, mut list) = (Scratch::default(), Vec::with_capacity(SEED_BLOCK));
     let mut hist = vec![0u32; nq * (dim + 1)];
     for start in starts {
         let rows = start..start + SEED_BLOCK;
         if nq == 1 {
             scorer.hamming_run(rows, &mut s);
         } else {
-            scorer.hamming(None, &rows.collect::<Vec<_>>(), &mut s);
+            list.clear();
+            list.extend(rows);
+            scorer.hamming(None, &list, &mut s);
         }
         for hs in s.ham.chunks_exact(nq) {
             for (j, &h) in hs.iter().enumerate() {
@@ -503,8 +510,7 @@ fn scan_binary(scorer: &Scorer<'_>, k: usize) -> Vec<Vec<(u32, usize)>> {
     if lists.iter().all(|l| l.len() == k) {
         return lists;
     }
-    let none = vec![u32::try_from(scorer.dim).unwrap_or(u32::MAX); scorer.nq];
-    scan_binary_from(scorer, k, &none)
+    scan_binary_from(scorer, k, &vec![scorer.max_key(); scorer.nq])
 }
 
 /// [`scan_binary`] with each query's selection cut at `seeds[j]` from the start.
@@ -519,7 +525,7 @@ fn scan_binary_from(scorer: &Scorer<'_>, k: usize, seeds: &[u32]) -> Vec<Vec<(u3
     let parts = if nq > 1 { threads } else { threads * 4 };
     let chunk = n.div_ceil(parts).max(MIN_CHUNK_ROWS);
     let starts: Vec<usize> = (0..n).step_by(chunk).collect();
-    let max_key = u32::try_from(scorer.dim).unwrap_or(u32::MAX);
+    let max_key = scorer.max_key();
     let new = || BinWorker {
         heaps: seeds
             .iter()

@@ -81,6 +81,11 @@ GATHER_WEIGHT = 30
 TIME_WORK_RATIO = 4
 
 
+def _first_stage(row: PlanRow) -> tuple[int, str]:
+    """The width and precision of a plan's first stage."""
+    return row.dims[0], row.precisions[0]
+
+
 def _default_widths(full: int) -> list[int]:
     widths = {w for w in (16, 32, 64, 128, 256, 512, 1024, 2048) if w < full}
     if full // 2 >= 16:
@@ -215,12 +220,13 @@ class _Tuner:
         grow with it)."""
 
         def group(r: PlanRow) -> tuple[int, str] | None:
-            return (r.dims[0], r.precisions[0]) if per_first_stage else None
+            return _first_stage(r) if per_first_stage else None
 
         best: dict[tuple[int, str] | None, int] = {}
         for r in self.table:
             if r.feasible:
-                best[group(r)] = min(best.get(group(r), self.rank(r)), self.rank(r))
+                g, rank = group(r), self.rank(r)
+                best[g] = min(best.get(g, rank), rank)
         parents = [r for r in self.table if len(r.dims) == 2 and r.feasible]
         last = (self.full, self.final)
         for first in sorted(parents, key=self.rank):
@@ -367,12 +373,11 @@ def tune_funnel(
         # against each other (an int8 scan reads 4x fewer bytes than float32 yet computes
         # more per byte): also time the cheapest feasible plan of every other first stage
         # (exact search among them) whose estimate is within TIME_WORK_RATIO of the best's.
-        seen = {(r.dims[0], r.precisions[0]) for r in timed}
+        seen = {_first_stage(r) for r in timed}
+        limit = TIME_WORK_RATIO * tuner.rank(feasible[0])
         for r in feasible:
-            if (r.dims[0], r.precisions[0]) not in seen and tuner.rank(r) <= TIME_WORK_RATIO * tuner.rank(
-                feasible[0]
-            ):
-                seen.add((r.dims[0], r.precisions[0]))
+            if _first_stage(r) not in seen and tuner.rank(r) <= limit:
+                seen.add(_first_stage(r))
                 timed.append(r)
     calls = [
         partial(tuner.run, r.dims, r.candidates, r.precisions)

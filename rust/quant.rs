@@ -27,7 +27,7 @@ use crate::kernels::quant::{
 use crate::kernels::Kernels;
 use crate::pool;
 use crate::search::{check_dim, scan, Hits, Queries};
-use crate::selection::{merge, merge_keys, Hit, KeySelection, Selection};
+use crate::selection::{key_order, merge, merge_keys, Hit, KeySelection, Selection};
 use crate::store::NpyFile;
 
 /// The error for a precision the file does not hold; it lists the ones it does.
@@ -365,6 +365,8 @@ impl<'a> Scorer<'a> {
 
 /// Rows scored per block of a scan.
 const BLOCK_ROWS: usize = 1024;
+/// Distances of a one-query binary scan tested together against the selection's bound.
+const GROUP: usize = 16;
 /// Rows per parallel chunk at least.
 const MIN_CHUNK_ROWS: usize = 8192;
 
@@ -376,12 +378,16 @@ struct Worker {
     scratch: Scratch,
 }
 
-/// Top-`k` of every row for every query, by the scorer's scores.
-fn scan_codes(scorer: &Scorer<'_>, k: usize) -> Result<Vec<Vec<Hit>>> {
+/// Top-`k` of every row for every query, by the scorer's scores; best first if `sorted` (a
+/// funnel's first stage needs only the set, as the next stage re-scores it in row order).
+fn scan_codes(scorer: &Scorer<'_>, k: usize, sorted: bool) -> Result<Vec<Vec<Hit>>> {
     if let Kind::Binary { table, .. } = &scorer.kind {
         return Ok(scan_binary(scorer, k)
             .into_iter()
-            .map(|keys| {
+            .map(|mut keys| {
+                if sorted {
+                    keys.sort_unstable_by_key(key_order);
+                }
                 keys.into_iter()
                     .map(|(h, row)| Hit {
                         score: table[h as usize],
@@ -466,24 +472,36 @@ fn seed_cuts(scorer: &Scorer<'_>, k: usize) -> Vec<u32> {
         return none;
     }
     let need = 1.25 * expect + 4.0 * expect.sqrt();
-    let starts = (0..SEED_BLOCKS).map(|b| b * n / SEED_BLOCKS);
-    let (mut s, mut list) = (Scratch::default(), Vec::with_capacity(SEED_BLOCK));
-    let mut hist = vec![0u32; nq * (dim + 1)];
-    for start in starts {
-        let rows = start..start + SEED_BLOCK;
-        if nq == 1 {
-            scorer.hamming_run(rows, &mut s);
-        } else {
-            list.clear();
-            list.extend(rows);
-            scorer.hamming(None, &list, &mut s);
-        }
+    // Per query, a histogram of the sample's distances; the blocks are scattered reads, so
+    // every thread takes some (the gather kernel: the scan's page-ahead prefetch would only
+    // fetch lines past each block).
+    let starts: Vec<usize> = (0..SEED_BLOCKS).map(|b| b * n / SEED_BLOCKS).collect();
+    let new = || {
+        let s = Scratch::default();
+        (s, Vec::with_capacity(SEED_BLOCK), vec![0u32; nq * (dim + 1)])
+    };
+    let count = |(mut s, mut list, mut hist): (Scratch, Vec<usize>, Vec<u32>), &start: &usize| {
+        list.clear();
+        list.extend(start..start + SEED_BLOCK);
+        scorer.hamming(None, &list, &mut s);
         for hs in s.ham.chunks_exact(nq) {
             for (j, &h) in hs.iter().enumerate() {
                 hist[j * (dim + 1) + h as usize] += 1;
             }
         }
-    }
+        (s, list, hist)
+    };
+    let hist = pool::install(|| {
+        starts
+            .par_iter()
+            .fold(new, count)
+            .map(|(_, _, hist)| hist)
+            .reduce_with(|mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            })
+    })
+    .unwrap_or_default();
     hist.chunks_exact(dim + 1)
         .zip(none)
         .map(|(counts, no_cut)| {
@@ -500,7 +518,7 @@ fn seed_cuts(scorer: &Scorer<'_>, k: usize) -> Vec<u32> {
 }
 
 /// Top-`k` of every row for every query of a binary scorer, by Hamming distance (ascending,
-/// then row ascending: the score order, as the score decreases with the distance). The
+/// then row ascending: the score order, as the score decreases with the distance), unordered. The
 /// selections start from the seeded cuts ([`seed_cuts`]); where a cut proves too tight (fewer
 /// than `k` rows met it), the scan runs again without cuts, so the result is always exact.
 fn scan_binary(scorer: &Scorer<'_>, k: usize) -> Vec<Vec<(u32, usize)>> {
@@ -546,14 +564,21 @@ fn scan_binary_from(scorer: &Scorer<'_>, k: usize, seeds: &[u32]) -> Vec<Vec<(u3
             if nq == 1 {
                 scorer.hamming_run(rows.clone(), &mut w.scratch);
                 let (heap, bound) = (&mut w.heaps[0], &mut w.bounds[0]);
-                // Groups of 8 distances tested branch-free (vectorized) first: most rows fail.
-                for (g, hs) in w.scratch.ham.chunks(8).enumerate() {
-                    if !hs.iter().fold(false, |a, &h| a | (h < *bound)) {
+                // Groups of GROUP distances tested branch-free (vectorized) first: most rows
+                // fail. Distances and bounds are at most `dim + 1`, so they compare as i32 (a
+                // signed compare is one SSE2 instruction, an unsigned one is three).
+                for (g, hs) in w.scratch.ham.chunks(GROUP).enumerate() {
+                    let b = (*bound).min(i32::MAX as u32) as i32;
+                    let any = match <&[u32; GROUP]>::try_from(hs) {
+                        Ok(full) => full.iter().fold(false, |a, &h| a | ((h as i32) < b)),
+                        Err(_) => hs.iter().any(|&h| (h as i32) < b),
+                    };
+                    if !any {
                         continue;
                     }
                     for (i, &h) in hs.iter().enumerate() {
                         if h < *bound {
-                            let row = rows.start + g * 8 + i;
+                            let row = rows.start + g * GROUP + i;
                             heap.push(h, row);
                             *bound = heap.bound(row + 1);
                         }
@@ -723,7 +748,7 @@ pub fn funnel(
             let codes = CodeTier::of(file, tier)?;
             let scorer = Scorer::new(&codes, queries, dim, qk)?;
             match lists {
-                None => scan_codes(&scorer, keep)?,
+                None => scan_codes(&scorer, keep, stage + 1 == dims.len())?,
                 Some(lists) => {
                     let split = lists.len() == 1;
                     per_query(lists, |j, list| {

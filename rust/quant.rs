@@ -478,7 +478,11 @@ fn seed_cuts(scorer: &Scorer<'_>, k: usize) -> Vec<u32> {
     let starts: Vec<usize> = (0..SEED_BLOCKS).map(|b| b * n / SEED_BLOCKS).collect();
     let new = || {
         let s = Scratch::default();
-        (s, Vec::with_capacity(SEED_BLOCK), vec![0u32; nq * (dim + 1)])
+        (
+            s,
+            Vec::with_capacity(SEED_BLOCK),
+            vec![0u32; nq * (dim + 1)],
+        )
     };
     let count = |(mut s, mut list, mut hist): (Scratch, Vec<usize>, Vec<u32>), &start: &usize| {
         list.clear();

@@ -658,7 +658,10 @@ impl QuantKernels {
         out: &mut [u32],
     ) {
         let (segs, nrows) = codes;
-        assert!(first.checked_add(out.len()).is_some_and(|end| end <= nrows), "rows out of range");
+        assert!(
+            first.checked_add(out.len()).is_some_and(|end| end <= nrows),
+            "rows out of range"
+        );
         assert_eq!(q.len(), bit_words(segs));
         // SAFETY: the rows are in range of the tier (checked), so their bytes are readable;
         // the query has the prefix's words (checked); `new` picked a variant this CPU supports.

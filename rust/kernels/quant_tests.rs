@@ -133,7 +133,14 @@ fn hamming_every_backend_equals_bit_by_bit() {
 fn hamming_run_every_backend_equals_bit_by_bit() {
     // Layouts of whole-word runs (1, 2, 4, 8 words and their sums) and partial words, cut at
     // dims inside and at the block edges; every run of consecutive rows from every start.
-    let layouts: [&[usize]; 6] = [&[64], &[128, 128], &[64, 64, 128, 512], &[100], &[960], &[8, 300]];
+    let layouts: [&[usize]; 6] = [
+        &[64],
+        &[128, 128],
+        &[64, 64, 128, 512],
+        &[100],
+        &[960],
+        &[8, 300],
+    ];
     for backend in available() {
         let k = QuantKernels::new(backend);
         for widths in layouts {

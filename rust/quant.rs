@@ -365,6 +365,15 @@ impl<'a> Scorer<'a> {
 
 /// Rows scored per block of a scan.
 const BLOCK_ROWS: usize = 1024;
+
+/// A selection bound as i32, for the scan's branch-free tests: a signed compare is one SSE2
+/// instruction, an unsigned one three. Distances and bounds are at most the prefix width plus
+/// one, far below `i32::MAX`; a distance that did not fit would wrap negative and pass the
+/// test, which only sends it on to [`KeySelection::push`], the exact test.
+#[inline]
+fn signed(bound: u32) -> i32 {
+    bound.min(i32::MAX as u32) as i32
+}
 /// Distances of a one-query binary scan tested together against the selection's bound.
 const GROUP: usize = 16;
 /// Rows per parallel chunk at least.
@@ -382,20 +391,23 @@ struct Worker {
 /// funnel's first stage needs only the set, as the next stage re-scores it in row order).
 fn scan_codes(scorer: &Scorer<'_>, k: usize, sorted: bool) -> Result<Vec<Vec<Hit>>> {
     if let Kind::Binary { table, .. } = &scorer.kind {
-        return Ok(scan_binary(scorer, k)
-            .into_iter()
-            .map(|mut keys| {
-                if sorted {
-                    keys.sort_unstable_by_key(key_order);
-                }
-                keys.into_iter()
-                    .map(|(h, row)| Hit {
-                        score: table[h as usize],
-                        row,
-                    })
-                    .collect()
-            })
-            .collect());
+        let finish = |mut keys: Vec<(u32, usize)>| -> Vec<Hit> {
+            if sorted {
+                keys.sort_unstable_by_key(key_order);
+            }
+            keys.into_iter()
+                .map(|(h, row)| Hit {
+                    score: table[h as usize],
+                    row,
+                })
+                .collect()
+        };
+        let lists = scan_binary(scorer, k);
+        return Ok(if lists.len() > 1 {
+            pool::install(|| lists.into_par_iter().map(finish).collect())
+        } else {
+            lists.into_iter().map(finish).collect()
+        });
     }
     let (n, nq) = (scorer.rows, scorer.nq);
     let k = k.min(n);
@@ -447,8 +459,9 @@ fn scan_codes(scorer: &Scorer<'_>, k: usize, sorted: bool) -> Result<Vec<Vec<Hit
 /// One thread's key selections and buffers of a binary scan.
 struct BinWorker {
     heaps: Vec<KeySelection>,
-    /// Each query's [`KeySelection::bound`] for the next row (a copy, read for every row).
-    bounds: Vec<u32>,
+    /// Each query's [`KeySelection::bound`] for the next row (a copy, read for every row), as
+    /// i32 ([`signed`]).
+    bounds: Vec<i32>,
     rows: Vec<usize>,
     scratch: Scratch,
 }
@@ -561,7 +574,7 @@ fn scan_binary_from(scorer: &Scorer<'_>, k: usize, seeds: &[u32]) -> Vec<Vec<(u3
         let end = (start + chunk).min(n);
         // Rows ascend within a chunk, but a worker may take chunks in any order.
         for (b, heap) in w.bounds.iter_mut().zip(&w.heaps) {
-            *b = heap.bound(start);
+            *b = signed(heap.bound(start));
         }
         for b in (start..end).step_by(BLOCK_ROWS) {
             let rows = b..(b + BLOCK_ROWS).min(end);
@@ -569,10 +582,9 @@ fn scan_binary_from(scorer: &Scorer<'_>, k: usize, seeds: &[u32]) -> Vec<Vec<(u3
                 scorer.hamming_run(rows.clone(), &mut w.scratch);
                 let (heap, bound) = (&mut w.heaps[0], &mut w.bounds[0]);
                 // Groups of GROUP distances tested branch-free (vectorized) first: most rows
-                // fail. Distances and bounds are at most `dim + 1`, so they compare as i32 (a
-                // signed compare is one SSE2 instruction, an unsigned one is three).
+                // fail.
                 for (g, hs) in w.scratch.ham.chunks(GROUP).enumerate() {
-                    let b = (*bound).min(i32::MAX as u32) as i32;
+                    let b = *bound;
                     let any = match <&[u32; GROUP]>::try_from(hs) {
                         Ok(full) => full.iter().fold(false, |a, &h| a | ((h as i32) < b)),
                         Err(_) => hs.iter().any(|&h| (h as i32) < b),
@@ -581,10 +593,10 @@ fn scan_binary_from(scorer: &Scorer<'_>, k: usize, seeds: &[u32]) -> Vec<Vec<(u3
                         continue;
                     }
                     for (i, &h) in hs.iter().enumerate() {
-                        if h < *bound {
+                        if (h as i32) < *bound {
                             let row = rows.start + g * GROUP + i;
                             heap.push(h, row);
-                            *bound = heap.bound(row + 1);
+                            *bound = signed(heap.bound(row + 1));
                         }
                     }
                 }
@@ -599,7 +611,7 @@ fn scan_binary_from(scorer: &Scorer<'_>, k: usize, seeds: &[u32]) -> Vec<Vec<(u3
                 let any = hs
                     .iter()
                     .zip(&w.bounds)
-                    .fold(false, |a, (h, b)| a | (h < b));
+                    .fold(false, |a, (&h, &b)| a | ((h as i32) < b));
                 if !any {
                     continue;
                 }
@@ -609,13 +621,15 @@ fn scan_binary_from(scorer: &Scorer<'_>, k: usize, seeds: &[u32]) -> Vec<Vec<(u3
                         .iter()
                         .zip(bounds.iter())
                         .enumerate()
-                        .fold(0u64, |m, (j, (h, b))| m | (u64::from(h < b) << j));
+                        .fold(0u64, |m, (j, (&h, &b))| {
+                            m | (u64::from((h as i32) < b) << j)
+                        });
                     while mask != 0 {
                         let j = mask.trailing_zeros() as usize;
                         mask &= mask - 1;
                         let heap = &mut w.heaps[g * 64 + j];
                         heap.push(hs[j], row);
-                        bounds[j] = heap.bound(row + 1);
+                        bounds[j] = signed(heap.bound(row + 1));
                     }
                 }
             }
@@ -633,7 +647,16 @@ fn scan_binary_from(scorer: &Scorer<'_>, k: usize, seeds: &[u32]) -> Vec<Vec<(u3
             per_query[j].push(heap.into_vec());
         }
     }
-    per_query.into_iter().map(|p| merge_keys(p, k)).collect()
+    if nq > 1 {
+        pool::install(|| {
+            per_query
+                .into_par_iter()
+                .map(|p| merge_keys(p, k))
+                .collect()
+        })
+    } else {
+        per_query.into_iter().map(|p| merge_keys(p, k)).collect()
+    }
 }
 
 /// Rows re-scored per task of one query's list (a single query's list is split across the

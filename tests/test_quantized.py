@@ -212,13 +212,26 @@ def test_binary_scan_seeded_cut_and_its_fallback(backend: str, tmp_path: Path) -
     x_tight = x.copy()
     x_tight[copies] = q[0] * rng.uniform(0.5, 2.0, (60, 1)).astype(np.float32)
     for name, data, k in (("holds", x, 300), ("too tight", x_tight, 100)):
-        path = mf.save_prefix_blocked(tmp_path / f"{name}.mfb", data, tiers=("binary",), block=64)
+        path = mf.save_prefix_blocked(tmp_path / f"{name}.mfb", data, tiers=("float32", "binary"), block=64)
         corpus = mf.open_corpus(path)
         for batch in (q[0], q):
             res = mf.topk(batch, corpus, dim=d, k=k, precision="binary")
             want_s, want_i = ref.quantized_topk_reference(batch, data, d, k, "binary")
             np.testing.assert_array_equal(res.indices, want_i, err_msg=name)
             np.testing.assert_array_equal(res.scores, want_s.astype(np.float32), err_msg=name)
+            # As a funnel's first stage (its shortlist handed on unsorted), then float32 at the
+            # same width, against the oracle cascade: the rows kept come from the oracle's
+            # shortlist and are its best 10 up to float32 rounding (the query's scaled copies
+            # all score 1 within it), with their oracle scores.
+            f = mf.funnel(batch, corpus, k=10, dims=(d, d), candidates=(k,), precisions=("binary", "float32"))
+            for j, short in enumerate(np.atleast_2d(want_i)):
+                qj = np.atleast_2d(batch)[j]
+                kth = np.sort(ref.prefix_cosine(qj, data[short], d)[0])[-10]
+                got = np.atleast_2d(f.indices)[j]
+                assert set(got.tolist()) <= set(short.tolist()), name
+                got_s = ref.prefix_cosine(qj, data[got], d)[0]
+                assert np.all(got_s >= kth - 1e-6), name
+                np.testing.assert_allclose(np.atleast_2d(f.scores)[j], got_s, atol=1e-6, err_msg=name)
 
 
 @given(case=quant_cases())

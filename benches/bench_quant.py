@@ -13,7 +13,8 @@ held-out queries; evaluated on others).
 Floors, measured in the same process: the time to read the 1-bit scan's bytes once from
 memory on every thread (``mf._core._read_seconds``), and the Hamming kernel's popcount rate on
 cache-resident rows at batch 64 (``mf._core._popcount_peak``); the 1-bit scan is reported as a
-ratio to the first at batch 1 and to the second at batch 64.
+ratio to the first at batch 1 and to the second at batch 64, each floor timed in alternation
+with the scan (paired rounds), so that both see the same machine.
 
 Run: ``make bench-quant`` (N = 1M x 768; minutes). The machine may be shared: figures are noisy.
 """
@@ -96,28 +97,50 @@ def unit(q: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return np.ascontiguousarray(q / np.maximum(norms, 1e-30), dtype=np.float32)
 
 
-def floors(n: int, dim: int, scan1: tuple[float, float], scan64: tuple[float, float], nq: int) -> list[str]:
+def floors(
+    n: int,
+    dim: int,
+    scan1: Callable[[], Any],
+    scan64: Callable[[], Any],
+    nsingle: int,
+    nq: int,
+    rounds: int = 15,
+) -> list[str]:
     """The 1-bit scan against its floors: bandwidth at batch 1, popcount peak at batch 64.
 
-    ``scan1`` and ``scan64`` are (best, median) seconds per query and per batch. Each floor is
-    the best of repeated rounds, so the ratio that counts is the scan's best run against it
-    (like for like on a shared machine); the median's ratio is given beside it.
+    A shared machine's speed drifts from minute to minute, so each floor is measured in
+    alternation with the scan it bounds, in ``rounds`` paired rounds (a floor's best of 3, then
+    one timed call of ``scan1`` (``nsingle`` queries one at a time) or ``scan64`` (one batch of
+    ``nq``)), and the ratio is taken within each round: the median ratio is reported, and the
+    best.
     """
     words = -(-dim // 64)
     nbytes = n * (-(-dim // 8))
-    read_s = mf._core._read_seconds(nbytes, 25)
-    peak = mf._core._popcount_peak(nq, words)
-    rate64, rate64_med = (n * nq * words / t for t in scan64)
+    scan1()
+    scan64()
+    read, s1, peak, s64 = [], [], [], []
+    for _ in range(rounds):
+        read.append(mf._core._read_seconds(nbytes, 3))
+        t0 = time.perf_counter()
+        scan1()
+        s1.append((time.perf_counter() - t0) / nsingle)
+        peak.append(mf._core._popcount_peak(nq, words, 3))
+        t0 = time.perf_counter()
+        scan64()
+        s64.append(n * nq * words / (time.perf_counter() - t0))
+    r1 = np.array(s1) / np.array(read)
+    r64 = np.array(peak) / np.array(s64)
+    med = float(np.median(read))
     return [
-        f"Bandwidth floor: {nbytes:,} bytes (the 1-bit tier at {dim} dims) read once in "
-        f"{read_s * 1e3:.3f} ms ({nbytes / read_s / 1e9:.1f} GB/s, every thread, best of 25); the "
-        f"1-bit scan at batch 1 takes {scan1[0] * 1e3:.3f} ms per query in its best run: "
-        f"**{scan1[0] / read_s:.2f}x the floor** ({nbytes / scan1[0] / 1e9:.2f} GB/s; median "
-        f"{scan1[1] * 1e3:.3f} ms, {scan1[1] / read_s:.2f}x).",
-        f"Popcount peak: {peak / 1e9:.2f} G query-word popcounts/s (the Hamming kernel on "
-        f"cache-resident rows, {nq} queries, {words} words per row, every thread, best of 5); the "
-        f"1-bit scan at batch {nq} runs {rate64 / 1e9:.2f} G/s in its best run: **{peak / rate64:.2f}x "
-        f"below the peak** (median {rate64_med / 1e9:.2f} G/s, {peak / rate64_med:.2f}x).",
+        f"Bandwidth floor: {nbytes:,} bytes (the 1-bit tier at {dim} dims) read once on every thread "
+        f"({med * 1e3:.3f} ms, {nbytes / med / 1e9:.1f} GB/s, median of {rounds} rounds); the 1-bit scan "
+        f"at batch 1, timed in the same rounds, takes {np.median(s1) * 1e3:.3f} ms per query: "
+        f"**{np.median(r1):.2f}x the floor** (median of the rounds' ratios; best round {r1.min():.2f}x).",
+        f"Popcount peak: {np.median(peak) / 1e9:.2f} G query-word popcounts/s (the Hamming kernel on "
+        f"cache-resident rows, {nq} queries, {words} words per row, every thread); the 1-bit scan at "
+        f"batch {nq}, timed in the same rounds, runs {np.median(s64) / 1e9:.2f} G/s: "
+        f"**{np.median(r64):.2f}x below the peak** (median of the rounds' ratios; best round "
+        f"{r64.min():.2f}x).",
     ]
 
 
@@ -136,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = False
     if not ok:
         t0 = time.perf_counter()
-        mf.save_prefix_blocked(
-            tiered, x, split_at=split, tiers=("float32", "int8", "binary"), overwrite=True
-        )
+        mf.save_prefix_blocked(tiered, x, split_at=split, tiers=("float32", "int8", "binary"), overwrite=True)
         print(f"data: wrote {tiered} in {time.perf_counter() - t0:.1f} s", flush=True)
     corpus = mf.open_corpus(tiered)
     qs, _ = h.make_queries(x, args.tune_queries + args.eval_queries, args.seed)
@@ -276,10 +297,15 @@ def main(argv: list[str] | None = None) -> int:
     r64 = h.run_methods(setups64, args.repeats, label="batch 64: ", memory=False)
     base1, base64 = r1[ours1].timing, r64[ours64].timing
     notes = []
-    s1, s64 = r1[scan_name].timing, r64[scan_name].timing
-    if s1 and s64:
-        per_query1 = (s1.min_s / len(single), s1.median_s / len(single))
-        notes += floors(n, args.first, per_query1, (s64.min_s, s64.median_s), len(batch))
+    scan = methods[scan_name][0]
+    notes += floors(
+        n,
+        args.first,
+        lambda: [scan(q[None, :]) for q in single],
+        lambda: scan(batch),
+        len(single),
+        len(batch),
+    )
     flat_name = "FAISS IndexFlatIP float32 (exact)"
     peers = [
         (plan_name("float32", batches[0]), plan_name("float32", batches[-1]), "the tuned float32 funnel"),

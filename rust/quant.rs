@@ -374,6 +374,37 @@ const BLOCK_ROWS: usize = 1024;
 fn signed(bound: u32) -> i32 {
     bound.min(i32::MAX as u32) as i32
 }
+
+/// Bit `j` set where `(hs[j] as i32) < bounds[j]`, for the first 64 lanes: which queries may
+/// take a row. Four lanes per SSE2 compare and `movmskps` on x86-64 (part of its baseline, so
+/// no dispatch); one lane at a time elsewhere and for the last `len % 4`.
+#[inline]
+fn below_mask(hs: &[u32], bounds: &[i32]) -> u64 {
+    let n = hs.len().min(bounds.len()).min(64);
+    let mut mask = 0u64;
+    let mut j = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            _mm_castsi128_ps, _mm_cmplt_epi32, _mm_loadu_si128, _mm_movemask_ps,
+        };
+        while j + 4 <= n {
+            // SAFETY: SSE2 is part of the x86-64 baseline; lanes j..j + 4 lie inside both
+            // slices (j + 4 <= n), read unaligned.
+            let lanes = unsafe {
+                let h = _mm_loadu_si128(hs.as_ptr().add(j).cast());
+                let b = _mm_loadu_si128(bounds.as_ptr().add(j).cast());
+                _mm_movemask_ps(_mm_castsi128_ps(_mm_cmplt_epi32(h, b)))
+            };
+            mask |= u64::from(lanes as u32) << j;
+            j += 4;
+        }
+    }
+    for (i, (&h, &b)) in hs.iter().zip(bounds).enumerate().take(n).skip(j) {
+        mask |= u64::from((h as i32) < b) << i;
+    }
+    mask
+}
 /// Distances of a one-query binary scan tested together against the selection's bound.
 const GROUP: usize = 16;
 /// Rows per parallel chunk at least.
@@ -617,13 +648,7 @@ fn scan_binary_from(scorer: &Scorer<'_>, k: usize, seeds: &[u32]) -> Vec<Vec<(u3
                 }
                 // A bit mask of the queries that may take it; then only those.
                 for (g, (hs, bounds)) in hs.chunks(64).zip(w.bounds.chunks_mut(64)).enumerate() {
-                    let mut mask = hs
-                        .iter()
-                        .zip(bounds.iter())
-                        .enumerate()
-                        .fold(0u64, |m, (j, (&h, &b))| {
-                            m | (u64::from((h as i32) < b) << j)
-                        });
+                    let mut mask = below_mask(hs, bounds);
                     while mask != 0 {
                         let j = mask.trailing_zeros() as usize;
                         mask &= mask - 1;
@@ -810,5 +835,28 @@ fn per_query(
             .enumerate()
             .map(|(j, l)| f(j, l))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn below_mask_equals_lane_by_lane(
+            lanes in proptest::collection::vec((0u32..8, 0i32..8), 0..70),
+            wide in proptest::collection::vec(any::<u32>(), 0..70),
+        ) {
+            // Small values (many equal pairs) and any u32 (wrapping as i32).
+            let (hs, bounds): (Vec<u32>, Vec<i32>) = lanes.into_iter().unzip();
+            let wide_b: Vec<i32> = wide.iter().map(|&h| signed(h.rotate_left(7))).collect();
+            for (hs, bounds) in [(&hs, &bounds), (&wide, &wide_b)] {
+                let want = hs.iter().zip(bounds.iter()).take(64).enumerate()
+                    .fold(0u64, |m, (j, (&h, &b))| m | (u64::from((h as i32) < b) << j));
+                prop_assert_eq!(below_mask(hs, bounds), want);
+            }
+        }
     }
 }

@@ -405,6 +405,7 @@ fn below_mask(hs: &[u32], bounds: &[i32]) -> u64 {
     }
     mask
 }
+
 /// Distances of a one-query binary scan tested together against the selection's bound.
 const GROUP: usize = 16;
 /// Rows per parallel chunk at least.
@@ -566,9 +567,10 @@ fn seed_cuts(scorer: &Scorer<'_>, k: usize) -> Vec<u32> {
 }
 
 /// Top-`k` of every row for every query of a binary scorer, by Hamming distance (ascending,
-/// then row ascending: the score order, as the score decreases with the distance), unordered. The
-/// selections start from the seeded cuts ([`seed_cuts`]); where a cut proves too tight (fewer
-/// than `k` rows met it), the scan runs again without cuts, so the result is always exact.
+/// then row ascending: the score order, as the score decreases with the distance), unordered.
+/// The selections start from the seeded cuts ([`seed_cuts`]); where a cut proves too tight
+/// (fewer than `k` rows met it), the scan runs again without cuts, so the result is always
+/// exact.
 fn scan_binary(scorer: &Scorer<'_>, k: usize) -> Vec<Vec<(u32, usize)>> {
     let k = k.min(scorer.rows);
     let seeds = seed_cuts(scorer, k);
@@ -782,6 +784,13 @@ pub fn funnel(
     let kernels = Kernels::active()?;
     let qk = QuantKernels::new(kernels.backend());
     let (n, nq) = (file.shape().0, queries.len());
+    if n as u64 >= 1 << 48 {
+        // A 1-bit selection orders (distance, row) as one integer with 48 bits for the row
+        // (`selection::key_order`); no mappable file comes near.
+        return Err(Error::InvalidPlan(format!(
+            "the file has {n} rows; quantized search takes fewer than 2^48"
+        )));
+    }
     let keep: Vec<usize> = cands.iter().copied().chain([k]).map(|c| c.min(n)).collect();
     let mut lists: Option<Vec<Vec<Hit>>> = None;
     for (stage, (&dim, &tier)) in dims.iter().zip(tiers).enumerate() {

@@ -225,7 +225,7 @@ pub(crate) unsafe fn dot_norm_block<S: Simd>(
     }
     let n = rows.len();
     if let ([seg], true) = (segs, dense) {
-        if seg.rows_adjacent() && seg.width >= LONG_ROW {
+        if S::LANES >= LONG_ROW_LANES && seg.rows_adjacent() && seg.width >= LONG_ROW {
             // SAFETY: forwarded contract.
             unsafe { dot_norm_long_rows::<S>(q, seg, rows, dots, norms) };
             return;
@@ -272,18 +272,23 @@ pub(crate) unsafe fn dot_norm_block<S: Simd>(
     }
 }
 
-/// Row runs at least this long (floats) are read one row after another (see
-/// [`dot_norm_long_rows`]).
+/// Row runs at least this long (floats) are read one row after another, with vectors of at
+/// least [`LONG_ROW_LANES`] lanes (see [`dot_norm_long_rows`]).
 const LONG_ROW: usize = 256;
+const LONG_ROW_LANES: usize = 16;
 
 /// [`dot_norm_block`] for dense rows whose runs are long and adjacent in memory (a full-width
-/// scan of a row-major matrix of 256 columns or more): one row at a time, so that the rows are
-/// one sequential stream for the hardware prefetchers, instead of four streams read in
-/// lockstep a row apart. Measured side by side (200k x 768 `.npy`, one query at 768 dims, 2
-/// threads, a busy 2-core EPYC): 25-30% faster than the four-row tiles, on par with numkong's
-/// pairwise kernel on the same file, which the tiles trailed by 1.3x. `reduce4` of one row's
-/// accumulators with three zero vectors adds its lanes in the same order as a tile of four
-/// rows, so the results are bitwise those of [`tile`] (tested).
+/// scan of a row-major matrix of 256 columns or more), with 16-lane vectors (AVX-512): one row
+/// at a time, so that the rows are one sequential stream for the hardware prefetchers, instead
+/// of four streams read in lockstep a row apart. Measured side by side (200k x 768 `.npy`, one
+/// query at 768 dims, 2 threads, a busy 2-core EPYC with AVX-512): 25-30% faster than the
+/// four-row tiles, on par with numkong's pairwise kernel on the same file, which the tiles
+/// trailed by 1.3x. Narrower vectors keep the tiles: a lone row's two accumulators are chains
+/// of dependent FMAs twice as long (96 per 768 columns with AVX2), and on an AVX2 EPYC (1M x
+/// 768 `.npy`, one query, 2 threads, interleaved runs) one row at a time was 13% slower than
+/// the tiles (best 152-154 ms against 131-139). `reduce4` of one row's accumulators with three
+/// zero vectors adds its lanes in the same order as a tile of four rows, so the results are
+/// bitwise those of [`tile`] (tested).
 ///
 /// # Safety
 /// As [`dot_norm_block`].

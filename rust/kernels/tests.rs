@@ -673,7 +673,8 @@ fn segment_by_segment_walk_equals_row_by_row_bitwise() {
 #[test]
 fn long_adjacent_rows_read_one_by_one_equal_tiles_bitwise() {
     // Full-width rows of 256 columns and more, one after another in memory: `dot_norm` reads
-    // them one row at a time (one sequential stream). Rows scattered over the matrix take the
+    // them one row at a time (one sequential stream) with 16-lane vectors (AVX-512), in
+    // four-row tiles with narrower ones. Rows scattered over the matrix take the
     // four-row tiles; the values must agree bitwise, with the batch kernel too, and with the
     // scalar reference within rounding.
     let scalar = Kernels::new(Backend::Scalar).unwrap();

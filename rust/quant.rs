@@ -434,12 +434,7 @@ fn scan_codes(scorer: &Scorer<'_>, k: usize, sorted: bool) -> Result<Vec<Vec<Hit
                 })
                 .collect()
         };
-        let lists = scan_binary(scorer, k);
-        return Ok(if lists.len() > 1 {
-            pool::install(|| lists.into_par_iter().map(finish).collect())
-        } else {
-            lists.into_iter().map(finish).collect()
-        });
+        return Ok(per_query(scan_binary(scorer, k), |_, keys| finish(keys)));
     }
     let (n, nq) = (scorer.rows, scorer.nq);
     let k = k.min(n);
@@ -522,12 +517,8 @@ fn seed_cuts(scorer: &Scorer<'_>, k: usize) -> Vec<u32> {
     // fetch lines past each block).
     let starts: Vec<usize> = (0..SEED_BLOCKS).map(|b| b * n / SEED_BLOCKS).collect();
     let new = || {
-        let s = Scratch::default();
-        (
-            s,
-            Vec::with_capacity(SEED_BLOCK),
-            vec![0u32; nq * (dim + 1)],
-        )
+        let list = Vec::with_capacity(SEED_BLOCK);
+        (Scratch::default(), list, vec![0u32; nq * (dim + 1)])
     };
     let count = |(mut s, mut list, mut hist): (Scratch, Vec<usize>, Vec<u32>), &start: &usize| {
         list.clear();
@@ -668,22 +659,13 @@ fn scan_binary_from(scorer: &Scorer<'_>, k: usize, seeds: &[u32]) -> Vec<Vec<(u3
     } else {
         pool::install(|| starts.par_iter().fold(new, run).collect())
     };
-    let mut per_query: Vec<Vec<Vec<(u32, usize)>>> = vec![Vec::new(); nq];
+    let mut parts: Vec<Vec<Vec<(u32, usize)>>> = vec![Vec::new(); nq];
     for w in workers {
         for (j, heap) in w.heaps.into_iter().enumerate() {
-            per_query[j].push(heap.into_vec());
+            parts[j].push(heap.into_vec());
         }
     }
-    if nq > 1 {
-        pool::install(|| {
-            per_query
-                .into_par_iter()
-                .map(|p| merge_keys(p, k))
-                .collect()
-        })
-    } else {
-        per_query.into_iter().map(|p| merge_keys(p, k)).collect()
-    }
+    per_query(parts, |_, p| merge_keys(p, k))
 }
 
 /// Rows re-scored per task of one query's list (a single query's list is split across the
@@ -801,7 +783,7 @@ pub fn funnel(
             let qn = queries.normalized(dim)?;
             match lists {
                 None => scan(&kernels, &qn, nq, &prefix, keep, 0..n)?,
-                Some(lists) => per_query(lists, |j, list| {
+                Some(lists) => per_query::<_, _, Result<_>>(lists, |j, list| {
                     rescore_f32(&kernels, &qn[j * dim..(j + 1) * dim], &prefix, list, keep)
                 })?,
             }
@@ -812,7 +794,7 @@ pub fn funnel(
                 None => scan_codes(&scorer, keep, stage + 1 == dims.len())?,
                 Some(lists) => {
                     let split = lists.len() == 1;
-                    per_query(lists, |j, list| {
+                    per_query::<_, _, Result<_>>(lists, |j, list| {
                         rescore_codes(&scorer, j, list, keep, split)
                     })?
                 }
@@ -825,24 +807,25 @@ pub fn funnel(
     ))
 }
 
-/// `f(j, list)` for every query's list, on the pool when there are several.
-fn per_query(
-    lists: Vec<Vec<Hit>>,
-    f: impl Fn(usize, Vec<Hit>) -> Result<Vec<Hit>> + Sync,
-) -> Result<Vec<Vec<Hit>>> {
-    if lists.len() > 1 {
+/// `f(j, item)` for every query's item, collected in order (a `Result` stops at an error); on
+/// the pool when there are several.
+fn per_query<T: Send, U: Send, C>(items: Vec<T>, f: impl Fn(usize, T) -> U + Sync) -> C
+where
+    C: FromIterator<U> + FromParallelIterator<U> + Send,
+{
+    if items.len() > 1 {
         pool::install(|| {
-            lists
+            items
                 .into_par_iter()
                 .enumerate()
-                .map(|(j, l)| f(j, l))
+                .map(|(j, x)| f(j, x))
                 .collect()
         })
     } else {
-        lists
+        items
             .into_iter()
             .enumerate()
-            .map(|(j, l)| f(j, l))
+            .map(|(j, x)| f(j, x))
             .collect()
     }
 }

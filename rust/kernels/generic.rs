@@ -83,6 +83,13 @@ pub(crate) trait Simd: Sized {
     /// A hint to bring the cache line at `p` closer (never faults; may do nothing).
     #[inline(always)]
     unsafe fn prefetch(_p: *const f32) {}
+    /// As [`Simd::prefetch`], into the second-level cache only (see [`prefetch_run`]); by
+    /// default the same as `prefetch`.
+    #[inline(always)]
+    unsafe fn prefetch_l2(p: *const f32) {
+        // SAFETY: a hint, as `prefetch`.
+        unsafe { Self::prefetch(p) }
+    }
     /// All lanes `*p`.
     unsafe fn splat(p: *const f32) -> Self::V;
     /// Stores `LANES` floats at `p` (unaligned).
@@ -133,12 +140,21 @@ const PREFETCH_ROWS: usize = 8;
 /// hardware prefetchers).
 const PREFETCH_LINES: usize = 16;
 
-/// Prefetches the prefix of `row`: its run in every segment (see [`prefetch_run`]).
+/// Prefetches the prefix of `row`: its run in every segment (see [`prefetch_run`]), into L2
+/// where the rows lie apart (a prefix of a wider row-major matrix) and as [`Simd::prefetch`]
+/// where they are adjacent (a 64-wide segment of the prefix-blocked file: into L2 that scan
+/// ran 1.17x slower).
 #[inline(always)]
 unsafe fn prefetch_row<S: Simd>(segs: &[Segment], row: usize) {
     for seg in segs {
         // SAFETY: the caller guarantees `row` is a valid row.
-        unsafe { prefetch_run::<S>(seg, row) };
+        unsafe {
+            if seg.rows_adjacent() {
+                prefetch_run::<S, false>(seg, row)
+            } else {
+                prefetch_run::<S, true>(seg, row)
+            }
+        };
     }
 }
 
@@ -304,7 +320,7 @@ unsafe fn dot_norm_long_rows<S: Simd>(
     unsafe {
         for (i, &row) in rows.iter().enumerate() {
             if let Some(&ahead) = rows.get(i + LONG_PREFETCH_ROWS) {
-                prefetch_run::<S>(seg, ahead);
+                prefetch_run::<S, true>(seg, ahead);
             }
             let (d, nn) = tile::<S, 1>(q, std::slice::from_ref(seg), &[row]);
             dots[i] = d[0];
@@ -325,11 +341,17 @@ const LONG_PREFETCH_ROWS: usize = 4;
 /// the hardware prefetchers fewer restarts.
 const SEGMENT_PASS_ROWS: usize = 512;
 
-/// Prefetches row `row`'s run in one segment (see [`prefetch_floats`]).
+/// Prefetches row `row`'s run in one segment (see [`prefetch_floats`]): into the second-level
+/// cache only if `L2` ([`Simd::prefetch_l2`]), else with [`Simd::prefetch`] (non-temporal).
+/// One query's scans of strided prefixes, of full-width rows and of the prefix-blocked file
+/// segment by segment prefetch into L2: side by side (1M x 768, one query, 2 threads, two
+/// builds in one process, AVX-512 EPYC) they took 0.62x / 0.84x / 0.82x the time of the
+/// non-temporal hint at 64 / 128 / 256 dims of a `.npy`, 0.82-0.87x at its full width, and
+/// 0.81-0.92x on the prefix-blocked file at 128 to 768 dims (see docs/kernels.md).
 #[inline(always)]
-unsafe fn prefetch_run<S: Simd>(seg: &Segment, row: usize) {
+unsafe fn prefetch_run<S: Simd, const L2: bool>(seg: &Segment, row: usize) {
     // SAFETY: the caller guarantees `row` is valid, so `row_ptr` is in bounds.
-    prefetch_floats::<S>(unsafe { seg.row_ptr(row) }, seg.width);
+    prefetch_floats::<S, L2>(unsafe { seg.row_ptr(row) }, seg.width);
 }
 
 /// Prefetches every cache line that the `n` floats from `p` touch, up to [`PREFETCH_LINES`].
@@ -339,15 +361,22 @@ unsafe fn prefetch_run<S: Simd>(seg: &Segment, row: usize) {
 /// at d=128 up to 1.7x slower than the same rows memory-mapped (where the `.npy` header puts
 /// rows on line boundaries).
 #[inline(always)]
-fn prefetch_floats<S: Simd>(p: *const f32, n: usize) {
+fn prefetch_floats<S: Simd, const L2: bool>(p: *const f32, n: usize) {
     let p = p.cast::<u8>();
     let (skew, lines) = line_span(p as usize, n);
     // Wrapping arithmetic: the start of the first line may lie before the allocation; it is
     // only an address for the hint, never dereferenced.
     let first = p.wrapping_sub(skew);
     for l in 0..lines.min(PREFETCH_LINES) {
+        let line = first.wrapping_add(l * LINE_BYTES).cast();
         // SAFETY: prefetch is a hint and never faults, whatever the address.
-        unsafe { S::prefetch(first.wrapping_add(l * LINE_BYTES).cast()) };
+        unsafe {
+            if L2 {
+                S::prefetch_l2(line)
+            } else {
+                S::prefetch(line)
+            }
+        };
     }
 }
 
@@ -393,9 +422,9 @@ unsafe fn dot_norm_by_segment<S: Simd>(
                     // Prefetch ahead, running into the next segment's first rows at the end.
                     let ahead = i + PREFETCH_ROWS;
                     if ahead < m {
-                        prefetch_run::<S>(seg, block[ahead]);
+                        prefetch_run::<S, true>(seg, block[ahead]);
                     } else if let (Some(next), Some(&r)) = (segs.get(s + 1), block.get(ahead - m)) {
-                        prefetch_run::<S>(next, r);
+                        prefetch_run::<S, true>(next, r);
                     }
                     let xp = seg.row_ptr(row);
                     let [mut d, mut nn] = acc[i];
@@ -694,7 +723,7 @@ unsafe fn batch_rows<S: Simd, const C: usize>(b: RawBatch<'_>) {
                     // The first pass reads the rows from memory: it prefetches them two tiles
                     // ahead, and computes their norms and scales.
                     for ahead in i + 8..(i + 12).min(idx.len()) {
-                        prefetch_floats::<S>(row(ahead), chunks * lanes);
+                        prefetch_floats::<S, false>(row(ahead), chunks * lanes);
                     }
                     macro_rules! norms {
                         ($r:literal) => {{

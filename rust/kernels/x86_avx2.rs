@@ -95,6 +95,12 @@ impl Simd for Avx2 {
         // SAFETY: prefetch is a hint and never faults, whatever the address.
         unsafe { _mm_prefetch::<_MM_HINT_NTA>(p.cast()) }
     }
+
+    #[inline(always)]
+    unsafe fn prefetch_l2(p: *const f32) {
+        // SAFETY: prefetch is a hint and never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
+    }
 }
 
 super::generic::entry_points!(Avx2, "avx2,fma");

@@ -140,21 +140,27 @@ const PREFETCH_ROWS: usize = 8;
 /// hardware prefetchers).
 const PREFETCH_LINES: usize = 16;
 
-/// Prefetches the prefix of `row`: its run in every segment (see [`prefetch_run`]), into L2
-/// where the rows lie apart (a prefix of a wider row-major matrix) and as [`Simd::prefetch`]
-/// where they are adjacent (a 64-wide segment of the prefix-blocked file: into L2 that scan
-/// ran 1.17x slower).
+/// Prefetches the prefix of `row` for the four-row tiles: its run in every segment (see
+/// [`prefetch_tile_run`]).
 #[inline(always)]
 unsafe fn prefetch_row<S: Simd>(segs: &[Segment], row: usize) {
     for seg in segs {
-        // SAFETY: the caller guarantees `row` is a valid row.
-        unsafe {
-            if seg.rows_adjacent() {
-                prefetch_run::<S, false>(seg, row)
-            } else {
-                prefetch_run::<S, true>(seg, row)
-            }
-        };
+        // SAFETY: the caller guarantees `row` is a valid row, so `row_ptr` is in bounds.
+        let p = unsafe { seg.row_ptr(row) };
+        prefetch_tile_run::<S>(p, seg.width, seg.rows_adjacent());
+    }
+}
+
+/// Prefetches the `n` floats at `p` of a row that the four-row tiles or the batch kernel will
+/// read: into L2 where the rows lie apart (a prefix of a wider row-major matrix), as
+/// [`prefetch_run`] does, and with [`Simd::prefetch`] where they are `adjacent` (a 64-wide
+/// segment of the prefix-blocked file: into L2 that scan ran 1.17x slower).
+#[inline(always)]
+fn prefetch_tile_run<S: Simd>(p: *const f32, n: usize, adjacent: bool) {
+    if adjacent {
+        prefetch_floats::<S, false>(p, n);
+    } else {
+        prefetch_floats::<S, true>(p, n);
     }
 }
 
@@ -320,7 +326,7 @@ unsafe fn dot_norm_long_rows<S: Simd>(
     unsafe {
         for (i, &row) in rows.iter().enumerate() {
             if let Some(&ahead) = rows.get(i + LONG_PREFETCH_ROWS) {
-                prefetch_run::<S, true>(seg, ahead);
+                prefetch_run::<S>(seg, ahead);
             }
             let (d, nn) = tile::<S, 1>(q, std::slice::from_ref(seg), &[row]);
             dots[i] = d[0];
@@ -341,17 +347,17 @@ const LONG_PREFETCH_ROWS: usize = 4;
 /// the hardware prefetchers fewer restarts.
 const SEGMENT_PASS_ROWS: usize = 512;
 
-/// Prefetches row `row`'s run in one segment (see [`prefetch_floats`]): into the second-level
-/// cache only if `L2` ([`Simd::prefetch_l2`]), else with [`Simd::prefetch`] (non-temporal).
-/// One query's scans of strided prefixes, of full-width rows and of the prefix-blocked file
-/// segment by segment prefetch into L2: side by side (1M x 768, one query, 2 threads, two
+/// Prefetches row `row`'s run in one segment into the second-level cache ([`Simd::prefetch_l2`];
+/// see [`prefetch_floats`]). One query's scans of strided prefixes (through
+/// [`prefetch_tile_run`]), of full-width rows and of the prefix-blocked file segment by
+/// segment prefetch into L2 rather than with the non-temporal hint: side by side (1M x 768, one query, 2 threads, two
 /// builds in one process, AVX-512 EPYC) they took 0.62x / 0.84x / 0.82x the time of the
 /// non-temporal hint at 64 / 128 / 256 dims of a `.npy`, 0.82-0.87x at its full width, and
 /// 0.81-0.92x on the prefix-blocked file at 128 to 768 dims (see docs/kernels.md).
 #[inline(always)]
-unsafe fn prefetch_run<S: Simd, const L2: bool>(seg: &Segment, row: usize) {
+unsafe fn prefetch_run<S: Simd>(seg: &Segment, row: usize) {
     // SAFETY: the caller guarantees `row` is valid, so `row_ptr` is in bounds.
-    prefetch_floats::<S, L2>(unsafe { seg.row_ptr(row) }, seg.width);
+    prefetch_floats::<S, true>(unsafe { seg.row_ptr(row) }, seg.width);
 }
 
 /// Prefetches every cache line that the `n` floats from `p` touch, up to [`PREFETCH_LINES`].
@@ -422,9 +428,9 @@ unsafe fn dot_norm_by_segment<S: Simd>(
                     // Prefetch ahead, running into the next segment's first rows at the end.
                     let ahead = i + PREFETCH_ROWS;
                     if ahead < m {
-                        prefetch_run::<S, true>(seg, block[ahead]);
+                        prefetch_run::<S>(seg, block[ahead]);
                     } else if let (Some(next), Some(&r)) = (segs.get(s + 1), block.get(ahead - m)) {
-                        prefetch_run::<S, true>(next, r);
+                        prefetch_run::<S>(next, r);
                     }
                     let xp = seg.row_ptr(row);
                     let [mut d, mut nn] = acc[i];
@@ -712,11 +718,11 @@ unsafe fn batch_rows<S: Simd, const C: usize>(b: RawBatch<'_>) {
     // that a large batch does not stream every query from L3 for every few rows.
     let set = (QUERY_SET_FLOATS / group_len).max(2) & !1;
     let row = |i: usize| base.wrapping_offset(idx[i] as isize * stride);
-    // Rows that lie apart (a prefix of a wider row-major matrix) are prefetched into L2, as
-    // one query's scans do ([`prefetch_run`]): 64 queries at 64 / 128 / 256 dims of a 1M x 768
-    // `.npy` took 0.95-0.97 / 0.87 / 0.91-0.93 the time of the non-temporal hint (AVX2
-    // backend: 0.93 / 0.93 / 0.91; two builds in one process, AVX-512 EPYC).
-    let apart = stride != (chunks * lanes) as isize;
+    // Prefetched as the tiles' rows ([`prefetch_tile_run`]): with rows that lie apart, 64
+    // queries at 64 / 128 / 256 dims of a 1M x 768 `.npy` took 0.95-0.97 / 0.87 / 0.91-0.93 the
+    // time of the non-temporal hint (AVX2 backend: 0.93 / 0.93 / 0.91; two builds in one
+    // process, AVX-512 EPYC).
+    let adjacent = stride == (chunks * lanes) as isize;
     // SAFETY: every row index stays below idx.len() and group index below groups (contract).
     unsafe {
         for h0 in (0..groups).step_by(set) {
@@ -728,11 +734,7 @@ unsafe fn batch_rows<S: Simd, const C: usize>(b: RawBatch<'_>) {
                     // The first pass reads the rows from memory: it prefetches them two tiles
                     // ahead, and computes their norms and scales.
                     for ahead in i + 8..(i + 12).min(idx.len()) {
-                        if apart {
-                            prefetch_floats::<S, true>(row(ahead), chunks * lanes);
-                        } else {
-                            prefetch_floats::<S, false>(row(ahead), chunks * lanes);
-                        }
+                        prefetch_tile_run::<S>(row(ahead), chunks * lanes, adjacent);
                     }
                     macro_rules! norms {
                         ($r:literal) => {{

@@ -11,6 +11,7 @@
 //! entry point computed them, and duplicate rows always tie.
 
 use std::array;
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
 use crate::layout::{Prefix, Segment};
@@ -100,35 +101,119 @@ pub(crate) trait Simd: Sized {
     /// ordered: false for NaN), for the `LANES` lanes.
     unsafe fn pass_mask(dots: Self::V, scales: Self::V, thr: Self::V) -> u32;
 
+    /// Whether `reduce4` adds lane `i` to lane `i + LANES / 2` before the pairwise tree over
+    /// those sums (AVX-512), instead of the tree over all lanes (AVX2, NEON, scalar). See
+    /// [`lane_tree`], the one place the order is written for the batch kernel.
+    const FOLD_HALVES: bool = false;
+
+    /// Whether the batch kernel adds a pair's partial sums while it computes the lanes
+    /// ([`lane_tree`] over lanes computed on demand), keeping the partial trees in registers,
+    /// rather than storing every lane and adding them after. Needs room for about five tiles
+    /// of accumulators: AVX-512's 32 vector registers, not AVX2's 16.
+    const STREAM_COMBINE: bool = false;
+
     /// Lane `i` of the result is `reduce4`'s sum of the values `parts[0][i], .., parts[LANES-1][i]`
     /// in `reduce4`'s order (`parts.len() == LANES`): the horizontal reduction done vertically,
-    /// for `LANES` pairs at once. This default is the pairwise tree
-    /// `((p0+p1)+(p2+p3))+((p4+p5)+(p6+p7))` (AVX2, NEON, scalar); AVX-512 overrides it.
+    /// for `LANES` pairs at once.
     #[inline(always)]
     unsafe fn combine(parts: &[Self::V]) -> Self::V {
         // SAFETY: the caller runs with the backend's target features enabled.
-        unsafe { pairwise_sum::<Self>(parts) }
+        unsafe { lane_tree::<Self, _>(&mut StoredLanes::<Self>(parts)) }
     }
 }
 
-/// `((p0 + p1) + (p2 + p3)) + ...` over `parts` (a power of two, at most 16, long).
+/// The partial sums of one or more pairs, lane by lane, for [`lane_tree`]. (A trait with
+/// `inline(always)` methods rather than closures, so that everything inlines into the
+/// backend's `target_feature` entry point.)
+pub(crate) trait LaneSums {
+    /// One lane's partial sums: a vector, or a whole tile of them.
+    type T: Copy;
+    /// Lane `l`'s partial sums.
+    ///
+    /// # Safety
+    /// As the implementor's constructor requires; the backend's target features are enabled.
+    unsafe fn lane(&mut self, l: usize) -> Self::T;
+    /// `a + b`, per lane of every vector.
+    ///
+    /// # Safety
+    /// The backend's target features are enabled.
+    unsafe fn add(a: Self::T, b: Self::T) -> Self::T;
+}
+
+/// Lanes already computed and stored: lane `l` is `self.0[l]`.
+struct StoredLanes<'a, S: Simd>(&'a [S::V]);
+
+impl<S: Simd> LaneSums for StoredLanes<'_, S> {
+    type T = S::V;
+    #[inline(always)]
+    unsafe fn lane(&mut self, l: usize) -> S::V {
+        self.0[l]
+    }
+    #[inline(always)]
+    unsafe fn add(a: S::V, b: S::V) -> S::V {
+        // SAFETY: the caller runs with the backend's target features enabled.
+        unsafe { S::add(a, b) }
+    }
+}
+
+/// A pair's `LANES` partial sums added in `reduce4`'s order: with [`Simd::FOLD_HALVES`],
+/// `leaf(j) = lane(j) + lane(j + LANES / 2)`, else `leaf(j) = lane(j)`, then the pairwise tree
+/// `((leaf0 + leaf1) + (leaf2 + leaf3)) + ...` over the leaves. `lanes.lane` is called once per
+/// lane, in the order the tree needs them, so that it may compute each lane only then.
 ///
 /// # Safety
-/// The backend's target features are enabled.
+/// As `L::lane` requires; the backend's target features are enabled.
 #[inline(always)]
-pub(crate) unsafe fn pairwise_sum<S: Simd>(parts: &[S::V]) -> S::V {
-    // SAFETY: the caller runs with the backend's target features enabled.
+pub(crate) unsafe fn lane_tree<S: Simd, L: LaneSums>(lanes: &mut L) -> L::T {
+    let half = S::LANES / 2;
+    // SAFETY: forwarded contract.
     unsafe {
-        let mut buf = [S::zero(); 16];
-        buf[..parts.len()].copy_from_slice(parts);
-        let mut n = parts.len();
-        while n > 1 {
-            for i in 0..n / 2 {
-                buf[i] = S::add(buf[2 * i], buf[2 * i + 1]);
-            }
-            n /= 2;
+        // Written out, so that the tree's partial sums are named values (registers), not a
+        // stack in memory.
+        macro_rules! leaf {
+            ($j:expr) => {{
+                if S::FOLD_HALVES {
+                    let a = lanes.lane($j);
+                    let b = lanes.lane($j + half);
+                    L::add(a, b)
+                } else {
+                    lanes.lane($j)
+                }
+            }};
         }
-        buf[0]
+        macro_rules! t2 {
+            ($a:expr) => {{
+                let x = leaf!($a);
+                let y = leaf!($a + 1);
+                L::add(x, y)
+            }};
+        }
+        macro_rules! t4 {
+            ($a:expr) => {{
+                let x = t2!($a);
+                let y = t2!($a + 2);
+                L::add(x, y)
+            }};
+        }
+        macro_rules! t8 {
+            ($a:expr) => {{
+                let x = t4!($a);
+                let y = t4!($a + 4);
+                L::add(x, y)
+            }};
+        }
+        match if S::FOLD_HALVES { half } else { S::LANES } {
+            1 => leaf!(0),
+            2 => t2!(0),
+            4 => t4!(0),
+            8 => t8!(0),
+            16 => {
+                let x = t8!(0);
+                let y = t8!(8);
+                L::add(x, y)
+            }
+            _ => unreachable!("LANES is a power of two, at most 16"),
+        }
     }
 }
 
@@ -582,14 +667,70 @@ pub(crate) unsafe fn pass_masks<S: Simd>(
     }
 }
 
+/// The partial sums of a batch tile, lane by lane ([`LaneSums`]): `R` rows at `xs` against
+/// `H` query groups at `qs`, `chunks` chunks each (as [`batch_tile`]).
+struct TileLanes<'a, S: Simd, const R: usize, const H: usize> {
+    qs: &'a [*const f32; H],
+    chunks: usize,
+    xs: &'a [*const f32; R],
+    simd: PhantomData<S>,
+}
+
+impl<S: Simd, const R: usize, const H: usize> LaneSums for TileLanes<'_, S, R, H> {
+    type T = [[S::V; H]; R];
+
+    #[inline(always)]
+    unsafe fn lane(&mut self, l: usize) -> Self::T {
+        let (lanes, chunks) = (S::LANES, self.chunks);
+        // SAFETY: reads stay inside each row's `chunks * LANES` values and each group's block
+        // (the contract of `batch_tile`, which builds this).
+        unsafe {
+            let mut acc = [[S::zero(); H]; R];
+            for t in 0..chunks {
+                let qv: [S::V; H] =
+                    array::from_fn(|h| S::load(self.qs[h].add((l * chunks + t) * lanes)));
+                for (r, ar) in acc.iter_mut().enumerate() {
+                    let b = S::splat(self.xs[r].add(t * lanes + l));
+                    for (a, &q) in ar.iter_mut().zip(&qv) {
+                        *a = S::fma(b, q, *a);
+                    }
+                }
+            }
+            acc
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn add(a: Self::T, b: Self::T) -> Self::T {
+        // SAFETY: the caller runs with the backend's target features enabled.
+        array::from_fn(|r| array::from_fn(|h| unsafe { S::add(a[r][h], b[r][h]) }))
+    }
+}
+
+/// Query groups per batch tile at most (see [`batch_tile`]).
+#[inline(always)]
+const fn max_tile_groups<S: Simd>() -> usize {
+    if S::STREAM_COMBINE {
+        1
+    } else {
+        2
+    }
+}
+
 /// `R` rows against `H` query groups: `outs[r] + h * LANES` receives the dot products of row
 /// `r` with group `h`'s queries, and `masks[r] + h` their bits (see [`RawBatch`]); `xs[r]` points
 /// at row `r`'s `chunks * LANES` values, `qs[h]` at group `h`, `thr[h]` at its thresholds. At
-/// most 4 x 2: 8 accumulators, 2 query vectors and a broadcast fit AVX2's 16 registers with
-/// room to spare (a prototype measured on Zen 3, 64 dims: 4 x 2 43.8 G multiply-adds/s, 2 x 4
-/// 43.5, 3 x 2 39.5, 5 x 2 36.2, 6 x 2 31.9). `C`, when not 0, is `chunks` known at compile
-/// time (8: a 64-dim prefix on AVX2, the usual first stage of a funnel, or 128 dims on
-/// AVX-512; 4: 64 dims on AVX-512), so that the chunk loop unrolls.
+/// most 4 x [`max_tile_groups`]. With the lanes stored and combined after (AVX2), 4 x 2: 8
+/// accumulators, 2 query vectors and a broadcast fit AVX2's 16 registers with room to spare (a
+/// prototype measured on Zen 3, 64 dims: 4 x 2 43.8 G multiply-adds/s, 2 x 4 43.5, 3 x 2 39.5,
+/// 5 x 2 36.2, 6 x 2 31.9). With the lanes combined as they come ([`Simd::STREAM_COMBINE`],
+/// AVX-512), 4 x 1: the partial trees hold up to five tiles of accumulators, 20 of the 32
+/// registers (`make bench-kernel` on a 2-core EPYC, builds alternated, G multiply-adds/s at 64
+/// / 128 / 256 / 768 dims: 4 x 1 47-53 / 48-52 / 49-52 / 48-52; 2 x 2 46 / 43-46 / 42 / 47-48;
+/// 4 x 2, which spills, 40-41 / 46 / 51 / 49-51; the stored lanes at 4 x 2 33-38 / 41-46 /
+/// 44-49 / 47-50). `C`, when not 0, is `chunks` known at compile time (8: a 64-dim prefix on
+/// AVX2, the usual first stage of a funnel, or 128 dims on AVX-512; 4: 64 dims on AVX-512), so
+/// that the chunk loop unrolls.
 ///
 /// # Safety
 /// As [`batch_dots`], for these rows and groups.
@@ -605,38 +746,44 @@ unsafe fn batch_tile<S: Simd, const R: usize, const H: usize, const C: usize>(
 ) {
     let lanes = S::LANES;
     let chunks = if C > 0 { C } else { chunks };
+    let mut tile = TileLanes::<S, R, H> {
+        qs,
+        chunks,
+        xs,
+        simd: PhantomData,
+    };
     // SAFETY: reads stay inside each row's `chunks * LANES` values and each group's block,
     // writes inside each row's outputs and masks (see `batch_dots`).
     unsafe {
-        // Not zeroed (that would cost as much as a small tile): lanes 0..LANES are written
-        // below before they are read.
-        let mut parts = [[[MaybeUninit::<S::V>::uninit(); 16]; H]; R];
-        for l in 0..lanes {
-            let mut acc = [[S::zero(); H]; R];
-            for t in 0..chunks {
-                let qv: [S::V; H] =
-                    array::from_fn(|h| S::load(qs[h].add((l * chunks + t) * lanes)));
-                for r in 0..R {
-                    let b = S::splat(xs[r].add(t * lanes + l));
-                    for h in 0..H {
-                        acc[r][h] = S::fma(b, qv[h], acc[r][h]);
+        let dots: [[S::V; H]; R] = if S::STREAM_COMBINE {
+            lane_tree::<S, _>(&mut tile)
+        } else {
+            // Not zeroed (that would cost as much as a small tile): lanes 0..LANES are
+            // written below before they are read.
+            let mut parts = [[[MaybeUninit::<S::V>::uninit(); 16]; H]; R];
+            for l in 0..lanes {
+                let acc = tile.lane(l);
+                for (pr, ar) in parts.iter_mut().zip(&acc) {
+                    for (prh, &a) in pr.iter_mut().zip(ar) {
+                        prh[l].write(a);
                     }
                 }
             }
-            for (pr, ar) in parts.iter_mut().zip(&acc) {
-                for (prh, &a) in pr.iter_mut().zip(ar) {
-                    prh[l].write(a);
-                }
-            }
-        }
+            // The first `lanes` parts were written above (lanes <= 16), and MaybeUninit<V>
+            // has V's layout.
+            array::from_fn(|r| {
+                array::from_fn(|h| {
+                    S::combine(std::slice::from_raw_parts(
+                        parts[r][h].as_ptr().cast::<S::V>(),
+                        lanes,
+                    ))
+                })
+            })
+        };
         let tv: [S::V; H] = array::from_fn(|h| S::load(thr[h]));
-        for (r, pr) in parts.iter().enumerate() {
+        for (r, dr) in dots.iter().enumerate() {
             let s = S::splat(&scales[r]);
-            for (h, p) in pr.iter().enumerate() {
-                // The first `lanes` parts were written above (lanes <= 16), and
-                // MaybeUninit<V> has V's layout.
-                let done = std::slice::from_raw_parts(p.as_ptr().cast::<S::V>(), lanes);
-                let dot = S::combine(done);
+            for (h, &dot) in dr.iter().enumerate() {
                 S::store(outs[r].add(h * lanes), dot);
                 masks[r].add(h).write(S::pass_mask(dot, s, tv[h]));
             }
@@ -755,7 +902,7 @@ unsafe fn batch_rows<S: Simd, const C: usize>(b: RawBatch<'_>) {
                 }
                 let mut h = h0;
                 while h < h1 {
-                    let hn = (h1 - h).min(2);
+                    let hn = (h1 - h).min(max_tile_groups::<S>());
                     macro_rules! go {
                         ($r:literal, $h:literal) => {{
                             let xs: [*const f32; $r] = array::from_fn(|t| row(i + t));

@@ -2,13 +2,15 @@
 
 use core::arch::x86_64::*;
 
-use super::generic::{pairwise_sum, Simd};
+use super::generic::Simd;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Avx512;
 
 impl Simd for Avx512 {
     const LANES: usize = 16;
+    const FOLD_HALVES: bool = true;
+    const STREAM_COMBINE: bool = true;
     type V = __m512;
 
     #[inline(always)]
@@ -62,16 +64,6 @@ impl Simd for Avx512 {
                 _mm512_mul_ps(dots, scales),
                 thr,
             ))
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn combine(parts: &[__m512]) -> __m512 {
-        // reduce4's order, vertically: fold lane i with lane i + 8, then the pairwise tree.
-        // SAFETY: only called inside functions with avx512f enabled; parts has 16 vectors.
-        unsafe {
-            let f: [__m512; 8] = core::array::from_fn(|i| Self::add(parts[i], parts[i + 8]));
-            pairwise_sum::<Self>(&f)
         }
     }
 

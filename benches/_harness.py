@@ -459,6 +459,47 @@ class Bandwidth:
     how: str
 
 
+def _blocks(n: int, threads: int) -> list[tuple[int, int]]:
+    step = math.ceil(n / (threads * 4))
+    return [(s, min(s + step, n)) for s in range(0, n, step)]
+
+
+def or_pass(bits: npt.NDArray[np.uint32], ex: ThreadPoolExecutor, threads: int) -> Callable[[], object]:
+    """A read of every byte of ``bits`` (numpy's bitwise-OR reduction, which releases the GIL)
+    split into ``threads`` x 4 blocks along the first axis, run on ``ex``."""
+    blocks = _blocks(bits.shape[0], threads)
+    return lambda: list(ex.map(lambda b: np.bitwise_or.reduce(bits[b[0] : b[1]], axis=None), blocks))
+
+
+def paired_ratios(num: Callable[[], float], den: Callable[[], float], rounds: int) -> npt.NDArray[np.float64]:
+    """``num() / den()`` in each of ``rounds`` rounds, the two called back to back (which goes
+    first alternates), so that both see the same spell of a shared machine. Each callable runs
+    its case and returns seconds (a floor may return a time computed from a probe)."""
+    num()
+    den()
+    out = []
+    for i in range(rounds):
+        if i % 2:
+            b = den()
+            a = num()
+        else:
+            a = num()
+            b = den()
+        out.append(a / b)
+    return np.array(out)
+
+
+def seconds(f: Callable[[], object]) -> Callable[[], float]:
+    """``f`` as a callable that runs it once and returns the seconds it took."""
+
+    def timed() -> float:
+        t0 = time.perf_counter()
+        f()
+        return time.perf_counter() - t0
+
+    return timed
+
+
 def measure_bandwidth(corpus: F32, threads: int, repeats: int = 3) -> Bandwidth:
     """Read bandwidth over the whole (page-cached) memory-mapped corpus, in GB/s (1e9 B/s).
 
@@ -473,18 +514,16 @@ def measure_bandwidth(corpus: F32, threads: int, repeats: int = 3) -> Bandwidth:
     arr = np.asarray(corpus)
     bits = arr.view(np.uint32)
     nbytes = arr.nbytes
-    step = math.ceil(arr.shape[0] / (threads * 4))
-    blocks = [(s, min(s + step, arr.shape[0])) for s in range(0, arr.shape[0], step)]
     ones = np.ones(arr.shape[1], dtype=np.float32)
     ex = ThreadPoolExecutor(threads)
 
     def pooled(f: Callable[[int, int], object]) -> Callable[[], object]:
-        return lambda: list(ex.map(lambda b: f(*b), blocks))
+        return lambda: list(ex.map(lambda b: f(*b), _blocks(arr.shape[0], threads)))
 
     passes: dict[str, Callable[[], object]] = {
         "threaded sum": pooled(lambda a, b: np.add.reduce(arr[a:b], axis=None)),
         "threaded max": pooled(lambda a, b: np.maximum.reduce(arr[a:b], axis=None)),
-        "threaded or": pooled(lambda a, b: np.bitwise_or.reduce(bits[a:b], axis=None)),
+        "threaded or": or_pass(bits, ex, threads),
         "sgemv": lambda: arr @ ones,
     }
     try:
@@ -523,18 +562,28 @@ class Sgemm:
     how: str
 
 
-def measure_sgemm(size: int = 2048, repeats: int = 3) -> Sgemm:
-    """Peak float32 matmul rate of numpy's BLAS on a ``size``-square product, GFLOP/s."""
+def sgemm_probe(size: int = 2048) -> Callable[[int], float]:
+    """``probe(repeats)``: numpy's float32 matmul rate on a ``size``-square product, GFLOP/s,
+    the best of ``repeats`` products (the operands are made once, here)."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
     a @ b
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    gflops = 2 * size**3 / best / 1e9
+
+    def probe(repeats: int) -> float:
+        best = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+        return 2 * size**3 / best / 1e9
+
+    return probe
+
+
+def measure_sgemm(size: int = 2048, repeats: int = 3) -> Sgemm:
+    """Peak float32 matmul rate of numpy's BLAS on a ``size``-square product, GFLOP/s."""
+    gflops = sgemm_probe(size)(repeats)
     return Sgemm(gflops, f"numpy float32 {size}x{size} @ {size}x{size}, best of {repeats}")
 
 

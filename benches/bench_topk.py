@@ -22,6 +22,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -458,6 +459,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=10.0,
         help="timed seconds per slow case: runs = clamp(budget / warm-up, 1, --repeats)",
     )
+    ap.add_argument(
+        "--paired-rounds",
+        type=int,
+        default=9,
+        help="rounds of each paired target measurement after the tables (0: skip them)",
+    )
     ap.add_argument("--out", default=None, help="markdown file to add this run to")
     args = ap.parse_args(argv)
     names = {m.name for m in METHODS}
@@ -667,6 +674,71 @@ METHOD_NOTES = [
 ]
 
 
+def paired_goals(
+    mf: Any,
+    x: np.ndarray,
+    variants: dict[str, Any],
+    queries: np.ndarray,
+    args: argparse.Namespace,
+) -> list[str]:
+    """The issue's targets, each measured in paired rounds (``_harness.paired_ratios``): the
+    case and its floor (or the case it is held against) back to back, the ratio taken within
+    each round, the median reported with the best and worst round. The tables' floors come
+    from a best-of-3 probe taken once, minutes away from most cases, on a machine whose speed
+    drifts; these do not.
+
+    - batch 1, every width: the prefix-blocked file against a read of the same number of bytes
+      of the page-cached ``.npy`` mapping (contiguous, every thread, numpy's OR reduction);
+    - batch 1, full width: the prefix-blocked file against the ``.npy`` (``Corpus``);
+    - batch > 1, every width: the ``.npy`` against the sgemm floor, 2*B*N*dim over the rate of
+      one 2048-square numpy product taken in the same round (each side one call);
+    - every case: the in-RAM array against the same rows mapped (``Corpus``).
+    """
+    n, cols = x.shape
+    rounds = args.paired_rounds
+    corpus, blocked, in_ram = variants["mf_corpus"], variants["mf_blocked"], variants["mf_in_ram"]
+    bits = np.asarray(x).reshape(-1).view(np.uint32)
+    probe = h.sgemm_probe()
+    lines: list[str] = []
+
+    def verdict(what: str, r: np.ndarray, limit: float) -> str:
+        med = float(np.median(r))
+        return (
+            f"{what}: {'PASS' if med <= limit else 'FAIL'} ({med:.2f}x, median of {len(r)} paired "
+            f"rounds; best {r.min():.2f}x, worst {r.max():.2f}x)"
+        )
+
+    def search(c: Any, q: np.ndarray, dim: int) -> Callable[[], float]:
+        return h.seconds(lambda: mf.topk(q[0] if len(q) == 1 else q, c, dim=dim, k=args.k))
+
+    with ThreadPoolExecutor(args.threads) as ex:
+        for dim in args.dims:
+            read = h.seconds(h.or_pass(bits[: n * dim], ex, args.threads))
+            flops = 2 * n * dim
+            for batch in args.batches:
+                q = queries[:batch]
+                case = f"batch {batch}, dim {dim}"
+                pairs: list[tuple[str, Callable[[], float], Callable[[], float], float]] = []
+                if batch == 1 and blocked is not None:
+                    what = "prefix-blocked file within 1.3x of reading its bytes"
+                    pairs.append((what, search(blocked, q, dim), read, 1.3))
+                    if dim == cols and corpus is not None:
+                        what = "prefix-blocked file within 1.1x of the .npy"
+                        pairs.append((what, search(blocked, q, dim), search(corpus, q, dim), 1.1))
+                if batch > 1 and corpus is not None:
+
+                    def floor(f: int = flops * batch) -> float:
+                        return f / (probe(1) * 1e9)
+
+                    pairs.append((".npy within 1.5x of the sgemm floor", search(corpus, q, dim), floor, 1.5))
+                if in_ram is not None and corpus is not None:
+                    what = "in-RAM array at least as fast as the mapped .npy"
+                    pairs.append((what, search(in_ram, q, dim), search(corpus, q, dim), 1.0))
+                for what, num, den, limit in pairs:
+                    lines.append(verdict(f"{case}: {what}", h.paired_ratios(num, den, rounds), limit))
+    return lines
+
+
 def open_variants(mf: Any, path: Path, x: np.ndarray, names: set[str]) -> tuple[Any, Any]:
     """The same rows as a prefix-blocked file (written once next to the ``.npy``, 64-column
     blocks) and as an in-RAM array, for the methods that need them; a NotAvailable reason
@@ -811,6 +883,21 @@ def main(argv: list[str] | None = None) -> int:
     say()
     for line in goals or ["(matryo_fast did not run: no goal evaluated)"]:
         say(f"- {line}")
+    if mf is not None and args.paired_rounds > 0:
+        print("paired rounds ...", flush=True)
+        variants = {
+            "mf_corpus": mf_corpus,
+            "mf_blocked": None if isinstance(mf_blocked, NotAvailable) else mf_blocked,
+            "mf_in_ram": None if isinstance(in_ram, NotAvailable) else in_ram,
+        }
+        say()
+        say("### The issue's targets in paired rounds")
+        say()
+        for line in (paired_goals.__doc__ or "").split("\n\n")[0:1]:
+            say(" ".join(line.split()))
+        say()
+        for line in paired_goals(mf, x, variants, queries, args):
+            say(f"- {line}")
     say(f"- correctness: {'all checks ok' if not failures else f'**{failures} FAILED CHECK(S)**'}")
     say()
     say(

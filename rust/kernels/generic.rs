@@ -276,32 +276,14 @@ unsafe fn tile<S: Simd, const R: usize>(
     // SAFETY: pointer arithmetic stays inside each row's segment run and the query's columns,
     // as the caller guarantees; see the function's contract.
     unsafe {
-        let mut acc = [S::zero(); R];
-        let mut nacc = [S::zero(); R];
+        let mut acc = [[S::zero(); 2]; R];
         for seg in segs {
-            let w = seg.width;
             let xp: [*const f32; R] = array::from_fn(|i| seg.row_ptr(rows[i]));
-            let qp = q.add(seg.col);
-            let mut c = 0;
-            while c < w {
-                let (xv, qv): ([S::V; R], S::V) = if c + S::LANES <= w {
-                    (
-                        array::from_fn(|i| S::load(xp[i].add(c))),
-                        S::load(qp.add(c)),
-                    )
-                } else {
-                    let n = w - c;
-                    let xv = array::from_fn(|i| S::load_partial(xp[i].add(c), n));
-                    (xv, S::load_partial(qp.add(c), n))
-                };
-                for i in 0..R {
-                    nacc[i] = S::fma(xv[i], xv[i], nacc[i]);
-                    acc[i] = S::fma(qv, xv[i], acc[i]);
-                }
-                c += S::LANES;
-            }
+            segment_rows::<S, R>(q.add(seg.col), seg.width, &xp, &mut acc);
         }
-        (reduce_rows::<S, R>(&acc), reduce_rows::<S, R>(&nacc))
+        let (dot, nn): ([S::V; R], [S::V; R]) =
+            (array::from_fn(|i| acc[i][0]), array::from_fn(|i| acc[i][1]));
+        (reduce_rows::<S, R>(&dot), reduce_rows::<S, R>(&nn))
     }
 }
 
@@ -491,7 +473,9 @@ const LINE_BYTES: usize = 64;
 const SEGMENT_PREFETCH_BYTES: usize = 16 * 1024;
 
 /// One segment's `w` columns of `R` rows at `xp` added into their accumulators `[dot, norm]`,
-/// the rows in lockstep (independent chains, the loads of all `R` rows in flight at once).
+/// the rows in lockstep (independent chains, the loads of all `R` rows in flight at once): the
+/// one place a row's dot product and squared norm are accumulated, for [`tile`] (every
+/// segment of four rows) and [`dot_norm_by_segment`] (one segment at a time).
 ///
 /// # Safety
 /// Each `xp[r]` is readable for `w` floats, `qp` too; the backend's target features are enabled.

@@ -471,33 +471,22 @@ def or_pass(bits: npt.NDArray[np.uint32], ex: ThreadPoolExecutor, threads: int) 
     return lambda: list(ex.map(lambda b: np.bitwise_or.reduce(bits[b[0] : b[1]], axis=None), blocks))
 
 
-def paired_ratios(num: Callable[[], float], den: Callable[[], float], rounds: int) -> npt.NDArray[np.float64]:
-    """``num() / den()`` in each of ``rounds`` rounds, the two called back to back (which goes
-    first alternates), so that both see the same spell of a shared machine. Each callable runs
-    its case and returns seconds (a floor may return a time computed from a probe)."""
+def paired_ratios(
+    num: Callable[[], object], den: Callable[[], object], rounds: int, den_scale: float = 1.0
+) -> npt.NDArray[np.float64]:
+    """Per round, the time of ``num()`` over ``den_scale`` times the time of ``den()``: after a
+    warm-up of each, ``interleaved_times`` runs the two back to back in each of ``rounds``
+    rounds, so that both see the same spell of a shared machine. (A floor computed from a probe
+    is the probe's call, scaled.)"""
     num()
     den()
-    out = []
-    for i in range(rounds):
-        if i % 2:
-            b = den()
-            a = num()
-        else:
-            a = num()
-            b = den()
-        out.append(a / b)
-    return np.array(out)
-
-
-def seconds(f: Callable[[], object]) -> Callable[[], float]:
-    """``f`` as a callable that runs it once and returns the seconds it took."""
-
-    def timed() -> float:
-        t0 = time.perf_counter()
-        f()
-        return time.perf_counter() - t0
-
-    return timed
+    t = interleaved_times({"num": num, "den": den}, {"num": rounds, "den": rounds}, rounds)
+    a, b = t["num"], t["den"]
+    if isinstance(a, Exception):
+        raise a
+    if isinstance(b, Exception):
+        raise b
+    return np.array(a) / (np.array(b) * den_scale)
 
 
 def measure_bandwidth(corpus: F32, threads: int, repeats: int = 3) -> Bandwidth:
@@ -562,28 +551,25 @@ class Sgemm:
     how: str
 
 
-def sgemm_probe(size: int = 2048) -> Callable[[int], float]:
-    """``probe(repeats)``: numpy's float32 matmul rate on a ``size``-square product, GFLOP/s,
-    the best of ``repeats`` products (the operands are made once, here)."""
+def sgemm_product(size: int = 2048) -> Callable[[], object]:
+    """One numpy float32 matmul of two ``size``-square matrices (made once, here) per call:
+    ``2 * size**3`` flops."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
-    a @ b
-
-    def probe(repeats: int) -> float:
-        best = math.inf
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - t0)
-        return 2 * size**3 / best / 1e9
-
-    return probe
+    return lambda: a @ b
 
 
 def measure_sgemm(size: int = 2048, repeats: int = 3) -> Sgemm:
     """Peak float32 matmul rate of numpy's BLAS on a ``size``-square product, GFLOP/s."""
-    gflops = sgemm_probe(size)(repeats)
+    product = sgemm_product(size)
+    product()
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        product()
+        best = min(best, time.perf_counter() - t0)
+    gflops = 2 * size**3 / best / 1e9
     return Sgemm(gflops, f"numpy float32 {size}x{size} @ {size}x{size}, best of {repeats}")
 
 

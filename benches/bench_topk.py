@@ -677,7 +677,9 @@ METHOD_NOTES = [
 def paired_goals(
     mf: Any,
     x: np.ndarray,
-    variants: dict[str, Any],
+    corpus: Any,
+    blocked: Any,
+    in_ram: Any,
     queries: np.ndarray,
     args: argparse.Namespace,
 ) -> list[str]:
@@ -696,9 +698,9 @@ def paired_goals(
     """
     n, cols = x.shape
     rounds = args.paired_rounds
-    corpus, blocked, in_ram = variants["mf_corpus"], variants["mf_blocked"], variants["mf_in_ram"]
     bits = np.asarray(x).reshape(-1).view(np.uint32)
-    probe = h.sgemm_probe()
+    size = 2048
+    product = h.sgemm_product(size)
     lines: list[str] = []
 
     def verdict(what: str, r: np.ndarray, limit: float) -> str:
@@ -708,34 +710,34 @@ def paired_goals(
             f"rounds; best {r.min():.2f}x, worst {r.max():.2f}x)"
         )
 
-    def search(c: Any, q: np.ndarray, dim: int) -> Callable[[], float]:
-        return h.seconds(lambda: mf.topk(q[0] if len(q) == 1 else q, c, dim=dim, k=args.k))
+    def search(c: Any, q: np.ndarray, dim: int) -> Callable[[], object]:
+        return lambda: mf.topk(q[0] if len(q) == 1 else q, c, dim=dim, k=args.k)
 
     with ThreadPoolExecutor(args.threads) as ex:
         for dim in args.dims:
-            read = h.seconds(h.or_pass(bits[: n * dim], ex, args.threads))
-            flops = 2 * n * dim
+            read = h.or_pass(bits[: n * dim], ex, args.threads)
             for batch in args.batches:
                 q = queries[:batch]
                 case = f"batch {batch}, dim {dim}"
-                pairs: list[tuple[str, Callable[[], float], Callable[[], float], float]] = []
+                # (what, case, its floor or counterpart, the floor's time per call of it, limit)
+                pairs: list[tuple[str, Callable[[], object], Callable[[], object], float, float]] = []
                 if batch == 1 and blocked is not None:
                     what = "prefix-blocked file within 1.3x of reading its bytes"
-                    pairs.append((what, search(blocked, q, dim), read, 1.3))
+                    pairs.append((what, search(blocked, q, dim), read, 1.0, 1.3))
                     if dim == cols and corpus is not None:
                         what = "prefix-blocked file within 1.1x of the .npy"
-                        pairs.append((what, search(blocked, q, dim), search(corpus, q, dim), 1.1))
+                        pairs.append((what, search(blocked, q, dim), search(corpus, q, dim), 1.0, 1.1))
                 if batch > 1 and corpus is not None:
-
-                    def floor(f: int = flops * batch) -> float:
-                        return f / (probe(1) * 1e9)
-
-                    pairs.append((".npy within 1.5x of the sgemm floor", search(corpus, q, dim), floor, 1.5))
+                    # The sgemm floor: the case's flops at the rate of the product's call.
+                    scale = 2 * batch * n * dim / (2 * size**3)
+                    what = ".npy within 1.5x of the sgemm floor"
+                    pairs.append((what, search(corpus, q, dim), product, scale, 1.5))
                 if in_ram is not None and corpus is not None:
                     what = "in-RAM array at least as fast as the mapped .npy"
-                    pairs.append((what, search(in_ram, q, dim), search(corpus, q, dim), 1.0))
-                for what, num, den, limit in pairs:
-                    lines.append(verdict(f"{case}: {what}", h.paired_ratios(num, den, rounds), limit))
+                    pairs.append((what, search(in_ram, q, dim), search(corpus, q, dim), 1.0, 1.0))
+                for what, num, den, scale, limit in pairs:
+                    r = h.paired_ratios(num, den, rounds, scale)
+                    lines.append(verdict(f"{case}: {what}", r, limit))
     return lines
 
 
@@ -885,18 +887,13 @@ def main(argv: list[str] | None = None) -> int:
         say(f"- {line}")
     if mf is not None and args.paired_rounds > 0:
         print("paired rounds ...", flush=True)
-        variants = {
-            "mf_corpus": mf_corpus,
-            "mf_blocked": None if isinstance(mf_blocked, NotAvailable) else mf_blocked,
-            "mf_in_ram": None if isinstance(in_ram, NotAvailable) else in_ram,
-        }
         say()
         say("### The issue's targets in paired rounds")
         say()
-        for line in (paired_goals.__doc__ or "").split("\n\n")[0:1]:
-            say(" ".join(line.split()))
+        say(" ".join((paired_goals.__doc__ or "").split("\n\n")[0].split()))
         say()
-        for line in paired_goals(mf, x, variants, queries, args):
+        usable = [None if isinstance(v, NotAvailable) else v for v in (mf_blocked, in_ram)]
+        for line in paired_goals(mf, x, mf_corpus, *usable, queries, args):
             say(f"- {line}")
     say(f"- correctness: {'all checks ok' if not failures else f'**{failures} FAILED CHECK(S)**'}")
     say()

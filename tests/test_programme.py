@@ -226,3 +226,68 @@ def test_search_report_lists_every_recipe_and_the_baseline(search: dict[str, Pat
     docs_md = (search["docs"] / "training_dev.md").read_text()
     assert docs_md == md.replace("programme_scores.png", "training_dev_scores.png")
     assert (search["docs"] / "training_dev_scores.png").is_file()
+
+
+# ---- a run identical to one trained before is scored from that model, never trained again
+
+
+def test_identical_runs_share_one_model_within_and_across_programmes(data_dir: Path, tmp_path: Path) -> None:
+    # "a" and "b" differ only in their Matryoshka weights: one standard control serves both.
+    dims = {"dims": [384, 64], **TINY}
+    recipes = [Recipe("a", {**dims, "weights": [1, 1]}), Recipe("b", {**dims, "weights": [1, 3]})]
+    first = run_programme(
+        recipes, seeds=[5], split="dev", output_dir=tmp_path / "first", data_dir=data_dir, n_resamples=50
+    )
+    trained = {(r.recipe, r.kind): Path(r.model) for r in first.runs}
+    for (recipe, kind), model in trained.items():
+        assert (model / TRAINING_ARGS_FILE).is_file()
+        mine = tmp_path / "first" / recipe / "seed5" / kind
+        assert (model == mine) == ((recipe, kind) != ("b", "standard"))
+        assert (mine / "programme_run.json").is_file() and (mine / "cosines.npz").is_file()
+    assert not (tmp_path / "first" / "b" / "seed5" / "standard" / TRAINING_ARGS_FILE).exists()
+    weights = json.loads((trained[("b", "matryoshka")] / TRAINING_ARGS_FILE).read_text())["config"]["weights"]
+    assert weights == [1.0, 3.0]
+    a_std, b_std = (next(r for r in first.runs if (r.recipe, r.kind) == (x, "standard")) for x in "ab")
+    assert a_std.spearman == b_std.spearman and a_std.steps == b_std.steps == 2
+    assert (
+        "1 of 4 runs are scored from a model trained once"
+        in (tmp_path / "first" / "programme.md").read_text()
+    )
+
+    # The same recipe and seed in a later programme: scored from the first one's models.
+    second = run_programme(
+        [recipes[1]],
+        seeds=[5],
+        split="dev",
+        output_dir=tmp_path / "second",
+        data_dir=data_dir,
+        n_resamples=50,
+        reuse=[tmp_path / "first"],
+    )
+    for run in second.runs:
+        assert Path(run.model) == trained[("b", run.kind)].resolve()
+        earlier = next(r for r in first.runs if (r.recipe, r.kind) == ("b", run.kind))
+        assert run.spearman == earlier.spearman and run.train_wall_s == earlier.train_wall_s
+    assert not any((tmp_path / "second").rglob(TRAINING_ARGS_FILE))
+
+    # Changed training data under the same name, or another seed: trained afresh.
+    changed = tmp_path / "changed"
+    write_tsv(changed / "nli" / "triplets.tsv", ["anchor", "positive", "negative"], TRIPLETS[:-1])
+    write_tsv(changed / "stsb" / "dev.tsv", ["sentence1", "sentence2", "score"], STS)
+    for name, kwargs in (
+        ("third", {"data_dir": changed, "seeds": [5]}),
+        ("fourth", {"data_dir": data_dir, "seeds": [6]}),
+    ):
+        third = run_programme(
+            [recipes[0]],
+            split="dev",
+            output_dir=tmp_path / name,
+            n_resamples=50,
+            reuse=[tmp_path / "first"],
+            **kwargs,
+        )
+        assert all(Path(r.model) == Path(r.folder) for r in third.runs), name
+    with pytest.raises(FileNotFoundError, match="not a programme output folder"):
+        run_programme(
+            recipes, seeds=[5], split="dev", output_dir=tmp_path / "x", data_dir=data_dir, reuse=[tmp_path]
+        )

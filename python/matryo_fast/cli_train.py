@@ -29,6 +29,7 @@ RECIPE_FLAGS = (
     "dims",
     "warmup_ratio",
     "device",
+    "reuse",
 )
 #: Where a recipe's option comes from on the command line (flag -> ``TrainConfig`` field).
 RECIPE_FIELDS = {
@@ -55,6 +56,16 @@ def _run_options(p: Any, *, output_dir: str | None = None, docs: str | None = No
     p.add_argument("--model", help="base model folder (default: the shipped all-MiniLM-L6-v2)")
     p.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def _reuse_option(p: Any) -> None:
+    p.add_argument(
+        "--reuse",
+        action="append",
+        metavar="DIR",
+        help="an earlier programme output folder: a run identical to one trained there (options, "
+        "seed, data bytes) is scored from that model instead of trained again (repeatable)",
+    )
 
 
 def _budget_options(p: Any, *, max_steps: int | None, max_seq_length: int | None) -> None:
@@ -120,6 +131,7 @@ def add_parsers(sub: Any) -> None:
     )
     _recipe_options(g)
     g.add_argument("--seeds", type=int_list, help="seeds, e.g. 1,2,3 (each trains both models)")
+    _reuse_option(g)
     g.add_argument(
         "--split", choices=["dev", "test"], default="test", help="STS-B split scored (default test)"
     )
@@ -130,6 +142,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--seeds", type=int_list, default=[1], help="seeds (default 1)")
     s.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per width")
     s.add_argument("--device", help="train and encode here, e.g. cuda (default cpu)")
+    _reuse_option(s)
 
 
 def _budget(a: argparse.Namespace) -> dict[str, Any]:
@@ -216,7 +229,7 @@ def _programme(a: argparse.Namespace, argv: Sequence[str]) -> int:
     if getattr(a, "eval_data", None) is not None:
         raise ValueError("the programme scores an STS-B split (--split dev|test), not --eval-data")
     command = "HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 matryo " + shlex.join(argv)
-    common = {**_outputs(a), "command": command, "device": a.device or "cpu"}
+    common = {**_outputs(a), "command": command, "device": a.device or "cpu", "reuse": a.reuse or []}
     if a.command == "recipe-search":
         result = search_recipes(load_recipes(a.recipes), seeds=a.seeds, n_resamples=a.resamples, **common)
     else:

@@ -159,6 +159,20 @@ def _plot(state: Mapping[str, Any], name: str, path: Path) -> Path:
     return path
 
 
+def _reused(state: Mapping[str, Any]) -> str:
+    """The runs scored from a model trained elsewhere (an identical run: same options, seed and
+    data bytes), or that there are none."""
+    shared = [r for r in state["runs"] if r.get("model", r["folder"]) != r["folder"]]
+    if not shared:
+        return "every run trained its own model"
+    items = [f"{r['recipe']}/seed{r['seed']}/{r['kind']} ← `{r['model']}`" for r in shared]
+    return (
+        f"{len(shared)} of {len(state['runs'])} runs are scored from a model trained once for an "
+        "identical run (same options, seed and data bytes; its training time is that run's): "
+        + "; ".join(items)
+    )
+
+
 def write_report(
     results: str | os.PathLike[str], target: str | os.PathLike[str], *, stem: str = "programme"
 ) -> list[Path]:
@@ -197,6 +211,7 @@ def write_report(
         "sections": "\n".join(sections).rstrip(),
         "plot": plot.name,
         "partner_min": f"{PARTNER_MIN_SCORE:g}",
+        "reused": _reused(state),
     }
     template = Template(resources.files("matryo_fast").joinpath(TEMPLATE).read_text(encoding="utf-8"))
     md = out / f"{stem}.md"

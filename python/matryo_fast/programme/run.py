@@ -5,6 +5,7 @@ split and writes ``programme.json`` and the report; :func:`search_recipes` is th
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import io
 import json
 import os
@@ -22,13 +23,15 @@ from matryo_fast.files import prepare_output, write_atomic
 from matryo_fast.programme.recipes import BASELINE_OPTIONS, Recipe
 from matryo_fast.programme.report import write_report
 from matryo_fast.programme.scores import KINDS, MATRYOSHKA, Run, score_model, selection_score, summarise
-from matryo_fast.training import train
+from matryo_fast.training import TRAINING_ARGS_FILE, TrainConfig, train
 
 __all__ = [
     "EVAL_DIMS",
     "RESULTS_FILE",
+    "RUN_FILE",
     "SPLITS",
     "ProgrammeResult",
+    "run_key",
     "run_programme",
     "search_recipes",
     "split_path",
@@ -37,6 +40,8 @@ __all__ = [
 SPLITS = ("dev", "test")
 EVAL_DIMS = (384, 256, 128, 64, 32, 16)
 RESULTS_FILE = "programme.json"
+#: In every run folder: the run's :func:`run_key` and the folder of its trained model.
+RUN_FILE = "programme_run.json"
 
 
 def split_path(split: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -79,6 +84,7 @@ def run_programme(
     show_progress_bar: bool = False,
     command: str = "",
     device: str = "cpu",
+    reuse: Sequence[str | os.PathLike[str]] = (),
 ) -> ProgrammeResult:
     """Train standard and Matryoshka models for every recipe and seed; score them on one split.
 
@@ -100,6 +106,10 @@ def run_programme(
         show_progress_bar: Show the trainer's progress bars.
         command: The command line recorded in the report.
         device: Where to train and encode (``"cpu"``, ``"cuda"``, ...).
+        reuse: Earlier programme output folders. A run whose :func:`run_key` equals that of a
+            model trained there (or earlier in this programme: recipes that differ only in
+            their Matryoshka options share one standard control) is scored from that model
+            instead of training it again; its ``Run.model`` names the folder.
 
     Returns:
         A :class:`ProgrammeResult`.
@@ -107,7 +117,7 @@ def run_programme(
     Raises:
         ValueError: No recipe or seed, duplicate seeds or names, or several recipes on test.
         FileExistsError: ``output_dir`` is not empty and ``overwrite`` is false.
-        FileNotFoundError: A data file is missing.
+        FileNotFoundError: A data file or a ``reuse`` folder is missing.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
@@ -129,6 +139,7 @@ def run_programme(
     eval_path = split_path(split, data)
     sts_train = data / "stsb" / "train.tsv"
     needed = [train_path, eval_path] + ([sts_train] if any(r.sts_train for r in recipes) else [])
+    trained = _trained_models(reuse)
     out = prepare_output(output_dir, needed, overwrite=overwrite)
     from matryo_fast.data import read_sts
 
@@ -154,8 +165,16 @@ def run_programme(
                     show_progress_bar=show_progress_bar,
                     device=device,
                 )
-                result = train(cfg, overwrite=overwrite)
-                spearman, cos, retrieval = score_model(folder, sts, eval_dims, device)
+                key = run_key(cfg)
+                model_dir = trained.get(_canonical(key))
+                if model_dir is None:
+                    train(cfg, overwrite=overwrite)
+                    model_dir = trained[_canonical(key)] = folder
+                folder.mkdir(parents=True, exist_ok=True)
+                record = {"key": key, "model": os.fspath(model_dir.resolve())}
+                write_atomic(folder / RUN_FILE, json.dumps(record, indent=2).encode())
+                done = json.loads((model_dir / TRAINING_ARGS_FILE).read_text(encoding="utf-8"))
+                spearman, cos, retrieval = score_model(model_dir, sts, eval_dims, device)
                 buffer = io.BytesIO()
                 arrays: dict[str, Any] = {str(d): c for d, c in cos.items()}
                 np.savez(buffer, allow_pickle=False, **arrays)
@@ -168,10 +187,11 @@ def run_programme(
                         kind,
                         spearman,
                         retrieval,
-                        result.wall_time_s,
-                        result.train_loss,
-                        result.global_step,
+                        float(done["wall_time_s"]),
+                        float(done["train_loss"]),
+                        int(done["global_step"]),
                         os.fspath(folder),
+                        os.fspath(model_dir),
                     )
                 )
                 state = _state(split, eval_path, train_path, recipes, seed_list, runs, summary, t0, command)
@@ -189,6 +209,57 @@ def run_programme(
     if docs_dir is not None:
         files += write_report(out / RESULTS_FILE, Path(docs_dir), stem=f"training_{split}")
     return ProgrammeResult(split, runs, summary, chosen, wall, files)
+
+
+def run_key(cfg: TrainConfig) -> dict[str, Any]:
+    """What makes two runs the same training: every :class:`~matryo_fast.training.TrainConfig`
+    field except where the model is written and how progress is shown (and, for the standard
+    control, the Matryoshka widths, weights and wrapper it does not use), with each data file
+    named by the SHA-256 of its bytes (so a changed file under the same name never matches).
+
+    Raises:
+        FileNotFoundError: A data file is missing.
+    """
+    fields = asdict(cfg)
+    unused = ("output_dir", "overwrite", "show_progress_bar")
+    if not cfg.matryoshka:  # the control trains the base loss alone: no widths, weights or wrapper
+        unused += ("dims", "weights", "matryoshka_loss")
+    for name in unused:
+        del fields[name]
+    for name in ("data", "extra_data", "eval_data"):
+        if fields[name] is not None:
+            fields[name] = "sha256:" + _sha256(Path(fields[name]))
+    if fields["model"] is not None:
+        fields["model"] = os.fspath(Path(fields["model"]).resolve())
+    key: dict[str, Any] = json.loads(json.dumps(fields))
+    return key
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _canonical(key: dict[str, Any]) -> str:
+    return json.dumps(key, sort_keys=True)
+
+
+def _trained_models(folders: Sequence[str | os.PathLike[str]]) -> dict[str, Path]:
+    """``{canonical run key: model folder}`` of every finished run under earlier programme
+    output folders (a run folder holds :data:`RUN_FILE` once its model is trained)."""
+    found: dict[str, Path] = {}
+    for folder in map(Path, folders):
+        if not (folder / RESULTS_FILE).is_file():
+            raise FileNotFoundError(f"reuse: {folder} is not a programme output folder (no {RESULTS_FILE})")
+        for path in sorted(folder.rglob(RUN_FILE)):
+            record = json.loads(path.read_text(encoding="utf-8"))
+            model = Path(record["model"])
+            if (model / TRAINING_ARGS_FILE).is_file():
+                found.setdefault(_canonical(record["key"]), model)
+    return found
 
 
 def search_recipes(recipes: Sequence[Recipe], **options: Any) -> ProgrammeResult:

@@ -111,6 +111,8 @@ class Run:
     train_loss: float
     steps: int
     folder: str
+    #: Folder of the trained model: ``folder`` itself, or an identical run's (see ``reuse``).
+    model: str = ""
 
 
 def score_model(

@@ -254,9 +254,10 @@ def test_identical_runs_share_one_model_within_and_across_programmes(data_dir: P
         in (tmp_path / "first" / "programme.md").read_text()
     )
 
-    # The same recipe and seed in a later programme: scored from the first one's models.
+    # The same recipe and seed in a later programme (its weights written as floats, as the
+    # command line gives them): scored from the first one's models.
     second = run_programme(
-        [recipes[1]],
+        [Recipe("b-again", {**dims, "weights": [1.0, 3.0]})],
         seeds=[5],
         split="dev",
         output_dir=tmp_path / "second",

@@ -221,7 +221,7 @@ def run_key(cfg: TrainConfig) -> dict[str, Any]:
         FileNotFoundError: A data file is missing.
     """
     fields = asdict(cfg)
-    unused = ("output_dir", "overwrite", "show_progress_bar")
+    unused: tuple[str, ...] = ("output_dir", "overwrite", "show_progress_bar")
     if not cfg.matryoshka:  # the control trains the base loss alone: no widths, weights or wrapper
         unused += ("dims", "weights", "matryoshka_loss")
     for name in unused:
@@ -244,7 +244,15 @@ def _sha256(path: Path) -> str:
 
 
 def _canonical(key: dict[str, Any]) -> str:
-    return json.dumps(key, sort_keys=True)
+    """``key`` as text, numbers as floats (a weight of ``2`` from a JSON recipe file and ``2.0``
+    from the command line are the same run)."""
+
+    def number(v: Any) -> Any:
+        if isinstance(v, list):
+            return [number(x) for x in v]
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    return json.dumps({k: number(v) for k, v in key.items()}, sort_keys=True)
 
 
 def _trained_models(folders: Sequence[str | os.PathLike[str]]) -> dict[str, Path]:

@@ -271,6 +271,23 @@ def test_identical_runs_share_one_model_within_and_across_programmes(data_dir: P
         assert run.spearman == earlier.spearman and run.train_wall_s == earlier.train_wall_s
     assert not any((tmp_path / "second").rglob(TRAINING_ARGS_FILE))
 
+    # The same run from the command line (`matryo reproduce` with the recipe's options).
+    cli_out = tmp_path / "cli"
+    argv = ["reproduce", "-o", os.fspath(cli_out), "--seeds", "5", "--split", "dev", "--no-progress"]
+    argv += ["--reuse", os.fspath(tmp_path / "first"), "--recipe-name", "b-cli", "--dims", "384,64"]
+    argv += ["--matryoshka-weights", "1,3", "--max-steps", "2", "--batch-size", "4", "--max-seq-length", "16"]
+    os.environ["MATRYO_FAST_DATA"] = os.fspath(data_dir)
+    try:
+        assert main(argv) == 0
+    finally:
+        del os.environ["MATRYO_FAST_DATA"]
+    state = json.loads((cli_out / "programme.json").read_text())
+    assert state["chosen"] == "b-cli"
+    assert {r["kind"]: Path(r["model"]) for r in state["runs"]} == {
+        kind: trained[("b", kind)].resolve() for kind in ("standard", "matryoshka")
+    }
+    assert not any(cli_out.rglob(TRAINING_ARGS_FILE))
+
     # Changed training data under the same name, or another seed: trained afresh.
     changed = tmp_path / "changed"
     write_tsv(changed / "nli" / "triplets.tsv", ["anchor", "positive", "negative"], TRIPLETS[:-1])

@@ -30,6 +30,7 @@ RECIPE_FLAGS = (
     "warmup_ratio",
     "device",
     "reuse",
+    "recipe_name",
 )
 #: Where a recipe's option comes from on the command line (flag -> ``TrainConfig`` field).
 RECIPE_FIELDS = {
@@ -132,6 +133,7 @@ def add_parsers(sub: Any) -> None:
     _recipe_options(g)
     g.add_argument("--seeds", type=int_list, help="seeds, e.g. 1,2,3 (each trains both models)")
     _reuse_option(g)
+    g.add_argument("--recipe-name", help="the recipe's name in the report, e.g. its name in the dev search")
     g.add_argument(
         "--split", choices=["dev", "test"], default="test", help="STS-B split scored (default test)"
     )
@@ -212,7 +214,7 @@ def _recipe_from_args(a: argparse.Namespace) -> Recipe:
     for flag, field in RECIPE_FIELDS.items():
         if getattr(a, flag) is not None:
             options[field] = getattr(a, flag)
-    return Recipe("recipe", options, sts_train=a.sts_train)
+    return Recipe(a.recipe_name or "recipe", options, sts_train=a.sts_train)
 
 
 def _programme(a: argparse.Namespace, argv: Sequence[str]) -> int:

@@ -249,10 +249,9 @@ def test_identical_runs_share_one_model_within_and_across_programmes(data_dir: P
     assert weights == [1.0, 3.0]
     a_std, b_std = (next(r for r in first.runs if (r.recipe, r.kind) == (x, "standard")) for x in "ab")
     assert a_std.spearman == b_std.spearman and a_std.steps == b_std.steps == 2
-    assert (
-        "1 of 4 runs are scored from a model trained once"
-        in (tmp_path / "first" / "programme.md").read_text()
-    )
+    md = (tmp_path / "first" / "programme.md").read_text()
+    assert "1 of 4 runs are scored from a model trained once" in md
+    assert "b/seed5/standard ← `first/a/seed5/standard`" in md
 
     # The same recipe and seed in a later programme (its weights written as floats, as the
     # command line gives them): scored from the first one's models.

@@ -165,7 +165,11 @@ def _reused(state: Mapping[str, Any]) -> str:
     shared = [r for r in state["runs"] if r.get("model", r["folder"]) != r["folder"]]
     if not shared:
         return "every run trained its own model"
-    items = [f"{r['recipe']}/seed{r['seed']}/{r['kind']} ← `{r['model']}`" for r in shared]
+    # the model's programme folder and run (<programme>/<recipe>/seed<s>/<kind>), not the whole path
+    items = [
+        f"{r['recipe']}/seed{r['seed']}/{r['kind']} ← `{'/'.join(Path(r['model']).parts[-4:])}`"
+        for r in shared
+    ]
     return (
         f"{len(shared)} of {len(state['runs'])} runs are scored from a model trained once for an "
         "identical run (same options, seed and data bytes; its training time is that run's): "

@@ -162,7 +162,8 @@ def _plot(state: Mapping[str, Any], name: str, path: Path) -> Path:
 def _reused(state: Mapping[str, Any]) -> str:
     """The runs scored from a model trained elsewhere (an identical run: same options, seed and
     data bytes), or that there are none."""
-    shared = [r for r in state["runs"] if r.get("model", r["folder"]) != r["folder"]]
+    runs = state.get("runs", [])
+    shared = [r for r in runs if r.get("model", r["folder"]) != r["folder"]]
     if not shared:
         return "every run trained its own model"
     # the model's programme folder and run (<programme>/<recipe>/seed<s>/<kind>), not the whole path
@@ -171,7 +172,7 @@ def _reused(state: Mapping[str, Any]) -> str:
         for r in shared
     ]
     return (
-        f"{len(shared)} of {len(state['runs'])} runs are scored from a model trained once for an "
+        f"{len(shared)} of {len(runs)} runs are scored from a model trained once for an "
         "identical run (same options, seed and data bytes; its training time is that run's): "
         + "; ".join(items)
     )

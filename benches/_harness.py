@@ -529,13 +529,7 @@ def measure_bandwidth(corpus: F32, threads: int, repeats: int = 3) -> Bandwidth:
     results: dict[str, float] = {}
     with ex:
         for name, f in passes.items():
-            f()
-            best = math.inf
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                f()
-                best = min(best, time.perf_counter() - t0)
-            results[name] = nbytes / best / 1e9
+            results[name] = nbytes / best_seconds(f, repeats) / 1e9
     how = (
         f"best of {repeats} full passes over the page-cached {nbytes / 1e9:.2f} GB memmap "
         f"({threads} threads): "
@@ -543,6 +537,17 @@ def measure_bandwidth(corpus: F32, threads: int, repeats: int = 3) -> Bandwidth:
         + " GB/s; the largest is used"
     )
     return Bandwidth(max(results.values()), results, nbytes, how)
+
+
+def best_seconds(f: Callable[[], object], repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls of ``f``, after one untimed warm-up call."""
+    f()
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 @dataclass
@@ -562,14 +567,7 @@ def sgemm_product(size: int = 2048) -> Callable[[], object]:
 
 def measure_sgemm(size: int = 2048, repeats: int = 3) -> Sgemm:
     """Peak float32 matmul rate of numpy's BLAS on a ``size``-square product, GFLOP/s."""
-    product = sgemm_product(size)
-    product()
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        product()
-        best = min(best, time.perf_counter() - t0)
-    gflops = 2 * size**3 / best / 1e9
+    gflops = 2 * size**3 / best_seconds(sgemm_product(size), repeats) / 1e9
     return Sgemm(gflops, f"numpy float32 {size}x{size} @ {size}x{size}, best of {repeats}")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ need_models("datasets")
 stats = pytest.importorskip("scipy.stats")
 
 from matryo_fast.cli import main  # noqa: E402
+from matryo_fast.models import default_model_path  # noqa: E402
 from matryo_fast.programme import Recipe, load_recipes, run_programme, search_recipes  # noqa: E402
+from matryo_fast.programme.run import run_key  # noqa: E402
 from matryo_fast.training import TRAINING_ARGS_FILE, TrainConfig  # noqa: E402
 
 SUBJECTS = ["A man", "A woman", "Two children", "A dog", "An old man", "A girl", "A cyclist", "A chef"]
@@ -113,6 +116,29 @@ def test_cli_reports_bad_programme_options(tmp_path: Path, capsys: pytest.Captur
     assert main(["reproduce", "-o", str(out), "--seeds", "1", "--eval-data", "x.tsv"]) == 1
     assert "--split" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_run_key_names_the_base_model_by_its_bytes(data_dir: Path, tmp_path: Path) -> None:
+    data = data_dir / "nli" / "triplets.tsv"
+
+    def key(model: Path | None) -> dict[str, Any]:
+        return run_key(TrainConfig(data, output_dir=tmp_path / "out", model=model))
+
+    assert key(None) == key(default_model_path())  # the shipped model, named or not
+    base = tmp_path / "base"
+    (base / "sub").mkdir(parents=True)
+    (base / "config.json").write_text('{"dim": 384}')
+    (base / "sub" / "weights.bin").write_bytes(bytes(range(256)))
+    copy = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(base, copy)
+    assert key(base) == key(copy) != key(None)  # where it lies does not matter
+    (copy / "sub" / "weights.bin").write_bytes(bytes(range(255)) + b"\0")
+    assert key(copy) != key(base)  # retrained in place: another run
+    shutil.copytree(base, tmp_path / "renamed")
+    (tmp_path / "renamed" / "sub" / "weights.bin").rename(tmp_path / "renamed" / "sub" / "other.bin")
+    assert key(tmp_path / "renamed") != key(base)
+    with pytest.raises(FileNotFoundError, match="base model folder not found"):
+        key(tmp_path / "missing")
 
 
 # ---- one tiny real search, through the CLI

@@ -20,6 +20,7 @@ import numpy as np
 
 from matryo_fast._extras import default_data_dir
 from matryo_fast.files import prepare_output, write_atomic
+from matryo_fast.models import default_model_path
 from matryo_fast.programme.recipes import BASELINE_OPTIONS, Recipe
 from matryo_fast.programme.report import write_report
 from matryo_fast.programme.scores import KINDS, MATRYOSHKA, Run, score_model, selection_score, summarise
@@ -215,10 +216,12 @@ def run_key(cfg: TrainConfig) -> dict[str, Any]:
     """What makes two runs the same training: every :class:`~matryo_fast.training.TrainConfig`
     field except where the model is written and how progress is shown (and, for the standard
     control, the Matryoshka widths, weights and wrapper it does not use), with each data file
-    named by the SHA-256 of its bytes (so a changed file under the same name never matches).
+    named by the SHA-256 of its bytes and the base model by the SHA-256 of its folder's files
+    (so a changed file under the same name never matches, and the shipped model given by path
+    or as ``None`` is the same run).
 
     Raises:
-        FileNotFoundError: A data file is missing.
+        FileNotFoundError: A data file or the base model folder is missing.
     """
     fields = asdict(cfg)
     unused: tuple[str, ...] = ("output_dir", "overwrite", "show_progress_bar")
@@ -229,8 +232,8 @@ def run_key(cfg: TrainConfig) -> dict[str, Any]:
     for name in ("data", "extra_data", "eval_data"):
         if fields[name] is not None:
             fields[name] = "sha256:" + _sha256(Path(fields[name]))
-    if fields["model"] is not None:
-        fields["model"] = os.fspath(Path(fields["model"]).resolve())
+    model = Path(fields["model"]) if fields["model"] is not None else default_model_path()
+    fields["model"] = "sha256:" + _folder_sha256(model)
     key: dict[str, Any] = json.loads(json.dumps(fields))
     return key
 
@@ -240,6 +243,16 @@ def _sha256(path: Path) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def _folder_sha256(folder: Path) -> str:
+    """One digest of every file under ``folder``: each file's path relative to it and its bytes."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"base model folder not found: {folder}")
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(path.relative_to(folder).as_posix().encode() + b"\0" + _sha256(path).encode() + b"\n")
     return h.hexdigest()
 
 

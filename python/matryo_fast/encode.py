@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from matryo_fast.data import DataError, read_lines, read_table
-from matryo_fast.files import CorpusWriter
+from matryo_fast.files import CorpusWriter, file_digest
 from matryo_fast.textcorpus import EMBEDDINGS, TEXTS, finish, model_identity, write_texts, write_tiers
 
 __all__ = ["encode_file", "read_records"]
@@ -103,14 +103,6 @@ def read_records(
     return ids, texts
 
 
-def _fingerprint(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _truncate_lines(f: Any, rows: int) -> None:
     """Cuts an open ``texts.jsonl`` after its first ``rows`` lines."""
     f.seek(0)
@@ -177,7 +169,7 @@ def encode_file(
     ident = model_identity(loaded, name, path)
     source_path = os.fspath(Path(input_path).resolve())
     settings: dict[str, Any] = {
-        "input": {"path": source_path, "sha": _fingerprint(Path(input_path))},
+        "input": {"path": source_path, "sha": file_digest(input_path, hashlib.blake2b(digest_size=16))},
         "model": ident,
         "text_column": text_column,
         "id_column": id_column,

@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from matryo_fast._validate import require_positive
 
-__all__ = ["CorpusWriter", "as_float32_rows", "prepare_output", "save_corpus", "write_atomic"]
+__all__ = ["CorpusWriter", "as_float32_rows", "file_digest", "prepare_output", "save_corpus", "write_atomic"]
 
 _MAGIC = b"\x93NUMPY\x01\x00"
 _HEADER_BYTES = 128  # magic + version + length + dict text: room for any 64-bit shape
@@ -300,3 +300,12 @@ def prepare_output(output_dir: str | os.PathLike[str], inputs: Sequence[Path], *
         )
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def file_digest(path: str | os.PathLike[str], h: Any) -> str:
+    """The hex digest of ``path``'s bytes through the fresh ``hashlib`` object ``h``, read in
+    1 MiB chunks (a file of any size, without holding it in memory)."""
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return str(h.hexdigest())

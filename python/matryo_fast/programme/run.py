@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from matryo_fast._extras import default_data_dir
-from matryo_fast.files import prepare_output, write_atomic
+from matryo_fast.files import file_digest, prepare_output, write_atomic
 from matryo_fast.models import default_model_path
 from matryo_fast.programme.recipes import BASELINE_OPTIONS, Recipe
 from matryo_fast.programme.report import write_report
@@ -231,19 +231,11 @@ def run_key(cfg: TrainConfig) -> dict[str, Any]:
         del fields[name]
     for name in ("data", "extra_data", "eval_data"):
         if fields[name] is not None:
-            fields[name] = "sha256:" + _sha256(Path(fields[name]))
+            fields[name] = "sha256:" + file_digest(fields[name], hashlib.sha256())
     model = Path(fields["model"]) if fields["model"] is not None else default_model_path()
     fields["model"] = "sha256:" + _folder_sha256(model)
     key: dict[str, Any] = json.loads(json.dumps(fields))
     return key
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _folder_sha256(folder: Path) -> str:
@@ -252,7 +244,8 @@ def _folder_sha256(folder: Path) -> str:
         raise FileNotFoundError(f"base model folder not found: {folder}")
     h = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(path.relative_to(folder).as_posix().encode() + b"\0" + _sha256(path).encode() + b"\n")
+        digest = file_digest(path, hashlib.sha256())
+        h.update(f"{path.relative_to(folder).as_posix()}\0{digest}\n".encode())
     return h.hexdigest()
 
 

@@ -268,14 +268,15 @@ impl<'a> Scorer<'a> {
         u32::try_from(self.dim).unwrap_or(u32::MAX)
     }
 
-    /// Binary tier, one query: the Hamming distances of the consecutive `rows` (`s.ham`).
-    fn hamming_run(&self, rows: std::ops::Range<usize>, s: &mut Scratch) {
+    /// Binary tier, one query: the Hamming distances of the consecutive `rows` (`s.ham`), and
+    /// the least of them.
+    fn hamming_run(&self, rows: std::ops::Range<usize>, s: &mut Scratch) -> u32 {
         let Kind::Binary { bits, qw, .. } = &self.kind else {
             unreachable!("hamming of an int8 scorer")
         };
         s.ham.resize(rows.len(), 0);
         self.kernels
-            .hamming_run((bits, self.rows), qw, rows.start, &mut s.ham);
+            .hamming_run((bits, self.rows), qw, rows.start, &mut s.ham)
     }
 
     /// Scores `rows` against every query (`only = None`; `out` is `rows x nq`) or against
@@ -365,6 +366,11 @@ impl<'a> Scorer<'a> {
 
 /// Rows scored per block of a scan.
 const BLOCK_ROWS: usize = 1024;
+/// Rows per block of a one-query binary scan: a block's distances are summed segment by
+/// segment and then selected, and shorter blocks measured faster on a scan of cache-sized
+/// codes (1M rows at 256 dims, 1024 against 256 rows, taken in turn: 1.3-1.6 against
+/// 1.07-1.11 times the time to read the bytes) and no slower on larger ones.
+const RUN_ROWS: usize = 256;
 
 /// A selection bound as i32, for the scan's branch-free tests: a signed compare is one SSE2
 /// instruction, an unsigned one three. Distances and bounds are at most the prefix width plus
@@ -600,11 +606,16 @@ fn scan_binary_from(scorer: &Scorer<'_>, k: usize, seeds: &[u32]) -> Vec<Vec<(u3
         for (b, heap) in w.bounds.iter_mut().zip(&w.heaps) {
             *b = signed(heap.bound(start));
         }
-        for b in (start..end).step_by(BLOCK_ROWS) {
-            let rows = b..(b + BLOCK_ROWS).min(end);
+        let block = if nq == 1 { RUN_ROWS } else { BLOCK_ROWS };
+        for b in (start..end).step_by(block) {
+            let rows = b..(b + block).min(end);
             if nq == 1 {
-                scorer.hamming_run(rows.clone(), &mut w.scratch);
+                let least = scorer.hamming_run(rows.clone(), &mut w.scratch);
                 let (heap, bound) = (&mut w.heaps[0], &mut w.bounds[0]);
+                // Once the cut has dropped, most blocks hold no row below it.
+                if signed(least) >= *bound {
+                    continue;
+                }
                 // Groups of GROUP distances tested branch-free (vectorized) first: most rows
                 // fail.
                 for (g, hs) in w.scratch.ham.chunks(GROUP).enumerate() {

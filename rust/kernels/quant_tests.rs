@@ -131,11 +131,14 @@ fn hamming_every_backend_equals_bit_by_bit() {
 
 #[test]
 fn hamming_run_every_backend_equals_bit_by_bit() {
-    // Layouts of whole-word runs (1, 2, 4, 8 words and their sums) and partial words, cut at
-    // dims inside and at the block edges; every run of consecutive rows from every start.
-    let layouts: [&[usize]; 6] = [
+    // Layouts of whole-word runs (1, 2, 3, 4, 8 words and their sums; packed blocks, read
+    // row-vectorized, and cut ones) and partial words, cut at dims inside and at the block
+    // edges; runs of consecutive rows from several starts, short and long enough for the
+    // vectorized loops' main bodies.
+    let layouts: [&[usize]; 7] = [
         &[64],
         &[128, 128],
+        &[64, 192, 512],
         &[64, 64, 128, 512],
         &[100],
         &[960],
@@ -143,9 +146,8 @@ fn hamming_run_every_backend_equals_bit_by_bit() {
     ];
     for backend in available() {
         let k = QuantKernels::new(backend);
-        for widths in layouts {
+        for (widths, rows) in layouts.into_iter().flat_map(|w| [(w, 19), (w, 150)]) {
             let cols: usize = widths.iter().sum();
-            let rows = 19;
             let x = values(rows * cols, cols as u64 + 5);
             let q = values(cols, cols as u64 + 77);
             let (bufs, segs) = blocks(&x, rows, widths, true);
@@ -157,7 +159,8 @@ fn hamming_run_every_backend_equals_bit_by_bit() {
                 let (qw, _) = query_words(&q, 1, cols, widths, dim);
                 for first in [0, 1, 7] {
                     let mut out = vec![u32::MAX; rows - first];
-                    k.hamming_run((&cs, rows), &qw, first, &mut out);
+                    let least = k.hamming_run((&cs, rows), &qw, first, &mut out);
+                    assert_eq!(Some(&least), out.iter().min());
                     for (i, &h) in out.iter().enumerate() {
                         let r = first + i;
                         let want = naive_hamming(&q[..dim], &x[r * cols..r * cols + dim]);

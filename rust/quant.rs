@@ -367,9 +367,8 @@ impl<'a> Scorer<'a> {
 /// Rows scored per block of a scan.
 const BLOCK_ROWS: usize = 1024;
 /// Rows per block of a one-query binary scan: a block's distances are summed segment by
-/// segment and then selected, and shorter blocks measured faster on a scan of cache-sized
-/// codes (1M rows at 256 dims, 1024 against 256 rows, taken in turn: 1.3-1.6 against
-/// 1.07-1.11 times the time to read the bytes) and no slower on larger ones.
+/// segment and then selected; shorter blocks measured faster on cache-sized codes and no
+/// slower on larger ones (docs/quantized.md).
 const RUN_ROWS: usize = 256;
 
 /// A selection bound as i32, for the scan's branch-free tests: a signed compare is one SSE2
